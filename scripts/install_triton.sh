@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the embedded Triton Inference Server (CPU) into DIR (default .triton):
+#   DIR/pytriton/tritonserver/bin/tritonserver        the real tritonserver 2.51 binary from the nvidia-pytriton wheel
+#   DIR/pytriton/tritonserver/backends/python/        the Python backend, with the Python 3.11 stub copied in
+#   DIR/python/                                        numpy<2 + onnxruntime for the stub (PYTHONPATH of the server)
+# The wheel is installed without its dependencies: its numpy<2 pin must not reach the project's environment.
+set -euo pipefail
+DIR=${1:-.triton}
+PY=${PYTHON:-python3}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+if [ ! -x "$DIR/pytriton/tritonserver/bin/tritonserver" ]; then
+  tmp=$(mktemp -d)
+  "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "nvidia-pytriton==0.7.0"
+  (cd "$DIR" && "$PY" -m zipfile -e "$tmp"/nvidia_pytriton-*.whl .)
+  rm -rf "$tmp" "$DIR/pytriton/"*.py "$DIR"/nvidia_pytriton-*.dist-info
+  chmod +x "$DIR/pytriton/tritonserver/bin/tritonserver" "$DIR"/pytriton/tritonserver/python_backend_stubs/*/triton_python_backend_stub
+fi
+cp "$DIR/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub" "$DIR/pytriton/tritonserver/backends/python/"
+if [ ! -d "$DIR/python/onnxruntime" ]; then
+  "$PY" -m pip install -q --target "$DIR/python" "numpy<2" "onnxruntime>=1.20"
+fi
+echo "tritonserver installed in $DIR"
