@@ -1,0 +1,95 @@
+"""The modules exported to ONNX: each wraps networks into exactly one served model of the model contract.
+
+| model                        | inputs                                   | outputs                                    |
+|------------------------------|------------------------------------------|--------------------------------------------|
+| appearance_feature_extractor | image [3,256,256] in [0,1]               | feature_3d [C,D,64,64]                     |
+| motion_extractor             | image [3,256,256]                        | pitch, yaw, roll [1] (deg), t [3],         |
+|                              |                                          | exp [21,3], scale [1], kp [21,3]           |
+| stitching                    | kp_source, kp_driving [21,3]             | kp_driving_stitched [21,3]                 |
+| retarget_eye                 | kp_source [21,3], eye_ratio [3]          | delta [21,3]                               |
+| retarget_lip                 | kp_source [21,3], lip_ratio [2]          | delta [21,3]                               |
+| warping_spade                | feature_3d, kp_source, kp_driving        | image [3,512,512] in [0,1]                 |
+| preprocess_image             | image_u8 [256,256,3] uint8 RGB           | image [3,256,256] in [0,1]                 |
+| postprocess_image            | image [3,512,512]                        | image_u8 [512,512,3] uint8                 |
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .networks import (AppearanceFeatureExtractor, MotionExtractor, SPADEDecoder, StitchingRetargetingNetwork,
+                       WarpingNetwork)
+
+MOTION_OUTPUTS = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
+
+
+class AppearanceHead(nn.Module):
+    def __init__(self, appearance: AppearanceFeatureExtractor):
+        super().__init__()
+        self.appearance = appearance
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.appearance(image)
+
+
+class MotionHead(nn.Module):
+    def __init__(self, motion: MotionExtractor):
+        super().__init__()
+        self.motion = motion
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        info = self.motion.kp_info(image)
+        return tuple(info[name] for name in MOTION_OUTPUTS)
+
+
+class StitchingHead(nn.Module):
+    """The official ``stitching()``: the MLP's 63 keypoint offsets plus a shared (tx, ty) added to kp_driving."""
+
+    def __init__(self, mlp: StitchingRetargetingNetwork):
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        b, k, _ = kp_source.shape
+        delta = self.mlp(torch.cat([kp_source.reshape(b, -1), kp_driving.reshape(b, -1)], dim=1))
+        offsets = delta[:, : 3 * k].reshape(b, k, 3)
+        shift = torch.cat([delta[:, 3 * k: 3 * k + 2], torch.zeros_like(delta[:, :1])], dim=1)
+        return kp_driving + offsets + shift[:, None, :]
+
+
+class RetargetHead(nn.Module):
+    """Eye or lip retargeting: (kp_source, ratio) -> keypoint delta [B, K, 3]."""
+
+    def __init__(self, mlp: StitchingRetargetingNetwork):
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, kp_source: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+        b, k, _ = kp_source.shape
+        return self.mlp(torch.cat([kp_source.reshape(b, -1), ratio], dim=1)).reshape(b, k, 3)
+
+
+class WarpingSpadeHead(nn.Module):
+    def __init__(self, warping: WarpingNetwork, spade: SPADEDecoder):
+        super().__init__()
+        self.warping = warping
+        self.spade = spade
+
+    def forward(self, feature_3d: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        warped = self.warping(feature_3d, kp_driving=kp_driving, kp_source=kp_source)["out"]
+        return self.spade(warped)
+
+
+class PreprocessImage(nn.Module):
+    """uint8 HWC RGB -> float CHW in [0, 1], as the official ``prepare_source``."""
+
+    def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
+        return image_u8.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+
+
+class PostprocessImage(nn.Module):
+    """float CHW -> uint8 HWC, as the official ``parse_output`` (clip to [0, 1], x255, truncate)."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        scaled = torch.floor(torch.clamp(image, 0.0, 1.0) * 255.0)
+        return scaled.permute(0, 2, 3, 1).to(torch.uint8)
