@@ -1,0 +1,163 @@
+"""``liveportrait-export``: networks -> verified ONNX files -> a Triton model repository for one target.
+
+    liveportrait-export --weights DIR|synthetic --profile full|tiny --target cpu|gpu --output DIR
+
+Idempotent: a repository whose manifest matches the request is left as it is (``--force`` rebuilds it).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import model_repository as repo
+from .build import build_networks
+from .checkpoints import CheckpointError, CheckpointPaths, load_official_checkpoints
+from .onnx_export import ExportVerificationError, export_verified, serving_modules
+from .profiles import get_profile
+from .served_models import ensembles, served_models
+from .synthetic_weights import load_synthetic_weights
+
+MANIFEST = "export_manifest.json"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    weights: str  # a directory in the official layout, or "synthetic"
+    profile: str
+    target: str
+    output: Path
+    seed: int = 0
+    model_set: str = "human"
+    force: bool = False
+
+    @property
+    def synthetic(self) -> bool:
+        return self.weights == "synthetic"
+
+    def weights_label(self) -> str:
+        if self.synthetic:
+            return f"synthetic (seed {self.seed}, profile {self.profile})"
+        return f"official ({Path(self.weights).resolve()}, {self.model_set})"
+
+
+def _fingerprint(request: ExportRequest) -> dict:
+    files = {}
+    if not request.synthetic:
+        for path in CheckpointPaths.in_directory(Path(request.weights), request.model_set).all_files():
+            stat = path.stat()
+            files[str(path.resolve())] = [stat.st_size, int(stat.st_mtime)]
+    source_dir = Path(__file__).resolve().parent
+    code = hashlib.sha256()
+    for path in sorted(source_dir.rglob("*.py")) + [repo.PYTHON_MODEL]:
+        code.update(path.read_bytes())
+    return {"weights": request.weights_label(), "profile": request.profile, "target": request.target,
+            "checkpoint_files": files, "code_sha256": code.hexdigest()}
+
+
+def _up_to_date(request: ExportRequest, fingerprint: dict) -> bool:
+    manifest = request.output / MANIFEST
+    if request.force or not manifest.is_file():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        return False
+    return recorded.get("fingerprint") == fingerprint and all(
+        (request.output / name / "config.pbtxt").is_file() for name in recorded.get("models", []))
+
+
+def load_networks(request: ExportRequest):
+    profile = get_profile(request.profile)
+    networks = build_networks(profile)
+    if request.synthetic:
+        load_synthetic_weights(networks, request.seed)
+    else:
+        if profile.name != "full":
+            raise CheckpointError("official checkpoints have the full-size architecture: use --profile full")
+        load_official_checkpoints(networks, CheckpointPaths.in_directory(Path(request.weights), request.model_set))
+    return profile, networks
+
+
+def run_export(request: ExportRequest, log=print) -> dict:
+    """Export and write the repository; returns the manifest."""
+    if request.target not in repo.TARGETS:
+        raise ValueError(f"unknown target {request.target!r}; choose one of {repo.TARGETS}")
+    fingerprint = _fingerprint(request)
+    if _up_to_date(request, fingerprint):
+        log(f"{request.output}: up to date ({request.weights_label()}, target {request.target}); nothing to do")
+        return json.loads((request.output / MANIFEST).read_text())
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    profile, networks = load_networks(request)
+    log(f"weights: {request.weights_label()}")
+    if request.synthetic:
+        log("NOTE: synthetic weights produce structured noise, not faces. Point --weights at the official "
+            "LivePortrait weights directory for real results.")
+    parameters = {"weights": request.weights_label(), "profile": profile.name}
+    modules = serving_modules(networks)
+    specs = served_models(profile)
+    request.output.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index, spec in enumerate(specs, 1):
+        started = time.perf_counter()
+        log(f"[{index}/{len(specs)}] {spec.name}: exporting and verifying against PyTorch ...")
+        onnx_path = request.output / spec.name / str(repo.VERSION) / "model.onnx"
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        check = export_verified(modules[spec.name], spec, onnx_path)
+        repo.write_served_model(request.output, spec, onnx_path, request.target, parameters)
+        seconds = time.perf_counter() - started
+        rows.append({"model": spec.name, "verified_output": check.worst_output, "error": check.worst_error,
+                     "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
+        log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
+            f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
+    for ensemble in ensembles(profile):
+        repo.write_ensemble(request.output, ensemble, parameters)
+        rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
+    manifest = {"fingerprint": fingerprint, "models": [r["model"] for r in rows], "exports": rows}
+    (request.output / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _summary(request, rows, log)
+    return manifest
+
+
+def _summary(request: ExportRequest, rows: list[dict], log) -> None:
+    log("")
+    log(f"wrote {len(rows)} models to {request.output} (target {request.target}, {request.weights_label()}):")
+    for row in rows:
+        if "ensemble_of" in row:
+            log(f"  {row['model']:<30} ensemble: {' -> '.join(row['ensemble_of'])}")
+        else:
+            log(f"  {row['model']:<30} {row['onnx_bytes'] / 1e6:8.1f} MB  max error {row['error']:.1e}")
+
+
+def parse_args(argv: list[str] | None = None) -> ExportRequest:
+    parser = argparse.ArgumentParser(prog="liveportrait-export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", required=True,
+                        help="directory with the official weights (liveportrait/base_models/...), or 'synthetic'")
+    parser.add_argument("--profile", choices=["full", "tiny"], default="full")
+    parser.add_argument("--target", choices=list(repo.TARGETS), default="cpu")
+    parser.add_argument("--output", type=Path, required=True, help="model repository directory to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights")
+    parser.add_argument("--model-set", choices=["human", "animal"], default="human")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the repository is up to date")
+    a = parser.parse_args(argv)
+    return ExportRequest(a.weights, a.profile, a.target, a.output, a.seed, a.model_set, a.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    request = parse_args(argv)
+    try:
+        run_export(request)
+    except (CheckpointError, ExportVerificationError, ValueError) as exc:
+        print(f"liveportrait-export: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The model contract: every served model's tensors, and the ensembles built from them.
+
+Names and shapes are what the orchestrator and the tests rely on; only ``feature_3d`` depends on the profile.
+"""
+from __future__ import annotations
+
+from .model_spec import EnsembleModel, EnsembleStep, ServedModel, TensorSpec
+from .profiles import Profile
+
+NUM_KP = 21
+IMAGE_IN = (3, 256, 256)
+IMAGE_OUT = (3, 512, 512)
+
+
+def kp(name: str) -> TensorSpec:
+    return TensorSpec(name, (NUM_KP, 3))
+
+
+def served_models(profile: Profile) -> list[ServedModel]:
+    feature_3d = TensorSpec("feature_3d", profile.feature_3d_dims)
+    image = TensorSpec("image", IMAGE_IN)
+    return [
+        ServedModel(
+            "appearance_feature_extractor", (image,), (feature_3d,),
+            "F: source image -> 3-D appearance feature volume",
+        ),
+        ServedModel(
+            "motion_extractor", (image,),
+            (TensorSpec("pitch", (1,)), TensorSpec("yaw", (1,)), TensorSpec("roll", (1,)), TensorSpec("t", (3,)),
+             kp("exp"), TensorSpec("scale", (1,)), kp("kp")),
+            "M: image -> head pose (degrees), translation, expression, scale, canonical keypoints (get_kp_info)",
+        ),
+        ServedModel(
+            "stitching", (kp("kp_source"), kp("kp_driving")), (kp("kp_driving_stitched"),),
+            "S: stitching MLP and its post-processing (official stitching())",
+        ),
+        ServedModel(
+            "retarget_eye", (kp("kp_source"), TensorSpec("eye_ratio", (3,))), (kp("delta"),),
+            "eye retargeting MLP: keypoint delta for a target eye-open ratio",
+        ),
+        ServedModel(
+            "retarget_lip", (kp("kp_source"), TensorSpec("lip_ratio", (2,))), (kp("delta"),),
+            "lip retargeting MLP: keypoint delta for a target lip-open ratio",
+        ),
+        ServedModel(
+            "warping_spade", (feature_3d, kp("kp_source"), kp("kp_driving")), (TensorSpec("image", IMAGE_OUT),),
+            "W + G: warp the feature volume by the keypoint motion and decode a 512x512 image",
+            tensorrt=False,
+        ),
+        ServedModel(
+            "preprocess_image", (TensorSpec("image_u8", (256, 256, 3), "UINT8"),), (image,),
+            "uint8 HWC RGB -> float CHW in [0, 1]",
+        ),
+        ServedModel(
+            "postprocess_image", (TensorSpec("image", IMAGE_OUT),), (TensorSpec("image_u8", (512, 512, 3), "UINT8"),),
+            "float CHW in [0, 1] -> uint8 HWC (clip, x255, truncate)",
+        ),
+    ]
+
+
+def ensembles(profile: Profile) -> list[EnsembleModel]:
+    u8_in = TensorSpec("image_u8", (256, 256, 3), "UINT8")
+    motion_outputs = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
+    motion_specs = {m.name: m for m in served_models(profile)}["motion_extractor"].outputs
+    return [
+        EnsembleModel(
+            name="motion_extractor_u8",
+            inputs=(u8_in,),
+            outputs=motion_specs,
+            steps=(
+                EnsembleStep("preprocess_image", (("image_u8", "image_u8"),), (("image", "image_f32"),)),
+                EnsembleStep("motion_extractor", (("image", "image_f32"),), tuple((o, o) for o in motion_outputs)),
+            ),
+            description="motion_extractor on uint8 frames (4x fewer bytes on the wire)",
+        ),
+        EnsembleModel(
+            name="render_u8",
+            inputs=(TensorSpec("source_u8", (256, 256, 3), "UINT8"), kp("kp_source"), kp("kp_driving")),
+            outputs=(TensorSpec("image_u8", (512, 512, 3), "UINT8"),),
+            steps=(
+                EnsembleStep("preprocess_image", (("image_u8", "source_u8"),), (("image", "source_f32"),)),
+                EnsembleStep("appearance_feature_extractor", (("image", "source_f32"),), (("feature_3d", "feature_3d"),)),
+                EnsembleStep(
+                    "warping_spade",
+                    (("feature_3d", "feature_3d"), ("kp_source", "kp_source"), ("kp_driving", "kp_driving")),
+                    (("image", "image_f32"),),
+                ),
+                EnsembleStep("postprocess_image", (("image", "image_f32"),), (("image_u8", "image_u8"),)),
+            ),
+            description="one rendered frame: the feature volume is recomputed inside Triton and never crosses the wire",
+        ),
+    ]
