@@ -1,0 +1,1 @@
+"""LivePortrait orchestrator: asyncio gRPC server that runs the animation pipeline against Triton."""

@@ -1,0 +1,151 @@
+"""Start and stop the embedded Triton Inference Server (the tritonserver binary of the nvidia-pytriton wheel).
+
+``scripts/install_triton.sh`` installs it into ``<repo>/.triton`` (or ``$LIVEPORTRAIT_TRITON_HOME``):
+the server binary, the Python backend with its 3.11 stub, and ``python/`` with numpy + onnxruntime for the stub.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class TritonStartError(RuntimeError):
+    """tritonserver is not installed, exited, or did not become ready in time."""
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    home: Path
+
+    @classmethod
+    def locate(cls) -> "TritonInstall":
+        home = Path(os.environ.get("LIVEPORTRAIT_TRITON_HOME", REPO_ROOT / ".triton"))
+        install = cls(home)
+        if not install.binary.is_file():
+            raise TritonStartError(
+                f"tritonserver not found under {home}; install it with `bash scripts/install_triton.sh {home}` "
+                "(or set LIVEPORTRAIT_TRITON_HOME)")
+        return install
+
+    @property
+    def server_dir(self) -> Path:
+        return self.home / "pytriton" / "tritonserver"
+
+    @property
+    def binary(self) -> Path:
+        return self.server_dir / "bin" / "tritonserver"
+
+    @property
+    def backends(self) -> Path:
+        return self.server_dir / "backends"
+
+    @property
+    def backend_python_path(self) -> Path:
+        return self.home / "python"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class TritonPorts:
+    http: int = field(default_factory=free_port)
+    grpc: int = field(default_factory=free_port)
+    metrics: int = field(default_factory=free_port)
+
+
+@dataclass
+class TritonProcess:
+    """A tritonserver child process serving ``model_repository`` on loopback."""
+
+    model_repository: Path
+    log_file: Path
+    ports: TritonPorts = field(default_factory=TritonPorts)
+    startup_timeout_s: float = 300.0
+    extra_args: tuple[str, ...] = ()
+    _process: subprocess.Popen | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
+    def command(self, install: TritonInstall) -> list[str]:
+        return [
+            str(install.binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={install.backends}",
+            f"--http-port={self.ports.http}", f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}", "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
+            "--allow-metrics=true", "--allow-gpu-metrics=false", "--strict-readiness=true",
+            "--exit-timeout-secs=10", *self.extra_args,
+        ]
+
+    def start(self) -> "TritonProcess":
+        install = TritonInstall.locate()
+        env = dict(os.environ, LIVEPORTRAIT_BACKEND_PYTHONPATH=str(install.backend_python_path))
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            self._process = subprocess.Popen(self.command(install), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                             start_new_session=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise TritonStartError(f"tritonserver exited with code {self._process.returncode}; "
+                                       f"last log lines:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise TritonStartError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        os.killpg(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def __enter__(self) -> "TritonProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
