@@ -21,7 +21,7 @@ from .build import build_networks
 from .checkpoints import CheckpointError, CheckpointPaths, load_official_checkpoints
 from .onnx_export import ExportVerificationError, export_verified, serving_modules
 from .profiles import get_profile
-from .served_models import ensembles, served_models
+from .served_models import repository_models
 from .synthetic_weights import load_synthetic_weights
 
 MANIFEST = "export_manifest.json"
@@ -36,6 +36,7 @@ class ExportRequest:
     seed: int = 0
     model_set: str = "human"
     force: bool = False
+    configs_only: bool = False
 
     @property
     def synthetic(self) -> bool:
@@ -101,7 +102,7 @@ def run_export(request: ExportRequest, log=print) -> dict:
             "LivePortrait weights directory for real results.")
     parameters = {"weights": request.weights_label(), "profile": profile.name}
     modules = serving_modules(networks)
-    specs = served_models(profile)
+    specs, ensemble_models = repository_models(profile)
     request.output.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, spec in enumerate(specs, 1):
@@ -116,7 +117,7 @@ def run_export(request: ExportRequest, log=print) -> dict:
                      "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
         log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
             f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
-    for ensemble in ensembles(profile):
+    for ensemble in ensemble_models:
         repo.write_ensemble(request.output, ensemble, parameters)
         rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
     manifest = {"fingerprint": fingerprint, "models": [r["model"] for r in rows], "exports": rows}
@@ -137,7 +138,7 @@ def _summary(request: ExportRequest, rows: list[dict], log) -> None:
 
 def parse_args(argv: list[str] | None = None) -> ExportRequest:
     parser = argparse.ArgumentParser(prog="liveportrait-export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", required=True,
+    parser.add_argument("--weights",
                         help="directory with the official weights (liveportrait/base_models/...), or 'synthetic'")
     parser.add_argument("--profile", choices=["full", "tiny"], default="full")
     parser.add_argument("--target", choices=list(repo.TARGETS), default="cpu")
@@ -145,12 +146,22 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights")
     parser.add_argument("--model-set", choices=["human", "animal"], default="human")
     parser.add_argument("--force", action="store_true", help="rebuild even if the repository is up to date")
+    parser.add_argument("--configs-only", action="store_true",
+                        help="write only the config.pbtxt files (no weights), as committed under model_repository/")
     a = parser.parse_args(argv)
-    return ExportRequest(a.weights, a.profile, a.target, a.output, a.seed, a.model_set, a.force)
+    if a.weights is None and not a.configs_only:
+        parser.error("--weights is required (a weights directory or 'synthetic')")
+    return ExportRequest(a.weights or "synthetic", a.profile, a.target, a.output, a.seed, a.model_set, a.force,
+                         a.configs_only)
 
 
 def main(argv: list[str] | None = None) -> int:
     request = parse_args(argv)
+    if request.configs_only:
+        models, ensemble_models = repository_models(get_profile(request.profile))
+        repo.write_reference_configs(request.output, models, ensemble_models, request.target)
+        print(f"wrote {len(models) + len(ensemble_models)} configs to {request.output}")
+        return 0
     try:
         run_export(request)
     except (CheckpointError, ExportVerificationError, ValueError) as exc:

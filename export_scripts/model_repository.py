@@ -23,13 +23,6 @@ TARGETS = ("cpu", "gpu")
 VERSION = 1
 PYTHON_MODEL = Path(__file__).resolve().parents[1] / "model_repository" / "onnx_model.py"
 
-GPU_NOTE = """\
-# GPU target: onnxruntime backend; TensorRT execution accelerator at FP16 for the subgraphs TensorRT can build.
-# TensorRT has no native 5-D GridSample (the warping module samples a 3-D feature volume). This model therefore
-# runs on onnxruntime's CUDA execution provider without the TensorRT accelerator: recent onnxruntime releases
-# implement 5-D GridSample in CUDA; with an older onnxruntime in the container the GridSample nodes fall back to
-# onnxruntime's CPU provider (correct, but slow). The alternative is a TensorRT GridSample-3D plugin engine.
-"""
 
 
 def _dtype(name: str) -> int:
@@ -72,11 +65,10 @@ def served_model_config(model: ServedModel, target: str, parameters: dict[str, s
         config.backend = "onnxruntime"
         config.default_model_filename = "model.onnx"
         config.instance_group.append(mc.ModelInstanceGroup(count=model.instance_count, kind=mc.ModelInstanceGroup.KIND_GPU))
-        if model.tensorrt:
-            trt = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator(name="tensorrt")
-            trt.parameters.update({"precision_mode": "FP16", "max_workspace_size_bytes": str(4 << 30),
-                                   "trt_engine_cache_enable": "1", "trt_engine_cache_path": "/tmp/trt_cache"})
-            config.optimization.execution_accelerators.gpu_execution_accelerator.append(trt)
+        trt = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator(name="tensorrt")
+        trt.parameters.update({"precision_mode": "FP16", "max_workspace_size_bytes": str(4 << 30),
+                               "trt_engine_cache_enable": "1", "trt_engine_cache_path": "/tmp/trt_cache"})
+        config.optimization.execution_accelerators.gpu_execution_accelerator.append(trt)
         config.model_warmup.extend(_warmups(model))
         _string_parameters(config, parameters)
     return config
@@ -110,6 +102,22 @@ def config_text(config: mc.ModelConfig, description: str, note: str = "") -> str
     return header + note + text_format.MessageToString(config)
 
 
+def served_model_text(model: ServedModel, target: str, parameters: dict[str, str]) -> str:
+    note = "".join(f"# {line}\n" for line in model.gpu_note.splitlines()) if target == "gpu" else ""
+    return config_text(served_model_config(model, target, parameters), model.description, note)
+
+
+def ensemble_text(model: EnsembleModel, parameters: dict[str, str]) -> str:
+    return config_text(ensemble_config(model, parameters), model.description)
+
+
+def config_texts(models: list[ServedModel], ensembles: list[EnsembleModel], target: str,
+                 parameters: dict[str, str]) -> dict[str, str]:
+    texts = {m.name: served_model_text(m, target, parameters) for m in models}
+    texts.update({e.name: ensemble_text(e, parameters) for e in ensembles})
+    return texts
+
+
 def write_served_model(output: Path, model: ServedModel, onnx_file: Path, target: str,
                        parameters: dict[str, str]) -> None:
     folder = output / model.name
@@ -119,17 +127,31 @@ def write_served_model(output: Path, model: ServedModel, onnx_file: Path, target
         shutil.copyfile(onnx_file, version_dir / "model.onnx")
     if target == "cpu":
         shutil.copyfile(PYTHON_MODEL, version_dir / "model.py")
-    note = GPU_NOTE if target == "gpu" and not model.tensorrt else ""
-    config = served_model_config(model, target, parameters)
-    (folder / "config.pbtxt").write_text(config_text(config, model.description, note))
+    (folder / "config.pbtxt").write_text(served_model_text(model, target, parameters))
 
 
 def write_ensemble(output: Path, model: EnsembleModel, parameters: dict[str, str]) -> None:
     folder = output / model.name
     (folder / str(VERSION)).mkdir(parents=True, exist_ok=True)  # ensembles need an (empty) version folder
-    (folder / "config.pbtxt").write_text(config_text(ensemble_config(model, parameters), model.description))
+    (folder / "config.pbtxt").write_text(ensemble_text(model, parameters))
+
+
+def write_reference_configs(output: Path, models: list[ServedModel], ensembles: list[EnsembleModel],
+                            target: str) -> None:
+    """The configs alone (no weights), as committed under model_repository/<target>/ for review."""
+    for name, text in config_texts(models, ensembles, target, {}).items():
+        (output / name).mkdir(parents=True, exist_ok=True)
+        (output / name / "config.pbtxt").write_text(text)
 
 
 def parse_config(path: Path) -> mc.ModelConfig:
     """Parse a config.pbtxt as Triton's ModelConfig (raises on any unknown field or syntax error)."""
     return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def reference_configs(profile, target: str) -> dict[str, str]:
+    """What ``write_reference_configs`` writes for ``profile``: {model name: config text}."""
+    from .served_models import repository_models
+
+    models, ensembles = repository_models(profile)
+    return config_texts(models, ensembles, target, {})

@@ -34,8 +34,8 @@ class ServedModel:
     description: str = ""
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     instance_count: int = 1
-    # TensorRT cannot build every graph (5-D GridSample): such models run on the CUDA execution provider.
-    tensorrt: bool = True
+    # Explanation written into the GPU config, e.g. how nodes TensorRT cannot build are run.
+    gpu_note: str = ""
 
 
 @dataclass(frozen=True)

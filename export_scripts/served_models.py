@@ -12,6 +12,15 @@ IMAGE_IN = (3, 256, 256)
 IMAGE_OUT = (3, 512, 512)
 
 
+GRID_SAMPLE_NOTE = """\
+TensorRT has no native 5-D GridSample (the warping module samples a 3-D feature volume). onnxruntime's TensorRT
+execution provider partitions the graph: TensorRT (FP16) builds the convolutional subgraphs (hourglass, SPADE
+decoder: nearly all of the FLOPs) and the GridSample nodes run on onnxruntime's CUDA execution provider, which
+implements 5-D GridSample in recent releases; with an older onnxruntime in the container they fall back to its
+CPU provider (correct, slower). A TensorRT GridSample-3D plugin would keep the whole graph in one engine.
+"""
+
+
 def kp(name: str) -> TensorSpec:
     return TensorSpec(name, (NUM_KP, 3))
 
@@ -45,7 +54,7 @@ def served_models(profile: Profile) -> list[ServedModel]:
         ServedModel(
             "warping_spade", (feature_3d, kp("kp_source"), kp("kp_driving")), (TensorSpec("image", IMAGE_OUT),),
             "W + G: warp the feature volume by the keypoint motion and decode a 512x512 image",
-            tensorrt=False,
+            gpu_note=GRID_SAMPLE_NOTE,
         ),
         ServedModel(
             "preprocess_image", (TensorSpec("image_u8", (256, 256, 3), "UINT8"),), (image,),
@@ -90,3 +99,8 @@ def ensembles(profile: Profile) -> list[EnsembleModel]:
             description="one rendered frame: the feature volume is recomputed inside Triton and never crosses the wire",
         ),
     ]
+
+
+def repository_models(profile: Profile) -> tuple[list[ServedModel], list[EnsembleModel]]:
+    """Everything a model repository of this profile holds."""
+    return served_models(profile), ensembles(profile)

@@ -1,0 +1,189 @@
+"""liveportrait-export: ONNX files that reproduce the official outputs, batch invariance, a correct repository."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export_scripts import model_repository as repo
+from export_scripts.build import build_networks
+from export_scripts.cli import ExportRequest, run_export
+from export_scripts.onnx_export import (ExportVerificationError, example_inputs, export_onnx, relative_l2,
+                                        serving_modules, verify_onnx)
+from export_scripts.profiles import FULL, TINY
+from export_scripts.served_models import ensembles, served_models
+from export_scripts.synthetic_weights import load_synthetic_weights
+
+GOLDEN_TOLERANCE = 1e-4
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def session(repository: Path, model: str) -> ort.InferenceSession:
+    return ort.InferenceSession(str(repository / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="session")
+def full_golden_repository(shared_dir, tmp_path_factory) -> Path:
+    """The full-size networks with the golden case A weights (seed 1, official layout), exported once per run."""
+    weights = tmp_path_factory.mktemp("golden-weights")
+    subprocess.run([sys.executable, str(shared_dir / "reference" / "write_checkpoints.py"), "--seed", "1",
+                    "--out", str(weights)], check=True, capture_output=True)
+    output = tmp_path_factory.mktemp("repo-full")
+    run_export(ExportRequest(weights=str(weights), profile="full", target="cpu", output=output), log=lambda *_: None)
+    return output
+
+
+@pytest.fixture(scope="session")
+def golden(shared_dir):
+    folder = shared_dir / "reference" / "golden_A"
+    return {stage: np.load(folder / f"caseA_{stage}.npz") for stage in
+            ("appearance", "motion", "stitching", "warp", "decode")}
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("which", ["source", "driving"])
+def test_motion_extractor_matches_official(full_golden_repository, golden, which):
+    g = golden["motion"]
+    outputs = session(full_golden_repository, "motion_extractor").run(None, {"image": g[f"in_{which}_input"]})
+    names = [o.name for o in session(full_golden_repository, "motion_extractor").get_outputs()]
+    for name, value in zip(names, outputs):
+        assert relative_l2(value, g[f"out_{which}_kpinfo_{name}"]) <= GOLDEN_TOLERANCE, name
+
+
+@pytest.mark.full
+def test_appearance_feature_extractor_matches_official(full_golden_repository, golden):
+    g = golden["appearance"]
+    (feature,) = session(full_golden_repository, "appearance_feature_extractor").run(None, {"image": g["in_source_input"]})
+    assert feature.shape == (1, 32, 16, 64, 64)
+    assert relative_l2(feature, g["out_feature_3d"]) <= GOLDEN_TOLERANCE
+
+
+@pytest.mark.full
+def test_stitching_and_retargeting_match_official(full_golden_repository, golden):
+    g = golden["stitching"]
+    kp_s, kp_d = g["in_kp_source"], g["in_kp_driving"]
+    (stitched,) = session(full_golden_repository, "stitching").run(None, {"kp_source": kp_s, "kp_driving": kp_d})
+    (eye,) = session(full_golden_repository, "retarget_eye").run(None, {"kp_source": kp_s, "eye_ratio": g["in_eye_ratio_fixed"]})
+    (lip,) = session(full_golden_repository, "retarget_lip").run(None, {"kp_source": kp_s, "lip_ratio": g["in_lip_ratio_fixed"]})
+    assert relative_l2(stitched, g["out_kp_driving_stitched"]) <= GOLDEN_TOLERANCE
+    assert relative_l2(eye, g["out_eye_delta_fixed"]) <= GOLDEN_TOLERANCE
+    assert relative_l2(lip, g["out_lip_delta_fixed"]) <= GOLDEN_TOLERANCE
+
+
+@pytest.mark.full
+def test_warping_spade_matches_official(full_golden_repository, golden):
+    feeds = {"feature_3d": golden["appearance"]["out_feature_3d"], "kp_source": golden["warp"]["in_kp_source"],
+             "kp_driving": golden["warp"]["in_kp_driving"]}
+    (image,) = session(full_golden_repository, "warping_spade").run(None, feeds)
+    assert image.shape == (1, 3, 512, 512)
+    assert relative_l2(image, golden["decode"]["out_image"]) <= GOLDEN_TOLERANCE
+    (image_u8,) = session(full_golden_repository, "postprocess_image").run(None, {"image": image})
+    mismatched = np.mean(image_u8 != golden["decode"]["out_image_uint8"])
+    assert mismatched < 1e-3, f"{mismatched:.2%} of uint8 pixels differ from the official parse_output"
+
+
+@pytest.mark.full
+def test_full_repository_is_labelled_with_official_weights(full_golden_repository):
+    config = repo.parse_config(full_golden_repository / "warping_spade" / "config.pbtxt")
+    assert config.parameters["weights"].string_value.startswith("official (")
+    assert config.parameters["profile"].string_value == "full"
+
+
+@pytest.fixture(scope="session")
+def tiny_modules():
+    networks = build_networks(TINY)
+    load_synthetic_weights(networks, seed=0)
+    return serving_modules(networks)
+
+
+@pytest.mark.parametrize("spec", served_models(TINY), ids=lambda s: s.name)
+def test_a_batch_of_four_equals_four_single_runs(tiny_cpu_repository, spec):
+    model = session(tiny_cpu_repository, spec.name)
+    batch = example_inputs(spec, 4, seed=7)
+    feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, batch)}
+    together = model.run(None, feeds)
+    for i in range(4):
+        alone = model.run(None, {k: v[i:i + 1] for k, v in feeds.items()})
+        for t, whole, single in zip(spec.outputs, together, alone):
+            if t.dtype == "UINT8":
+                assert np.abs(whole[i:i + 1].astype(int) - single.astype(int)).max() <= 1, t.name
+            else:
+                assert relative_l2(whole[i:i + 1], single) <= 1e-5, t.name
+
+
+def test_tiny_repository_is_labelled_synthetic(tiny_cpu_repository):
+    for spec in served_models(TINY):
+        config = repo.parse_config(tiny_cpu_repository / spec.name / "config.pbtxt")
+        assert config.parameters["weights"].string_value == "synthetic (seed 0, profile tiny)"
+
+
+def test_export_is_idempotent(tiny_cpu_repository):
+    onnx = tiny_cpu_repository / "warping_spade" / "1" / "model.onnx"
+    before = onnx.stat().st_mtime_ns
+    lines = []
+    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=tiny_cpu_repository),
+               log=lines.append)
+    assert onnx.stat().st_mtime_ns == before
+    assert "up to date" in lines[0]
+
+
+def test_an_export_that_does_not_reproduce_pytorch_is_refused(tiny_modules, tmp_path):
+    spec = next(s for s in served_models(TINY) if s.name == "stitching")
+    path = tmp_path / "stitching.onnx"
+    export_onnx(tiny_modules["stitching"], spec, path)
+    other = build_networks(TINY)
+    load_synthetic_weights(other, seed=1)
+    with pytest.raises(ExportVerificationError, match="stitching: ONNX output 'kp_driving_stitched' differs"):
+        verify_onnx(serving_modules(other)["stitching"], spec, path)
+
+
+def test_cli_reports_a_bad_weights_directory(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "export_scripts.cli", "--weights", str(tmp_path), "--profile", "full",
+                             "--target", "cpu", "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "checkpoint file not found" in result.stderr and "appearance_feature_extractor.pth" in result.stderr
+
+
+def test_gpu_target_configs_parse_as_triton_model_config(tmp_path):
+    parameters = {"weights": "synthetic (seed 0, profile full)"}
+    for spec in served_models(FULL):
+        config = repo.served_model_config(spec, "gpu", parameters)
+        path = tmp_path / f"{spec.name}.pbtxt"
+        path.write_text(repo.config_text(config, spec.description))
+        parsed = repo.parse_config(path)
+        assert parsed.backend == "onnxruntime"
+        assert parsed.instance_group[0].kind == parsed.instance_group[0].KIND_GPU
+        assert parsed.max_batch_size >= 8
+        assert parsed.dynamic_batching.default_queue_policy.timeout_action == 1  # REJECT
+        assert parsed.dynamic_batching.default_queue_policy.max_queue_size > 0
+        assert list(parsed.version_policy.specific.versions) == [1]
+        assert parsed.model_warmup, "GPU models are warmed up before they report ready"
+        accelerators = parsed.optimization.execution_accelerators.gpu_execution_accelerator
+        assert accelerators[0].name == "tensorrt" and accelerators[0].parameters["precision_mode"] == "FP16"
+    warping = (REPO_ROOT / "model_repository" / "gpu" / "warping_spade" / "config.pbtxt").read_text()
+    assert "GridSample" in warping and "CUDA execution provider" in warping
+
+
+@pytest.mark.parametrize("target", repo.TARGETS)
+def test_both_targets_share_names_tensors_and_batching(target):
+    cpu = {s.name: repo.served_model_config(s, "cpu", {}) for s in served_models(FULL)}
+    other = {s.name: repo.served_model_config(s, target, {}) for s in served_models(FULL)}
+    for name in cpu:
+        assert cpu[name].input == other[name].input and cpu[name].output == other[name].output
+        assert cpu[name].dynamic_batching == other[name].dynamic_batching
+        assert cpu[name].max_batch_size == other[name].max_batch_size
+
+
+@pytest.mark.parametrize("target", repo.TARGETS)
+def test_committed_reference_configs_are_current(target):
+    """model_repository/<target>/ holds the generated full-profile configs for review; regenerate with
+    ``liveportrait-export --configs-only --profile full --target <target> --output model_repository/<target>``."""
+    folder = REPO_ROOT / "model_repository" / target
+    expected = repo.reference_configs(FULL, target)
+    committed = {p.parent.name: p.read_text() for p in folder.glob("*/config.pbtxt")}
+    assert committed == expected

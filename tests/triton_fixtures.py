@@ -1,0 +1,30 @@
+"""Session fixtures that export the tiny CPU model repository and serve it with the real tritonserver."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD = REPO_ROOT / "build" / "test"
+
+
+@pytest.fixture(scope="session")
+def tiny_cpu_repository() -> Path:
+    """``liveportrait-export --weights synthetic --profile tiny --target cpu`` (cached in build/test; idempotent)."""
+    from export_scripts.cli import ExportRequest, run_export
+
+    output = BUILD / "repo-tiny-cpu"
+    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=output), log=lambda *_: None)
+    return output
+
+
+@pytest.fixture(scope="session")
+def triton_server(tiny_cpu_repository: Path):
+    """A real tritonserver serving the tiny CPU repository on loopback ports."""
+    from orchestrator.triton_process import TritonProcess
+
+    server = TritonProcess(tiny_cpu_repository, log_file=BUILD / "tritonserver.log")
+    server.start()
+    yield server
+    server.stop()
