@@ -1,0 +1,142 @@
+"""Find every face of an image and describe it: box, score, 468 landmarks, eye/lip ratios and the LivePortrait crop.
+
+Pipeline (default MediaPipe stack): letterbox -> ``face_detector`` -> weighted NMS -> rotated ROI per face ->
+``face_landmarks`` (all faces in one batch) -> landmarks in image pixels -> ratios and crop transform -> ordering.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import blazeface, facemesh
+from .geometry import CropConfig, CropTransform, crop_transform, resize_crop, warp_crop
+from .mesh_layout import mesh_to_68
+from .ordering import order_faces, select_face
+from .ratios import RatioMapping, liveportrait_ratios
+from .runner import FaceModelRunner, infer_chunked
+
+DETECTOR = "face_detector"
+LANDMARKS = "face_landmarks"
+
+
+class NoFaceError(LookupError):
+    """No usable face; the message suggests what to do (maps to FAILED_PRECONDITION)."""
+
+
+NO_FACE_HINT = ("set `crop: off` to use the whole image as the face crop, or pass a face box hint "
+                "[x1, y1, x2, y2] around the face")
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    min_detection_score: float = 0.5
+    nms_iou: float = 0.3
+    min_face_score: float = 0.5  # FaceMesh presence
+    order: str = "large-small"
+    max_batch: int = 8  # the served models' max_batch_size
+    crop: CropConfig = field(default_factory=CropConfig)
+    ratios: RatioMapping = field(default_factory=RatioMapping)
+
+
+@dataclass(frozen=True)
+class Face:
+    box: np.ndarray  # (4,) x1, y1, x2, y2 image px
+    score: float  # detection score
+    landmarks: np.ndarray  # (468, 2) image px
+    eye_ratio: tuple[float, float]  # LivePortrait scale: (eye on the image left, eye on the image right)
+    lip_ratio: float
+    crop: CropTransform  # the official source crop (512) computed from the landmarks
+    face_score: float = 1.0  # landmark-model presence
+
+    def to_json(self) -> dict:
+        return {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4),
+                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+                "eye_ratio": [round(float(v), 4) for v in self.eye_ratio], "lip_ratio": round(self.lip_ratio, 4)}
+
+
+@dataclass(frozen=True)
+class SourceCrop:
+    """What the animation needs from a source image."""
+
+    image_256: np.ndarray  # 256x256x3 uint8 RGB network input
+    image_512: np.ndarray  # 512x512x3 uint8 RGB crop
+    M_o2c: np.ndarray  # 3x3 float32, image -> 512 crop
+    M_c2o: np.ndarray  # 3x3 float32, 512 crop -> image (paste-back)
+    eye_ratio: tuple[float, float]
+    lip_ratio: float
+    face: Face
+
+
+def faces_to_json(faces: list[Face]) -> dict:
+    """The ``liveportrait detect --json`` document."""
+    return {"faces": [f.to_json() for f in faces]}
+
+
+class FaceAnalyzer:
+    def __init__(self, runner: FaceModelRunner, config: AnalyzerConfig = AnalyzerConfig()):
+        self.runner = runner
+        self.config = config
+
+    async def detect(self, image: np.ndarray, order: str | None = None,
+                     hint: np.ndarray | None = None) -> list[Face]:
+        """Every face in an RGB uint8 image, ordered (default ``large-small``); [] when there is none.
+
+        With a box ``hint`` and no detection overlapping it, the landmark model is run on the hint box itself, so a
+        face the detector misses (too small, stylised) can still be used.
+        """
+        detections = await self.detections([image])
+        rois = [facemesh.roi_from_detection(d) for d in detections[0]]
+        boxes = [d.box for d in detections[0]]
+        scores = [d.score for d in detections[0]]
+        if hint is not None and not _overlaps(boxes, hint):
+            rois, boxes, scores = [facemesh.roi_from_box(np.asarray(hint, np.float64), 1.2)], [np.asarray(hint)], [0.0]
+        meshes = await self.landmarks(image, rois)
+        faces = [self._face(box, score, lm, fs) for box, score, (lm, fs) in zip(boxes, scores, meshes)
+                 if fs >= self.config.min_face_score]
+        return order_faces(faces, order or self.config.order)
+
+    async def detections(self, images: list[np.ndarray]) -> list[list[blazeface.Detection]]:
+        """Detector stage for a batch of images (each letterboxed to 128x128)."""
+        boxed = [blazeface.letterbox(im) for im in images]
+        out = await infer_chunked(self.runner, DETECTOR, "image", np.stack([b[0] for b in boxed]),
+                                  self.config.max_batch)
+        c = self.config
+        return [blazeface.postprocess(out["boxes"][i], out["keypoints"][i], out["scores"][i], boxed[i][1],
+                                      c.min_detection_score, c.nms_iou) for i in range(len(images))]
+
+    async def landmarks(self, image: np.ndarray, rois: list[facemesh.Roi]) -> list[tuple[np.ndarray, float]]:
+        """Landmark stage: (468x2 image px, presence) per ROI, all ROIs in one batch."""
+        if not rois:
+            return []
+        crops = np.stack([facemesh.crop_roi(image, roi) for roi in rois])
+        out = await infer_chunked(self.runner, LANDMARKS, "image", crops, self.config.max_batch)
+        return [(facemesh.project(out["landmarks"][i], roi), float(out["face_score"][i, 0]))
+                for i, roi in enumerate(rois)]
+
+    def _face(self, box: np.ndarray, score: float, landmarks: np.ndarray, face_score: float) -> Face:
+        eyes, lip = liveportrait_ratios(landmarks, self.config.ratios)
+        transform = crop_transform(mesh_to_68(landmarks), self.config.crop)
+        return Face(np.asarray(box, np.float64), float(score), landmarks, (float(eyes[0]), float(eyes[1])), lip,
+                    transform, face_score)
+
+    async def source_crop(self, image: np.ndarray, face_index: int = 0, order: str | None = None,
+                          hint: np.ndarray | None = None) -> SourceCrop:
+        """The chosen face's 512 and 256 crops, crop matrices and ratios; ``NoFaceError`` if there is no face."""
+        faces = await self.detect(image, order, hint)
+        if not faces:
+            raise NoFaceError(f"no face was found in the source image; {NO_FACE_HINT}")
+        face = select_face(faces, face_index, hint)
+        return crop_face(image, face)
+
+
+def crop_face(image: np.ndarray, face: Face) -> SourceCrop:
+    crop512 = warp_crop(image, face.crop)
+    return SourceCrop(resize_crop(crop512), crop512, face.crop.M_o2c, face.crop.M_c2o, face.eye_ratio,
+                      face.lip_ratio, face)
+
+
+def _overlaps(boxes: list[np.ndarray], hint: np.ndarray) -> bool:
+    from .ordering import box_iou
+
+    return any(box_iou(np.asarray(b, np.float64), np.asarray(hint, np.float64)) > 0 for b in boxes)

@@ -1,0 +1,86 @@
+"""Decode untrusted image bytes into RGB uint8, or fail with a clear ``InvalidImageError``.
+
+Handles EXIF orientation, grayscale, palette, CMYK, 16-bit and float images, and alpha (composited over white).
+Truncated or corrupt files, empty input, unreadable formats, huge and degenerate images are rejected.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+
+class InvalidImageError(ValueError):
+    """The bytes are not a usable image; the message says why (maps to INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = 50_000_000
+    min_side: int = 16
+    max_aspect: float = 10.0
+
+
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """Image file bytes -> H x W x 3 RGB uint8, upright according to its EXIF orientation."""
+    if not data:
+        raise InvalidImageError("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                _check_size(opened.size, limits)
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except InvalidImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"the image is too large: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise InvalidImageError("the data is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, ...)") \
+            from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"the image file is truncated or corrupt: {exc}") from exc
+    _check_size(image.size, limits)
+    return to_rgb8(image)
+
+
+def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
+    w, h = size
+    if w * h > limits.max_pixels:
+        raise InvalidImageError(f"the image is too large: {w}x{h} pixels (limit {limits.max_pixels} pixels)")
+    if min(w, h) < limits.min_side:
+        raise InvalidImageError(f"the image is too small: {w}x{h} pixels (at least {limits.min_side} per side)")
+    if max(w, h) / min(w, h) > limits.max_aspect:
+        raise InvalidImageError(f"the image aspect ratio is too extreme: {w}x{h} (at most {limits.max_aspect:g}:1)")
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> RGB uint8; high bit depths are scaled down, transparency is composited over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(image.convert("RGBA"), np.float32)
+        alpha = rgba[:, :, 3:4] / 255.0
+        return np.clip(rgba[:, :, :3] * alpha + 255.0 * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8))
+
+
+def limit_size(image: np.ndarray, max_dim: int = 1280, division: int = 2) -> np.ndarray:
+    """Official ``resize_to_limit``: downscale so the long side is at most ``max_dim``, then cut the sides down to
+    multiples of ``division``."""
+    h, w = image.shape[:2]
+    if max_dim > 0 and max(h, w) > max_dim:
+        size = (max_dim, int(h * max_dim / w)) if w >= h else (int(w * max_dim / h), max_dim)
+        image = cv2.resize(image, size)
+    division = max(division, 1)
+    h, w = image.shape[:2]
+    h2, w2 = h - h % division, w - w % division
+    return image if h2 == 0 or w2 == 0 else image[:h2, :w2]
