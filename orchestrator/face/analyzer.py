@@ -48,6 +48,7 @@ class Face:
     lip_ratio: float
     crop: CropTransform  # the official source crop (512) computed from the landmarks
     face_score: float = 1.0  # landmark-model presence
+    keypoints: np.ndarray | None = None  # (6, 2) detector keypoints (eyes, nose, mouth, ears); None from a hint
 
     def to_json(self) -> dict:
         return {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4),
@@ -86,14 +87,14 @@ class FaceAnalyzer:
         face the detector misses (too small, stylised) can still be used.
         """
         detections = await self.detections([image])
-        rois = [facemesh.roi_from_detection(d) for d in detections[0]]
-        boxes = [d.box for d in detections[0]]
-        scores = [d.score for d in detections[0]]
-        if hint is not None and not _overlaps(boxes, hint):
-            rois, boxes, scores = [facemesh.roi_from_box(np.asarray(hint, np.float64), 1.2)], [np.asarray(hint)], [0.0]
+        found = detections[0]
+        rois = [facemesh.roi_from_detection(d) for d in found]
+        if hint is not None and not _overlaps([d.box for d in found], hint):
+            hint = np.asarray(hint, np.float64)
+            found = [blazeface.Detection(hint, None, 0.0)]
+            rois = [facemesh.roi_from_box(hint, 1.2)]
         meshes = await self.landmarks(image, rois)
-        faces = [self._face(box, score, lm, fs) for box, score, (lm, fs) in zip(boxes, scores, meshes)
-                 if fs >= self.config.min_face_score]
+        faces = [self._face(d, lm, fs) for d, (lm, fs) in zip(found, meshes) if fs >= self.config.min_face_score]
         return order_faces(faces, order or self.config.order)
 
     async def detections(self, images: list[np.ndarray]) -> list[list[blazeface.Detection]]:
@@ -114,11 +115,11 @@ class FaceAnalyzer:
         return [(facemesh.project(out["landmarks"][i], roi), float(out["face_score"][i, 0]))
                 for i, roi in enumerate(rois)]
 
-    def _face(self, box: np.ndarray, score: float, landmarks: np.ndarray, face_score: float) -> Face:
+    def _face(self, detection: blazeface.Detection, landmarks: np.ndarray, face_score: float) -> Face:
         eyes, lip = liveportrait_ratios(landmarks, self.config.ratios)
         transform = crop_transform(mesh_to_68(landmarks), self.config.crop)
-        return Face(np.asarray(box, np.float64), float(score), landmarks, (float(eyes[0]), float(eyes[1])), lip,
-                    transform, face_score)
+        return Face(np.asarray(detection.box, np.float64), float(detection.score), landmarks,
+                    (float(eyes[0]), float(eyes[1])), lip, transform, face_score, detection.keypoints)
 
     async def source_crop(self, image: np.ndarray, face_index: int = 0, order: str | None = None,
                           hint: np.ndarray | None = None) -> SourceCrop:

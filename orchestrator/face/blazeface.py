@@ -28,7 +28,7 @@ class Letterbox:
 @dataclass(frozen=True)
 class Detection:
     box: np.ndarray  # (4,) x1, y1, x2, y2 image px
-    keypoints: np.ndarray  # (6, 2) image px: eye (image left), eye (image right), nose, mouth, ear, ear
+    keypoints: np.ndarray | None  # (6, 2) image px: eye (image left), eye (image right), nose, mouth, ear, ear
     score: float
 
 

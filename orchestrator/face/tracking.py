@@ -1,0 +1,95 @@
+"""Streaming driving-video cropping: detect once, track with the landmark model, re-detect when lost, smooth causally.
+
+The official pipeline averages one crop box over the whole clip (offline). Here every frame gets a crop as soon as it
+arrives: the square box of the official driving crop (scale 2.2, vy -0.1, no rotation) from the frame's landmarks,
+smoothed with an exponential moving average (a large jump, e.g. after re-detection elsewhere, resets the average).
+Frames before the first face have no crop; frames where the face is lost keep the last box.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import facemesh
+from .analyzer import FaceAnalyzer
+from .geometry import DRIVING_CROP, CropConfig, box_transform, crop_rect, resize_crop, square_box, warp_crop
+from .mesh_layout import mesh_to_68
+from .ordering import box_iou
+from .ratios import liveportrait_ratios
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    crop: bool | None = None  # None: crop only when the video is not square (official behaviour); True/False force it
+    box: CropConfig = field(default_factory=lambda: DRIVING_CROP)
+    smoothing: float = 0.35  # weight of the newest box in the moving average (1 = no smoothing)
+    reset_iou: float = 0.3  # a new box overlapping the smoothed one less than this replaces it
+    output_size: int = 256
+
+
+@dataclass(frozen=True)
+class DrivingFrame:
+    image_256: np.ndarray | None  # the network input; None before the first face (when cropping)
+    face_found: bool  # landmarks were measured on this frame
+    landmarks: np.ndarray | None  # (468, 2) image px
+    eye_ratio: tuple[float, float] | None
+    lip_ratio: float | None
+    box: np.ndarray | None  # the smoothed square crop box [x1, y1, x2, y2] (None when not cropping)
+    redetected: bool = False  # the detector ran on this frame
+
+
+def should_crop(frame_shape: tuple[int, ...], requested: bool | None) -> bool:
+    """Cropping is forced on for non-square videos, like the official CLI; otherwise it is the user's choice."""
+    h, w = frame_shape[:2]
+    return True if h != w else bool(requested)
+
+
+class DrivingCropTracker:
+    def __init__(self, analyzer: FaceAnalyzer, config: TrackerConfig = TrackerConfig()):
+        self.analyzer = analyzer
+        self.config = config
+        self._landmarks: np.ndarray | None = None
+        self._box: np.ndarray | None = None
+        self._crop: bool | None = None
+
+    async def process(self, frame: np.ndarray) -> DrivingFrame:
+        """Next RGB uint8 frame -> its 256x256 driving input, landmarks and ratios."""
+        if self._crop is None:
+            self._crop = should_crop(frame.shape, self.config.crop)
+        landmarks, redetected = await self._find(frame)
+        self._landmarks = landmarks
+        eyes = lip = None
+        if landmarks is not None:
+            eye_values, lip = liveportrait_ratios(landmarks, self.analyzer.config.ratios)
+            eyes = (float(eye_values[0]), float(eye_values[1]))
+        if not self._crop:
+            image = cv2.resize(frame, (self.config.output_size,) * 2, interpolation=cv2.INTER_AREA)
+            return DrivingFrame(image, landmarks is not None, landmarks, eyes, lip, None, redetected)
+        if landmarks is not None:
+            self._box = self._smooth(square_box(crop_rect(mesh_to_68(landmarks), self.config.box.scale,
+                                                          vy_ratio=self.config.box.vy_ratio)))
+        if self._box is None:
+            return DrivingFrame(None, False, None, None, None, None, redetected)
+        crop = warp_crop(frame, box_transform(self._box, self.config.box.dsize))
+        image = resize_crop(crop, self.config.output_size)
+        return DrivingFrame(image, landmarks is not None, landmarks, eyes, lip, self._box.copy(), redetected)
+
+    async def _find(self, frame: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        if self._landmarks is not None:
+            (landmarks, score), = await self.analyzer.landmarks(frame, [facemesh.roi_from_landmarks(self._landmarks)])
+            if score >= self.analyzer.config.min_face_score:
+                return landmarks, False
+        faces = await self.analyzer.detect(frame)
+        if not faces:
+            return None, True
+        if self._box is not None:  # re-detection: keep following the face nearest the current crop
+            faces = sorted(faces, key=lambda f: -box_iou(f.box, self._box))
+        return faces[0].landmarks, True
+
+    def _smooth(self, box: np.ndarray) -> np.ndarray:
+        if self._box is None or box_iou(box, self._box) < self.config.reset_iou:
+            return box
+        a = self.config.smoothing
+        return a * box + (1 - a) * self._box
