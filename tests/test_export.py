@@ -83,8 +83,9 @@ def test_warping_spade_matches_official(full_golden_repository, golden):
     assert image.shape == (1, 3, 512, 512)
     assert relative_l2(image, golden["decode"]["out_image"]) <= GOLDEN_TOLERANCE
     (image_u8,) = session(full_golden_repository, "postprocess_image").run(None, {"image": image})
-    mismatched = np.mean(image_u8 != golden["decode"]["out_image_uint8"])
-    assert mismatched < 1e-3, f"{mismatched:.2%} of uint8 pixels differ from the official parse_output"
+    difference = np.abs(image_u8.astype(int) - golden["decode"]["out_image_uint8"].astype(int))
+    # float noise of ~1e-6 moves a truncated pixel by one level only where it lies on a level boundary
+    assert difference.max() <= 1 and np.mean(difference > 0) < 0.01
 
 
 @pytest.mark.full
