@@ -73,36 +73,36 @@ def wrap_batched(model: onnx.ModelProto, spec: ServedModel, mean: float, std: fl
     """uint8 [N,H,W,3] -> (x - mean) / std -> NCHW -> Scan(original graph per item) -> outputs [N, *spec dims]."""
     inner = model.graph
     original_input = inner.input[0].name
-    body_nodes = [helper.make_node("Unsqueeze", ["item", "axis0"], [original_input])]
+    body_nodes = [helper.make_node("Unsqueeze", ["lp_item", "lp_axis0"], [original_input])]
     body_nodes += list(inner.node)
     body_outputs = []
     for spec_out, index in zip(spec.outputs, output_indices):
         name = inner.output[index].name
-        shape = numpy_helper.from_array(np.array(spec_out.dims, np.int64), f"shape_{spec_out.name}")
+        shape = numpy_helper.from_array(np.array(spec_out.dims, np.int64), f"lp_shape_{spec_out.name}")
         body_nodes.insert(0, helper.make_node("Constant", [], [shape.name], value=shape))
-        body_nodes.append(helper.make_node("Reshape", [name, shape.name], [f"{spec_out.name}_item"]))
-        body_outputs.append(helper.make_tensor_value_info(f"{spec_out.name}_item", TensorProto.FLOAT, spec_out.dims))
-    axis0 = numpy_helper.from_array(np.array([0], np.int64), "axis0")
-    body_nodes.insert(0, helper.make_node("Constant", [], ["axis0"], value=axis0))
+        body_nodes.append(helper.make_node("Reshape", [name, shape.name], [f"lp_{spec_out.name}_item"]))
+        body_outputs.append(helper.make_tensor_value_info(f"lp_{spec_out.name}_item", TensorProto.FLOAT, spec_out.dims))
+    axis0 = numpy_helper.from_array(np.array([0], np.int64), "lp_axis0")
+    body_nodes.insert(0, helper.make_node("Constant", [], ["lp_axis0"], value=axis0))
     size = spec.inputs[0].dims[0]
     body = helper.make_graph(
         body_nodes, "item_graph",
-        [helper.make_tensor_value_info("item", TensorProto.FLOAT, [3, size, size])],
+        [helper.make_tensor_value_info("lp_item", TensorProto.FLOAT, [3, size, size])],
         body_outputs, initializer=list(inner.initializer))
     in_name = spec.inputs[0].name
     nodes = [
-        helper.make_node("Cast", [in_name], ["as_float"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["as_float", "mean"], ["centred"]),
-        helper.make_node("Div", ["centred", "std"], ["normalised"]),
-        helper.make_node("Transpose", ["normalised"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Scan", ["nchw"], [o.name for o in spec.outputs], body=body, num_scan_inputs=1),
+        helper.make_node("Cast", [in_name], ["lp_as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["lp_as_float", "lp_mean"], ["lp_centred"]),
+        helper.make_node("Div", ["lp_centred", "lp_std"], ["lp_normalised"]),
+        helper.make_node("Transpose", ["lp_normalised"], ["lp_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Scan", ["lp_nchw"], [o.name for o in spec.outputs], body=body, num_scan_inputs=1),
     ]
     graph = helper.make_graph(
         nodes, spec.name,
         [helper.make_tensor_value_info(in_name, TensorProto.UINT8, ["batch", size, size, 3])],
         [helper.make_tensor_value_info(o.name, TensorProto.FLOAT, ["batch", *o.dims]) for o in spec.outputs],
-        initializer=[numpy_helper.from_array(np.array(mean, np.float32), "mean"),
-                     numpy_helper.from_array(np.array(std, np.float32), "std")])
+        initializer=[numpy_helper.from_array(np.array(mean, np.float32), "lp_mean"),
+                     numpy_helper.from_array(np.array(std, np.float32), "lp_std")])
     opsets = [o for o in model.opset_import]
     wrapped = helper.make_model(graph, opset_imports=opsets, producer_name="liveportrait-export")
     wrapped.ir_version = model.ir_version

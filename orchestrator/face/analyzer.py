@@ -115,6 +115,20 @@ class FaceAnalyzer:
         return [(facemesh.project(out["landmarks"][i], roi), float(out["face_score"][i, 0]))
                 for i, roi in enumerate(rois)]
 
+    def ratios(self, landmarks: np.ndarray) -> tuple[tuple[float, float], float]:
+        """(eye ratios, lip ratio) on LivePortrait's scale from this stack's landmarks."""
+        eyes, lip = liveportrait_ratios(landmarks, self.config.ratios)
+        return (float(eyes[0]), float(eyes[1])), lip
+
+    def crop_points(self, landmarks: np.ndarray) -> np.ndarray:
+        """This stack's landmarks in a layout the official crop geometry knows (68 points for FaceMesh)."""
+        return mesh_to_68(landmarks)
+
+    async def track(self, image: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+        """Landmarks of the face seen at ``previous`` landmarks in the last frame, or None when it is lost."""
+        (landmarks, score), = await self.landmarks(image, [facemesh.roi_from_landmarks(previous)])
+        return landmarks if score >= self.config.min_face_score else None
+
     def _face(self, detection: blazeface.Detection, landmarks: np.ndarray, face_score: float) -> Face:
         eyes, lip = liveportrait_ratios(landmarks, self.config.ratios)
         transform = crop_transform(mesh_to_68(landmarks), self.config.crop)

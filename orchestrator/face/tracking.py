@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from . import facemesh
 from .analyzer import FaceAnalyzer
 from .geometry import DRIVING_CROP, CropConfig, box_transform, crop_rect, resize_crop, square_box, warp_crop
-from .mesh_layout import mesh_to_68
 from .ordering import box_iou
-from .ratios import liveportrait_ratios
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ class TrackerConfig:
 class DrivingFrame:
     image_256: np.ndarray | None  # the network input; None before the first face (when cropping)
     face_found: bool  # landmarks were measured on this frame
-    landmarks: np.ndarray | None  # (468, 2) image px
+    landmarks: np.ndarray | None  # image px: (468, 2) FaceMesh, (203, 2) official stack
     eye_ratio: tuple[float, float] | None
     lip_ratio: float | None
     box: np.ndarray | None  # the smoothed square crop box [x1, y1, x2, y2] (None when not cropping)
@@ -62,13 +59,12 @@ class DrivingCropTracker:
         self._landmarks = landmarks
         eyes = lip = None
         if landmarks is not None:
-            eye_values, lip = liveportrait_ratios(landmarks, self.analyzer.config.ratios)
-            eyes = (float(eye_values[0]), float(eye_values[1]))
+            eyes, lip = self.analyzer.ratios(landmarks)
         if not self._crop:
             image = cv2.resize(frame, (self.config.output_size,) * 2, interpolation=cv2.INTER_AREA)
             return DrivingFrame(image, landmarks is not None, landmarks, eyes, lip, None, redetected)
         if landmarks is not None:
-            self._box = self._smooth(square_box(crop_rect(mesh_to_68(landmarks), self.config.box.scale,
+            self._box = self._smooth(square_box(crop_rect(self.analyzer.crop_points(landmarks), self.config.box.scale,
                                                           vy_ratio=self.config.box.vy_ratio)))
         if self._box is None:
             return DrivingFrame(None, False, None, None, None, None, redetected)
@@ -78,8 +74,8 @@ class DrivingCropTracker:
 
     async def _find(self, frame: np.ndarray) -> tuple[np.ndarray | None, bool]:
         if self._landmarks is not None:
-            (landmarks, score), = await self.analyzer.landmarks(frame, [facemesh.roi_from_landmarks(self._landmarks)])
-            if score >= self.analyzer.config.min_face_score:
+            landmarks = await self.analyzer.track(frame, self._landmarks)
+            if landmarks is not None:
                 return landmarks, False
         faces = await self.analyzer.detect(frame)
         if not faces:
