@@ -40,8 +40,20 @@ class Row:
         return self.gflop / (ms / 1e3) if ms else float("nan")
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
+@dataclass(frozen=True)
+class Settings:
+    batches: tuple[int, ...] = (1, 4, 8)
+    repeats: int = 3
+    warmup: bool = True
+    models: frozenset[str] | None = None
+    cuda: bool = False
+    triton: bool = True
+
+
+def median_ms(fn, settings: Settings) -> float:
+    repeats = settings.repeats
+    if settings.warmup:
+        fn()
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -67,8 +79,7 @@ def triton_infer(client, spec, feeds):
     return client.infer(spec.name, tensors, outputs=[grpcclient.InferRequestedOutput(t.name) for t in spec.outputs])
 
 
-def bench_profile(profile_name: str, batches: list[int], repeats: int, models: set[str] | None, cuda: bool,
-                  with_triton: bool) -> list[Row]:
+def bench_profile(profile_name: str, settings: Settings) -> list[Row]:
     from orchestrator.triton_process import TritonProcess
     import tritonclient.grpc as grpcclient
 
@@ -77,8 +88,8 @@ def bench_profile(profile_name: str, batches: list[int], repeats: int, models: s
     run_export(ExportRequest(weights="synthetic", profile=profile_name, target="cpu", output=repository),
                log=lambda *_: None)
     modules = serving_modules(_networks(profile))
-    specs = [s for s in served_models(profile) if models is None or s.name in models]
-    server = TritonProcess(repository, log_file=BUILD / f"triton-{profile_name}.log") if with_triton else None
+    specs = [s for s in served_models(profile) if settings.models is None or s.name in settings.models]
+    server = TritonProcess(repository, log_file=BUILD / f"triton-{profile_name}.log") if settings.triton else None
     rows = []
     try:
         if server:
@@ -87,19 +98,19 @@ def bench_profile(profile_name: str, batches: list[int], repeats: int, models: s
         for spec in specs:
             session = ort.InferenceSession(str(repository / spec.name / "1" / "model.onnx"),
                                            providers=["CPUExecutionProvider"])
-            cuda_session = _cuda_session(repository / spec.name / "1" / "model.onnx") if cuda else None
-            for batch in batches:
+            cuda_session = _cuda_session(repository / spec.name / "1" / "model.onnx") if settings.cuda else None
+            for batch in settings.batches:
                 inputs = example_inputs(spec, batch)
                 feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
                 timings = {}
                 with torch.no_grad():
-                    timings["torch"] = median_ms(lambda: modules[spec.name](*inputs), repeats)
-                timings["onnxruntime"] = median_ms(lambda: session.run(None, feeds), repeats)
+                    timings["torch"] = median_ms(lambda: modules[spec.name](*inputs), settings)
+                timings["onnxruntime"] = median_ms(lambda: session.run(None, feeds), settings)
                 if server:
-                    timings["triton"] = median_ms(lambda: triton_infer(client, spec, feeds), repeats)
+                    timings["triton"] = median_ms(lambda: triton_infer(client, spec, feeds), settings)
                 if cuda_session is not None:
-                    timings["ort_cuda"] = median_ms(lambda: cuda_session.run(None, feeds), repeats)
-                    timings["torch_cuda"] = _torch_cuda_ms(modules[spec.name], inputs, repeats)
+                    timings["ort_cuda"] = median_ms(lambda: cuda_session.run(None, feeds), settings)
+                    timings["torch_cuda"] = _torch_cuda_ms(modules[spec.name], inputs, settings)
                 row = Row(profile_name, spec.name, batch, count_gflop(modules[spec.name], inputs), timings)
                 rows.append(row)
                 print_row(row, flush=True)
@@ -123,7 +134,7 @@ def _cuda_session(path: Path):
     return ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
 
 
-def _torch_cuda_ms(module, inputs, repeats: int) -> float:
+def _torch_cuda_ms(module, inputs, settings: Settings) -> float:
     if not torch.cuda.is_available():
         return float("nan")
     module = module.cuda()
@@ -134,7 +145,7 @@ def _torch_cuda_ms(module, inputs, repeats: int) -> float:
         torch.cuda.synchronize()
 
     with torch.no_grad():
-        ms = median_ms(run, repeats)
+        ms = median_ms(run, settings)
     module.cpu()
     return ms
 
@@ -161,15 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="", help="comma-separated model names (default: all)")
     parser.add_argument("--no-triton", action="store_true")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up call (full size: saves minutes)")
     parser.add_argument("--cuda", action="store_true", help="also time onnxruntime CUDA and torch on the GPU")
     a = parser.parse_args(argv)
-    models = set(a.models.split(",")) if a.models else None
-    batches = [int(b) for b in a.batches.split(",")]
+    settings = Settings(
+        batches=tuple(int(b) for b in a.batches.split(",")), repeats=a.repeats, warmup=not a.no_warmup,
+        models=frozenset(a.models.split(",")) if a.models else None, cuda=a.cuda, triton=not a.no_triton)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {ort.__version__}, "
-          f"median of {a.repeats} after one warm-up; synthetic weights")
+          f"median of {a.repeats}{' after one warm-up' if settings.warmup else ''}; synthetic weights")
     print(header())
     for profile in a.profiles.split(","):
-        bench_profile(profile, batches, a.repeats, models, a.cuda, not a.no_triton)
+        bench_profile(profile, settings)
 
 
 if __name__ == "__main__":
