@@ -48,7 +48,7 @@ def decode_blazeface(regressors: np.ndarray, logits: np.ndarray) -> dict[str, np
     centre = regressors[..., 0:2] + anchors
     half = regressors[..., 2:4] / 2
     keypoints = regressors[..., 4:16].reshape(*regressors.shape[:-1], NUM_KEYPOINTS, 2) + anchors[:, None, :]
-    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[..., 0], -SCORE_CLIP, SCORE_CLIP)))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[..., 0].astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
     return {"boxes": np.concatenate([centre - half, centre + half], -1), "keypoints": keypoints, "scores": scores}
 
 
