@@ -1,0 +1,1 @@
+"""liveportrait.v1 generated messages and service stubs."""

@@ -1,0 +1,320 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DrivingOption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRIVING_OPTION_UNSPECIFIED: _ClassVar[DrivingOption]
+    EXPRESSION_FRIENDLY: _ClassVar[DrivingOption]
+    POSE_FRIENDLY: _ClassVar[DrivingOption]
+
+class AnimationRegion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANIMATION_REGION_UNSPECIFIED: _ClassVar[AnimationRegion]
+    ALL: _ClassVar[AnimationRegion]
+    EXP: _ClassVar[AnimationRegion]
+    POSE: _ClassVar[AnimationRegion]
+    LIP: _ClassVar[AnimationRegion]
+    EYES: _ClassVar[AnimationRegion]
+
+class DrivingCrop(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRIVING_CROP_AUTO: _ClassVar[DrivingCrop]
+    DRIVING_CROP_ON: _ClassVar[DrivingCrop]
+    DRIVING_CROP_OFF: _ClassVar[DrivingCrop]
+
+class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAGE_UNSPECIFIED: _ClassVar[Stage]
+    RECEIVE: _ClassVar[Stage]
+    DECODE: _ClassVar[Stage]
+    DETECT: _ClassVar[Stage]
+    MOTION: _ClassVar[Stage]
+    KEYPOINTS: _ClassVar[Stage]
+    RENDER: _ClassVar[Stage]
+    PASTE_BACK: _ClassVar[Stage]
+    ENCODE: _ClassVar[Stage]
+DRIVING_OPTION_UNSPECIFIED: DrivingOption
+EXPRESSION_FRIENDLY: DrivingOption
+POSE_FRIENDLY: DrivingOption
+ANIMATION_REGION_UNSPECIFIED: AnimationRegion
+ALL: AnimationRegion
+EXP: AnimationRegion
+POSE: AnimationRegion
+LIP: AnimationRegion
+EYES: AnimationRegion
+DRIVING_CROP_AUTO: DrivingCrop
+DRIVING_CROP_ON: DrivingCrop
+DRIVING_CROP_OFF: DrivingCrop
+STAGE_UNSPECIFIED: Stage
+RECEIVE: Stage
+DECODE: Stage
+DETECT: Stage
+MOTION: Stage
+KEYPOINTS: Stage
+RENDER: Stage
+PASTE_BACK: Stage
+ENCODE: Stage
+
+class AnimateRequest(_message.Message):
+    __slots__ = ("setup", "driving_chunk")
+    SETUP_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    setup: AnimateSetup
+    driving_chunk: bytes
+    def __init__(self, setup: _Optional[_Union[AnimateSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ...) -> None: ...
+
+class AnimateSetup(_message.Message):
+    __slots__ = ("source_image", "driving_video", "driving_image", "driving_template", "options", "output")
+    SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    source_image: bytes
+    driving_video: DrivingVideo
+    driving_image: bytes
+    driving_template: MotionTemplate
+    options: AnimationOptions
+    output: OutputOptions
+    def __init__(self, source_image: _Optional[bytes] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+
+class DrivingVideo(_message.Message):
+    __slots__ = ("size_bytes", "filename")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    filename: str
+    def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class AnimationOptions(_message.Message):
+    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint")
+    RELATIVE_MOTION_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_OPTION_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    ANIMATION_REGION_FIELD_NUMBER: _ClassVar[int]
+    STITCHING_FIELD_NUMBER: _ClassVar[int]
+    EYE_RETARGETING_FIELD_NUMBER: _ClassVar[int]
+    LIP_RETARGETING_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_LIP_FIELD_NUMBER: _ClassVar[int]
+    PASTE_BACK_FIELD_NUMBER: _ClassVar[int]
+    CROP_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CROP_SCALE_FIELD_NUMBER: _ClassVar[int]
+    CROP_VY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    CROP_ROTATE_FIELD_NUMBER: _ClassVar[int]
+    CROP_DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_CROP_SCALE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_CROP_VY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_MAX_DIM_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DIVISION_FIELD_NUMBER: _ClassVar[int]
+    FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FACE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    FACE_HINT_FIELD_NUMBER: _ClassVar[int]
+    relative_motion: bool
+    driving_option: DrivingOption
+    driving_multiplier: float
+    animation_region: AnimationRegion
+    stitching: bool
+    eye_retargeting: bool
+    lip_retargeting: bool
+    normalize_lip: bool
+    paste_back: bool
+    crop_source: bool
+    crop_scale: float
+    crop_vy_ratio: float
+    crop_rotate: bool
+    crop_driving_video: DrivingCrop
+    driving_crop_scale: float
+    driving_crop_vy_ratio: float
+    source_max_dim: int
+    source_division: int
+    face_index: int
+    face_order: str
+    face_hint: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class OutputOptions(_message.Message):
+    __slots__ = ("crf", "audio")
+    CRF_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    crf: int
+    audio: bool
+    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ...) -> None: ...
+
+class AnimateResponse(_message.Message):
+    __slots__ = ("progress", "video", "summary")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    video: VideoChunk
+    summary: Summary
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., video: _Optional[_Union[VideoChunk, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("stage", "frames_done", "frames_total", "message")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    stage: Stage
+    frames_done: int
+    frames_total: int
+    message: str
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class VideoChunk(_message.Message):
+    __slots__ = ("data", "offset", "mime_type")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    mime_type: str
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., mime_type: _Optional[str] = ...) -> None: ...
+
+class FrameRate(_message.Message):
+    __slots__ = ("num", "den")
+    NUM_FIELD_NUMBER: _ClassVar[int]
+    DEN_FIELD_NUMBER: _ClassVar[int]
+    num: int
+    den: int
+    def __init__(self, num: _Optional[int] = ..., den: _Optional[int] = ...) -> None: ...
+
+class StageTiming(_message.Message):
+    __slots__ = ("stage", "seconds")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    seconds: float
+    def __init__(self, stage: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("frames", "fps", "width", "height", "video_bytes", "has_audio", "timings", "warnings", "weights", "seconds", "triton_bytes_sent", "triton_bytes_received", "source_face_box")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRITON_BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    TRITON_BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FACE_BOX_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    fps: FrameRate
+    width: int
+    height: int
+    video_bytes: int
+    has_audio: bool
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    weights: str
+    seconds: float
+    triton_bytes_sent: int
+    triton_bytes_received: int
+    source_face_box: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, frames: _Optional[int] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., video_bytes: _Optional[int] = ..., has_audio: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., weights: _Optional[str] = ..., seconds: _Optional[float] = ..., triton_bytes_sent: _Optional[int] = ..., triton_bytes_received: _Optional[int] = ..., source_face_box: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class MotionFrame(_message.Message):
+    __slots__ = ("scale", "rotation", "exp", "t", "eye_ratio", "lip_ratio")
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
+    EXP_FIELD_NUMBER: _ClassVar[int]
+    T_FIELD_NUMBER: _ClassVar[int]
+    EYE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LIP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    scale: float
+    rotation: _containers.RepeatedScalarFieldContainer[float]
+    exp: _containers.RepeatedScalarFieldContainer[float]
+    t: _containers.RepeatedScalarFieldContainer[float]
+    eye_ratio: _containers.RepeatedScalarFieldContainer[float]
+    lip_ratio: float
+    def __init__(self, scale: _Optional[float] = ..., rotation: _Optional[_Iterable[float]] = ..., exp: _Optional[_Iterable[float]] = ..., t: _Optional[_Iterable[float]] = ..., eye_ratio: _Optional[_Iterable[float]] = ..., lip_ratio: _Optional[float] = ...) -> None: ...
+
+class MotionTemplate(_message.Message):
+    __slots__ = ("format_version", "fps", "n_frames", "frames", "origin")
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    N_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    format_version: int
+    fps: FrameRate
+    n_frames: int
+    frames: _containers.RepeatedCompositeFieldContainer[MotionFrame]
+    origin: str
+    def __init__(self, format_version: _Optional[int] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ..., n_frames: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[MotionFrame, _Mapping]]] = ..., origin: _Optional[str] = ...) -> None: ...
+
+class ExtractMotionRequest(_message.Message):
+    __slots__ = ("setup", "driving_chunk")
+    SETUP_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    setup: ExtractMotionSetup
+    driving_chunk: bytes
+    def __init__(self, setup: _Optional[_Union[ExtractMotionSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ...) -> None: ...
+
+class ExtractMotionSetup(_message.Message):
+    __slots__ = ("driving_video", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio")
+    DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    CROP_DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_CROP_SCALE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_CROP_VY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    driving_video: DrivingVideo
+    crop_driving_video: DrivingCrop
+    driving_crop_scale: float
+    driving_crop_vy_ratio: float
+    def __init__(self, driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ...) -> None: ...
+
+class ExtractMotionResponse(_message.Message):
+    __slots__ = ("template", "warnings")
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    template: MotionTemplate
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DetectFacesRequest(_message.Message):
+    __slots__ = ("image", "ordering", "hint")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ORDERING_FIELD_NUMBER: _ClassVar[int]
+    HINT_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    ordering: str
+    hint: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, image: _Optional[bytes] = ..., ordering: _Optional[str] = ..., hint: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Face(_message.Message):
+    __slots__ = ("box", "score", "landmarks", "eye_ratio", "lip_ratio", "crop_matrix")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    EYE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LIP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    CROP_MATRIX_FIELD_NUMBER: _ClassVar[int]
+    box: _containers.RepeatedScalarFieldContainer[float]
+    score: float
+    landmarks: _containers.RepeatedScalarFieldContainer[float]
+    eye_ratio: _containers.RepeatedScalarFieldContainer[float]
+    lip_ratio: float
+    crop_matrix: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, box: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., landmarks: _Optional[_Iterable[float]] = ..., eye_ratio: _Optional[_Iterable[float]] = ..., lip_ratio: _Optional[float] = ..., crop_matrix: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class DetectFacesResponse(_message.Message):
+    __slots__ = ("faces", "width", "height")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[Face]
+    width: int
+    height: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
