@@ -1,0 +1,47 @@
+"""Paste the animated 512x512 crop back into the full-resolution source with a feathered mask.
+
+The mask is generated here (a square that is 1 inside and falls smoothly to 0 over ``feather`` pixels at the crop
+border, like the official ``mask_template.png``), warped into the source once per request (official
+``prepare_paste_back``); each frame is then the official ``paste_back`` blend, computed only inside the mask's
+bounding box (outside it the source is unchanged, so the result is identical).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .face.geometry import paste_back_mask
+
+
+def feathered_mask(size: int = 512, feather: int = 16) -> np.ndarray:
+    """size x size x 3 uint8: 255 inside, a smooth (smoothstep) ramp to 0 over ``feather`` px at the border."""
+    index = np.arange(size, dtype=np.float64)
+    edge = np.minimum(index, size - 1 - index)  # pixels between each pixel and the outermost row/column, per axis
+    ramp = np.clip(edge / feather, 0.0, 1.0)
+    ramp = ramp * ramp * (3 - 2 * ramp)
+    mask = np.round(255 * np.minimum.outer(ramp, ramp)).astype(np.uint8)
+    return np.repeat(mask[:, :, None], 3, axis=2)
+
+
+class PasteBack:
+    """Blends crops into one source image with one crop transform (per request)."""
+
+    def __init__(self, image: np.ndarray, M_c2o: np.ndarray, mask_crop: np.ndarray):
+        self.image = image
+        self.M_c2o = np.asarray(M_c2o, np.float32)
+        self.mask = paste_back_mask(mask_crop, self.M_c2o, image.shape[:2])
+        ys, xs = np.nonzero(self.mask.max(axis=2))
+        if len(xs):
+            self.box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+        else:
+            self.box = (0, 0, 0, 0)
+
+    def __call__(self, crop: np.ndarray) -> np.ndarray:
+        h, w = self.image.shape[:2]
+        warped = cv2.warpAffine(crop, self.M_c2o[:2], (w, h), flags=cv2.INTER_LINEAR)
+        y0, y1, x0, x1 = self.box
+        out = self.image.copy()
+        mask = self.mask[y0:y1, x0:x1]
+        blend = mask * warped[y0:y1, x0:x1] + (1 - mask) * self.image[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] = np.clip(blend, 0, 255).astype(np.uint8)
+        return out
