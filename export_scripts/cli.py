@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,16 @@ from .build import build_networks
 from .checkpoints import CheckpointError, CheckpointPaths, load_official_checkpoints
 from .onnx_export import ExportVerificationError, export_verified, serving_modules
 from .profiles import get_profile
-from .served_models import repository_models
+from .face_models import export_face_models, face_served_models
+from .face_models.cache import default_cache_dir
+from .face_models.official import official_files_present
+from .served_models import ensembles, repository_models, served_models
 from .synthetic_weights import load_synthetic_weights
 
 MANIFEST = "export_manifest.json"
+MEDIAPIPE_FACE_LABEL = "mediapipe 0.10.14 BlazeFace short range + FaceMesh (Apache-2.0)"
+OFFICIAL_FACE_LABEL = "official InsightFace buffalo_l + LivePortrait landmark (user-supplied)"
+OFFICIAL_FACE_MODELS = ("official_face_detector", "official_landmarks_106", "official_landmarks_203")
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ def _fingerprint(request: ExportRequest) -> dict:
     files = {}
     if not request.synthetic:
         for path in CheckpointPaths.in_directory(Path(request.weights), request.model_set).all_files():
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint file not found: {path}")
             stat = path.stat()
             files[str(path.resolve())] = [stat.st_size, int(stat.st_mtime)]
     source_dir = Path(__file__).resolve().parent
@@ -102,7 +111,7 @@ def run_export(request: ExportRequest, log=print) -> dict:
             "LivePortrait weights directory for real results.")
     parameters = {"weights": request.weights_label(), "profile": profile.name}
     modules = serving_modules(networks)
-    specs, ensemble_models = repository_models(profile)
+    specs, ensemble_models = served_models(profile), ensembles(profile)
     request.output.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, spec in enumerate(specs, 1):
@@ -117,6 +126,7 @@ def run_export(request: ExportRequest, log=print) -> dict:
                      "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
         log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
             f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
+    rows += _export_face_models(request, log)
     for ensemble in ensemble_models:
         repo.write_ensemble(request.output, ensemble, parameters)
         rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
@@ -126,12 +136,31 @@ def run_export(request: ExportRequest, log=print) -> dict:
     return manifest
 
 
+def _export_face_models(request: ExportRequest, log) -> list[dict]:
+    """The face detector and landmarks (MediaPipe by default; the official stack too when its files are supplied)."""
+    weights_dir = None if request.synthetic else Path(request.weights)
+    official = weights_dir is not None and official_files_present(weights_dir)
+    log(f"face models: {'MediaPipe + official InsightFace/LivePortrait stack' if official else 'MediaPipe'} ...")
+    specs = {s.name: s for s in face_served_models(official)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = export_face_models(Path(tmp), weights_dir, default_cache_dir() / "wheels")
+        for name, path in paths.items():
+            label = OFFICIAL_FACE_LABEL if name in OFFICIAL_FACE_MODELS else MEDIAPIPE_FACE_LABEL
+            repo.write_served_model(request.output, specs[name], path, request.target, {"weights": label})
+            rows.append({"model": name, "source": label, "onnx_bytes": path.stat().st_size})
+    log(f"      ok: {', '.join(paths)}")
+    return rows
+
+
 def _summary(request: ExportRequest, rows: list[dict], log) -> None:
     log("")
     log(f"wrote {len(rows)} models to {request.output} (target {request.target}, {request.weights_label()}):")
     for row in rows:
         if "ensemble_of" in row:
             log(f"  {row['model']:<30} ensemble: {' -> '.join(row['ensemble_of'])}")
+        elif "source" in row:
+            log(f"  {row['model']:<30} {row['onnx_bytes'] / 1e6:8.1f} MB  {row['source']}")
         else:
             log(f"  {row['model']:<30} {row['onnx_bytes'] / 1e6:8.1f} MB  max error {row['error']:.1e}")
 

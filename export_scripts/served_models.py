@@ -101,6 +101,8 @@ def ensembles(profile: Profile) -> list[EnsembleModel]:
     ]
 
 
-def repository_models(profile: Profile) -> tuple[list[ServedModel], list[EnsembleModel]]:
-    """Everything a model repository of this profile holds."""
-    return served_models(profile), ensembles(profile)
+def repository_models(profile: Profile, official_face_stack: bool = False) -> tuple[list[ServedModel], list[EnsembleModel]]:
+    """Everything a model repository of this profile holds: the LivePortrait models, then the face models."""
+    from .face_models import face_served_models
+
+    return served_models(profile) + face_served_models(official_face_stack), ensembles(profile)

@@ -160,7 +160,8 @@ def test_gpu_target_configs_parse_as_triton_model_config(tmp_path):
         assert parsed.backend == "onnxruntime"
         assert parsed.instance_group[0].kind == parsed.instance_group[0].KIND_GPU
         assert parsed.max_batch_size >= 8
-        assert parsed.dynamic_batching.default_queue_policy.timeout_action == 1  # REJECT
+        policy = parsed.dynamic_batching.default_queue_policy
+        assert policy.timeout_action == policy.REJECT and policy.default_timeout_microseconds > 0
         assert parsed.dynamic_batching.default_queue_policy.max_queue_size > 0
         assert list(parsed.version_policy.specific.versions) == [1]
         assert parsed.model_warmup, "GPU models are warmed up before they report ready"

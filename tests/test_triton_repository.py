@@ -10,7 +10,9 @@ import tritonclient.grpc as grpcclient
 
 from export_scripts.onnx_export import example_inputs, relative_l2
 from export_scripts.profiles import TINY
-from export_scripts.served_models import ensembles, served_models
+from export_scripts.served_models import repository_models, served_models
+
+SERVED, ENSEMBLES = repository_models(TINY)
 
 pytestmark = pytest.mark.triton
 
@@ -32,13 +34,13 @@ def infer(client, model: str, inputs: dict[str, np.ndarray], outputs: list[str])
 
 
 def test_every_model_is_ready(client):
-    names = [s.name for s in served_models(TINY)] + [e.name for e in ensembles(TINY)]
+    names = [s.name for s in SERVED] + [e.name for e in ENSEMBLES]
     index = {m.name: m.state for m in client.get_model_repository_index().models}
     assert {n: index.get(n) for n in names} == {n: "READY" for n in names}
     assert client.is_server_ready()
 
 
-@pytest.mark.parametrize("spec", served_models(TINY), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", SERVED, ids=lambda s: s.name)
 def test_triton_output_equals_onnxruntime(client, tiny_cpu_repository, spec):
     batch = example_inputs(spec, 3, seed=11)
     feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, batch)}
