@@ -1,0 +1,131 @@
+{{/* Names */}}
+{{- define "liveportrait.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "liveportrait.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "liveportrait.triton.fullname" -}}{{ include "liveportrait.fullname" . }}-triton{{- end -}}
+{{- define "liveportrait.orchestrator.fullname" -}}{{ include "liveportrait.fullname" . }}-orchestrator{{- end -}}
+
+{{- define "liveportrait.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels */}}
+{{- define "liveportrait.labels" -}}
+helm.sh/chart: {{ include "liveportrait.chart" . }}
+app.kubernetes.io/name: {{ include "liveportrait.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: liveportrait
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "liveportrait.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "liveportrait.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "liveportrait.triton.selectorLabels" -}}
+{{ include "liveportrait.selectorLabels" . }}
+app.kubernetes.io/component: triton
+{{- end -}}
+
+{{- define "liveportrait.orchestrator.selectorLabels" -}}
+{{ include "liveportrait.selectorLabels" . }}
+app.kubernetes.io/component: orchestrator
+{{- end -}}
+
+{{- define "liveportrait.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "liveportrait.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "liveportrait.image" -}}
+{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- end -}}
+
+{{/* The Triton gRPC target the orchestrator dials: the headless Service, resolved by gRPC's DNS resolver. */}}
+{{- define "liveportrait.tritonUrl" -}}
+{{- if .Values.orchestrator.tritonUrl -}}
+{{- .Values.orchestrator.tritonUrl -}}
+{{- else -}}
+{{- printf "dns:///%s-grpc.%s.svc.%s:%d" (include "liveportrait.triton.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.triton.ports.grpc) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* PromQL label matchers selecting this release's pods of a component. */}}
+{{- define "liveportrait.triton.podMatcher" -}}
+namespace="{{ .Release.Namespace }}",pod=~"{{ include "liveportrait.triton.fullname" . }}-[a-z0-9]+-[a-z0-9]+"
+{{- end -}}
+{{- define "liveportrait.orchestrator.podMatcher" -}}
+namespace="{{ .Release.Namespace }}",pod=~"{{ include "liveportrait.orchestrator.fullname" . }}-[a-z0-9]+-[a-z0-9]+"
+{{- end -}}
+
+{{/*
+Cross-field checks that a JSON schema cannot express. Included from every workload template so that
+`helm lint` and `helm template` stop with a clear message.
+*/}}
+{{- define "liveportrait.validate" -}}
+{{- $t := .Values.triton -}}
+{{- $o := .Values.orchestrator -}}
+{{- if $t.enabled -}}
+{{- if and (eq $t.target "gpu") (lt (int $t.gpu.count) 1) -}}
+{{- fail (printf "triton.gpu.count must be >= 1 when triton.target is gpu (got %v); use triton.target=cpu for a CPU-only cluster" $t.gpu.count) -}}
+{{- end -}}
+{{- $src := $t.modelRepository.source -}}
+{{- if and (eq $src "pvc") (not $t.modelRepository.pvc.claimName) -}}
+{{- fail "triton.modelRepository.pvc.claimName is required when triton.modelRepository.source is pvc" -}}
+{{- end -}}
+{{- if eq $src "cloud" -}}
+{{- if not (regexMatch "^(s3|gs|as)://.+" (toString $t.modelRepository.cloud.uri)) -}}
+{{- fail (printf "triton.modelRepository.cloud.uri must be an s3://, gs:// or as:// URI when triton.modelRepository.source is cloud (got %q)" (toString $t.modelRepository.cloud.uri)) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $src "initContainer" -}}
+{{- if or (not $t.modelRepository.initContainer.image.repository) (not $t.modelRepository.initContainer.command) -}}
+{{- fail "triton.modelRepository.initContainer.image.repository and .command are required when triton.modelRepository.source is initContainer" -}}
+{{- end -}}
+{{- end -}}
+{{- $drain := add (int $t.drain.preStopSleepSeconds) (int $t.server.exitTimeoutSeconds) -}}
+{{- if le (int $t.terminationGracePeriodSeconds) (int $drain) -}}
+{{- fail (printf "triton.terminationGracePeriodSeconds (%d) must be larger than triton.drain.preStopSleepSeconds + triton.server.exitTimeoutSeconds (%d), or the kubelet kills Triton before it drains" (int $t.terminationGracePeriodSeconds) (int $drain)) -}}
+{{- end -}}
+{{- if and $t.autoscaling.enabled (gt (int $t.autoscaling.minReplicas) (int $t.autoscaling.maxReplicas)) -}}
+{{- fail "triton.autoscaling.minReplicas must not exceed triton.autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- end -}}
+{{- if $o.enabled -}}
+{{- $odrain := add (int $o.drain.preStopSleepSeconds) (int $o.requestTimeoutSeconds) -}}
+{{- if le (int $o.terminationGracePeriodSeconds) (int $odrain) -}}
+{{- fail (printf "orchestrator.terminationGracePeriodSeconds (%d) must be larger than orchestrator.drain.preStopSleepSeconds + orchestrator.requestTimeoutSeconds (%d)" (int $o.terminationGracePeriodSeconds) (int $odrain)) -}}
+{{- end -}}
+{{- if and $o.tls.enabled (not $o.tls.secretName) -}}
+{{- fail "orchestrator.tls.secretName is required when orchestrator.tls.enabled is true" -}}
+{{- end -}}
+{{- if and $o.autoscaling.enabled (gt (int $o.autoscaling.minReplicas) (int $o.autoscaling.maxReplicas)) -}}
+{{- fail "orchestrator.autoscaling.minReplicas must not exceed orchestrator.autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled -}}
+{{- fail "enable only one of metrics.serviceMonitor and metrics.podMonitor (both would scrape every target twice)" -}}
+{{- end -}}
+{{- end -}}
