@@ -1,0 +1,214 @@
+"""Video input and output with PyAV (FFmpeg): streaming decode, fragmented MP4 encode with audio, exact frame rates.
+
+* ``probe`` / ``read_frames``: a driving video (a file spooled from the request stream) decoded frame by frame in
+  chunks, so memory does not grow with the video's length.
+* ``FragmentedMp4Writer``: H.264 (libx264, yuv420p, browser-playable) fragmented MP4 at a rational frame rate
+  (30000/1001 stays 30000/1001), with the driving video's audio re-encoded to AAC and interleaved as the video
+  advances. ``write`` returns the bytes produced so far, so the caller can stream them while encoding continues.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+DEFAULT_FPS = Fraction(25)  # official output_fps for a driving image
+
+
+class InvalidVideoError(ValueError):
+    """The driving video cannot be used; the message says why (maps to INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    frames: int  # from the container header (0 when unknown); the decoded count is authoritative
+    has_audio: bool
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), "r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise InvalidVideoError(f"the driving video cannot be read: {exc}") from exc
+
+
+def probe(path: Path) -> VideoInfo:
+    with _open(path) as container:
+        if not container.streams.video:
+            raise InvalidVideoError("the driving file has no video stream")
+        stream = container.streams.video[0]
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not fps or fps <= 0:
+            fps = DEFAULT_FPS
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise InvalidVideoError("the driving video has no frame size")
+        return VideoInfo(width, height, Fraction(fps).limit_denominator(1_000_000), stream.frames or 0,
+                         bool(container.streams.audio))
+
+
+def read_frames(path: Path, chunk: int, max_frames: int) -> Iterator[list[np.ndarray]]:
+    """RGB uint8 frames in lists of at most ``chunk``; more than ``max_frames`` frames raises InvalidVideoError."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        batch: list[np.ndarray] = []
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                if count > max_frames:
+                    raise InvalidVideoError(f"the driving video has more than {max_frames} frames (the limit)")
+                batch.append(frame.to_ndarray(format="rgb24"))
+                if len(batch) == chunk:
+                    yield batch
+                    batch = []
+        except av.error.FFmpegError as exc:
+            raise InvalidVideoError(f"the driving video is corrupt at frame {count}: {exc}") from exc
+        if batch:
+            yield batch
+        if count == 0:
+            raise InvalidVideoError("the driving video has no decodable frame")
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, non-seekable file that collects what the muxer writes until it is taken."""
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    crf: int = 18  # the official writer's libx264 default
+    preset: str = "veryfast"
+    audio_bitrate: int = 128_000
+
+
+class FragmentedMp4Writer:
+    """Frames in, fragmented MP4 bytes out (one fragment per second of video: a keyframe every second)."""
+
+    def __init__(self, width: int, height: int, fps: Fraction, settings: EncodeSettings = EncodeSettings(),
+                 audio_from: Path | None = None):
+        if width % 2 or height % 2:
+            raise ValueError(f"yuv420p needs even sides, got {width}x{height}")
+        self.fps = Fraction(fps)
+        self._sink = _Sink()
+        self._out = av.open(self._sink, "w", format="mp4",
+                            options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+        self._video = self._out.add_stream("libx264", rate=self.fps)
+        self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
+        self._video.time_base = 1 / self.fps
+        self._video.codec_context.gop_size = max(1, round(self.fps))
+        self._video.options = {"crf": str(settings.crf), "preset": settings.preset}
+        self._frames = 0
+        self._audio = _AudioTrack(audio_from, self._out, settings.audio_bitrate) if audio_from else None
+        self.bytes_written = 0
+
+    @property
+    def has_audio(self) -> bool:
+        return self._audio is not None and self._audio.active
+
+    @property
+    def frames(self) -> int:
+        return self._frames
+
+    def write(self, frames: list[np.ndarray]) -> bytes:
+        """Encode RGB uint8 frames; returns the MP4 bytes that became available (possibly none)."""
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = self._frames
+            self._frames += 1
+            self._out.mux(self._video.encode(frame))
+        if self._audio:
+            self._audio.mux_until(self._frames / self.fps)
+        return self._take()
+
+    def close(self) -> bytes:
+        """Flush the encoders and finish the file; returns the last bytes."""
+        self._out.mux(self._video.encode(None))
+        if self._audio:
+            self._audio.mux_until(self._frames / self.fps)
+            self._audio.flush()
+        self._out.close()
+        return self._take()
+
+    def abort(self) -> None:
+        try:
+            self._out.close()
+        except (av.error.FFmpegError, ValueError):
+            pass
+        if self._audio:
+            self._audio.close()
+
+    def _take(self) -> bytes:
+        data = self._sink.take()
+        self.bytes_written += len(data)
+        return data
+
+
+class _AudioTrack:
+    """The first audio stream of a file, decoded, resampled and re-encoded to AAC as far as the video has come
+    (it ends within one audio frame after the last video frame)."""
+
+    def __init__(self, path: Path, out: av.container.OutputContainer, bitrate: int):
+        self._input = av.open(str(path), "r")
+        self.active = bool(self._input.streams.audio)
+        if not self.active:
+            self._input.close()
+            return
+        source = self._input.streams.audio[0]
+        rate = source.codec_context.sample_rate or 44100
+        self._stream = out.add_stream("aac", rate=rate)
+        self._stream.bit_rate = bitrate
+        self._stream.layout = "stereo" if (source.codec_context.layout.nb_channels or 2) > 1 else "mono"
+        self._out = out
+        self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=rate)
+        self._frames = self._input.decode(source)
+        self._rate = rate
+        self._samples = 0  # samples sent to the encoder
+        self._done = False
+
+    def mux_until(self, seconds: Fraction) -> None:
+        limit = int(seconds * self._rate)
+        while not self._done and self._samples < limit:
+            try:
+                frame = next(self._frames)
+            except (StopIteration, av.error.FFmpegError):
+                self._done = True
+                break
+            frame.pts = None
+            for chunk in self._resampler.resample(frame):
+                chunk.pts = self._samples
+                self._samples += chunk.samples
+                self._out.mux(self._stream.encode(chunk))
+
+    def flush(self) -> None:
+        if self.active:
+            self._out.mux(self._stream.encode(None))
+            self.close()
+
+    def close(self) -> None:
+        self._input.close()

@@ -1,0 +1,95 @@
+"""Streaming decode and fragmented MP4 encode: frame counts, rational frame rates, audio, even sizes, progressive bytes."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from orchestrator.media import FragmentedMp4Writer, InvalidVideoError, probe, read_frames
+
+DRIVING = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "driving"
+
+
+def make_video(path: Path, frames: int, fps: Fraction, size=(64, 48), audio_seconds: float = 0.0) -> Path:
+    """A small test video (moving gradient), optionally with a sine-tone AAC track."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        audio = out.add_stream("aac", rate=16000) if audio_seconds else None
+        for i in range(frames):
+            image = np.full((size[1], size[0], 3), (i * 7) % 256, np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(video.encode(None))
+        if audio:
+            t = np.arange(int(16000 * audio_seconds)) / 16000
+            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for start in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
+                frame.sample_rate = 16000
+                out.mux(audio.encode(frame))
+            out.mux(audio.encode(None))
+    return path
+
+
+def read_back(data: bytes, path: Path) -> tuple[av.video.stream.VideoStream, int, bool, str]:
+    path.write_bytes(data)
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        rate, codec, pix = stream.average_rate, stream.codec_context.name, stream.codec_context.pix_fmt
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+    with av.open(str(path)) as c:
+        has_audio = bool(c.streams.audio)
+    return rate, frames, has_audio, f"{codec}/{pix}"
+
+
+def test_probe_and_chunked_decode_of_an_example(tmp_path):
+    info = probe(DRIVING / "d0.mp4")
+    assert info.fps == 25 and (info.width, info.height) == (512, 512) and not info.has_audio
+    chunks = list(read_frames(DRIVING / "d0.mp4", chunk=16, max_frames=10_000))
+    assert [len(c) for c in chunks[:-1]] == [16] * (len(chunks) - 1)
+    assert sum(len(c) for c in chunks) == info.frames == 78
+    assert chunks[0][0].shape == (512, 512, 3) and chunks[0][0].dtype == np.uint8
+
+
+def test_frame_limit_and_garbage_are_invalid(tmp_path):
+    with pytest.raises(InvalidVideoError, match="more than 10 frames"):
+        list(read_frames(DRIVING / "d0.mp4", chunk=4, max_frames=10))
+    garbage = tmp_path / "x.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(InvalidVideoError):
+        probe(garbage)
+
+
+@pytest.mark.parametrize("fps", [Fraction(30000, 1001), Fraction(25), Fraction(24000, 1001)])
+def test_encode_keeps_frame_count_and_fractional_rate(tmp_path, fps):
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), np.uint8) for i in range(37)]
+    writer = FragmentedMp4Writer(64, 48, fps)
+    data = b"".join([writer.write(frames[:20]), writer.write(frames[20:]), writer.close()])
+    rate, decoded, has_audio, codec = read_back(data, tmp_path / "o.mp4")
+    assert len(decoded) == 37 and decoded[0].shape == (48, 64, 3)
+    assert rate == fps
+    assert codec == "h264/yuv420p" and not has_audio
+
+
+def test_bytes_arrive_progressively_and_audio_is_muxed(tmp_path):
+    source = make_video(tmp_path / "in.mp4", 60, Fraction(30), audio_seconds=2.0)
+    info = probe(source)
+    assert info.has_audio and info.fps == 30
+    writer = FragmentedMp4Writer(64, 48, info.fps, audio_from=source)
+    parts = [writer.write(chunk) for chunk in read_frames(source, chunk=10, max_frames=1000)]
+    parts.append(writer.close())
+    assert sum(1 for p in parts[:-1] if p) >= 2, "fragments must be delivered before the end"
+    rate, decoded, has_audio, _ = read_back(b"".join(parts), tmp_path / "o.mp4")
+    assert len(decoded) == 60 and has_audio
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        audio = c.streams.audio[0]
+        seconds = sum(f.samples for f in c.decode(audio)) / audio.codec_context.sample_rate
+    assert 1.9 <= seconds <= 2.2
+
+
+def test_odd_sizes_are_refused():
+    with pytest.raises(ValueError, match="even"):
+        FragmentedMp4Writer(63, 48, Fraction(25))
