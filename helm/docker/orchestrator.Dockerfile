@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# LivePortrait orchestrator (CPU): asyncio gRPC server liveportrait.v1.PortraitAnimator on 50051, metrics on 9100,
+# plus the `liveportrait` client CLI (used by the chart's `helm test` pod). No torch: `pip install .` only.
+#   docker build -f helm/docker/orchestrator.Dockerfile -t ghcr.io/liveportrait-serving/orchestrator:0.1.0 .
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml ./
+COPY README.md ./
+COPY client ./client
+COPY orchestrator ./orchestrator
+COPY export_scripts ./export_scripts
+COPY protos ./protos
+COPY load_tests ./load_tests
+COPY model_repository ./model_repository
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/venv/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+# Non-root (the chart runs it as 10001 with a read-only root filesystem and /tmp as an emptyDir).
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp liveportrait
+USER 10001
+EXPOSE 50051 9100
+ENTRYPOINT ["liveportrait-orchestrator"]

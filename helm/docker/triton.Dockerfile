@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1
+# Triton Inference Server with the LivePortrait model repository baked in at /models.
+#   GPU (onnxruntime backend + TensorRT EP), synthetic weights:
+#     docker build -f helm/docker/triton.Dockerfile -t ghcr.io/liveportrait-serving/triton:0.1.0-gpu .
+#   GPU with the official LivePortrait checkpoints (a directory with the .pth files):
+#     docker build -f helm/docker/triton.Dockerfile --build-context weights=/path/to/pretrained_weights \
+#       --build-arg WEIGHTS=/weights -t ghcr.io/liveportrait-serving/triton:0.1.0-gpu .
+#   CPU repository for values-dev-cpu.yaml (Python-backend models running onnxruntime), tiny profile:
+#     docker build -f helm/docker/triton.Dockerfile --build-arg TARGET=cpu --build-arg PROFILE=tiny \
+#       -t ghcr.io/liveportrait-serving/triton:0.1.0-cpu .
+#   The exporter stage alone is an image for the chart's initContainer model source
+#   (triton.modelRepository.source=initContainer, command liveportrait-export ... --output /models):
+#     docker build -f helm/docker/triton.Dockerfile --target exporter -t ghcr.io/liveportrait-serving/exporter:0.1.0 .
+ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
+
+# Empty unless overridden with --build-context weights=DIR.
+FROM scratch AS weights
+
+FROM python:3.11-slim AS exporter
+WORKDIR /src
+COPY pyproject.toml ./
+COPY README.md ./
+COPY client ./client
+COPY orchestrator ./orchestrator
+COPY export_scripts ./export_scripts
+COPY protos ./protos
+COPY load_tests ./load_tests
+COPY model_repository ./model_repository
+# torch comes from the CPU wheel index: export runs on the CPU, no CUDA build needed.
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu '.[export]'
+COPY --from=weights / /weights/
+ENV HOME=/tmp
+
+FROM exporter AS export
+ARG TARGET=gpu
+ARG PROFILE=full
+ARG WEIGHTS=synthetic
+RUN liveportrait-export --weights "$WEIGHTS" --profile "$PROFILE" --target "$TARGET" --output /models
+
+FROM ${TRITON_IMAGE}
+ARG TARGET=gpu
+# The CPU repository's model.py imports numpy + onnxruntime from LIVEPORTRAIT_BACKEND_PYTHONPATH (the Python-backend
+# stub ignores PYTHONPATH); the GPU repository needs nothing extra (onnxruntime backend ships in the image).
+RUN if [ "$TARGET" = "cpu" ]; then \
+      python3 -m pip install --no-cache-dir --target /opt/liveportrait/python 'numpy<2' 'onnxruntime>=1.20'; \
+    else mkdir -p /opt/liveportrait/python; fi
+ENV LIVEPORTRAIT_BACKEND_PYTHONPATH=/opt/liveportrait/python
+COPY --from=export --chown=1000:1000 /models /models
+# triton-server (uid 1000) is the non-root user of NGC's image; the chart enforces runAsUser 1000.
+USER 1000
+EXPOSE 8000 8001 8002
+CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true"]

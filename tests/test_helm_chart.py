@@ -1,0 +1,755 @@
+"""The Helm chart (helm/liveportrait), checked with real tools: helm v4 (lint --strict, template), the Kubernetes
+OpenAPI schemas (kubernetes-validate, strict), the KEDA / prometheus-operator CRD schemas (@kubernetes-models
+validators under node), promtool for every PromQL expression the chart ships, the local tritonserver's flag list, and
+the probe / preStop commands executed for real.
+
+Tools come from `make tools` (scripts/install_tools.sh -> .tools/). Without them the tests skip locally and fail in CI.
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "liveportrait"
+TOOLS = REPO / ".tools"
+KUBE_VERSION = "1.34.0"
+NAMESPACE = "lp"
+RELEASE = "rel"
+FULL = f"{RELEASE}-liveportrait"
+EXAMPLES = ["values.yaml", "values-gpu-l4.yaml", "values-keda.yaml", "values-dev-cpu.yaml"]
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+BOTTLENECK = {"warping_spade", "appearance_feature_extractor", "motion_extractor"}
+
+
+def _missing(what: str):
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} is missing in CI: `make tools` (scripts/install_tools.sh) must install it")
+    pytest.skip(f"{what} is missing: run `make tools`")
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    path = TOOLS / "bin" / "helm"
+    if not path.is_file():
+        _missing(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    path = TOOLS / "bin" / "promtool"
+    found = str(path) if path.exists() else shutil.which("promtool")
+    if not found:
+        _missing("promtool")
+    return found
+
+
+@pytest.fixture(scope="session")
+def kubernetes_validate():
+    try:
+        import kubernetes_validate as kv
+    except ImportError:
+        _missing("kubernetes-validate (pip)")
+    return kv
+
+
+@pytest.fixture(scope="session")
+def crd_validator():
+    node = shutil.which("node")
+    modules = TOOLS / "node" / "node_modules"
+    if not node or not (modules / "@kubernetes-models" / "keda").is_dir():
+        _missing("node + @kubernetes-models CRD validators")
+
+    def validate(objects: list[dict]) -> subprocess.CompletedProcess:
+        return subprocess.run([node, str(REPO / "helm" / "tests" / "validate_crds.mjs"), str(modules)],
+                              input=json.dumps(objects), capture_output=True, text=True, timeout=120)
+    return validate
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=120)
+
+
+def template_args(values: list[str], sets: list[str]) -> list[str]:
+    args = [RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    for v in values:
+        if v != "values.yaml":
+            args += ["-f", str(CHART / v)]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+_cache: dict = {}
+
+
+def render(helm: str, values: tuple[str, ...] = (), sets: tuple[str, ...] = ()) -> list[dict]:
+    key = (values, sets)
+    if key not in _cache:
+        proc = run_helm(helm, "template", *template_args(list(values), list(sets)))
+        assert proc.returncode == 0, proc.stderr
+        _cache[key] = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return _cache[key]
+
+
+def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    hits = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(hits) == 1, f"expected one {kind} {name}, found {[d['metadata']['name'] for d in hits]}"
+    return hits[0]
+
+
+def kinds(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def triton(docs):
+    return find(docs, "Deployment", f"{FULL}-triton")
+
+
+def orchestrator(docs):
+    return find(docs, "Deployment", f"{FULL}-orchestrator")
+
+
+def container(deploy: dict, name: str) -> dict:
+    return next(c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def flags(args: list[str]) -> dict[str, str]:
+    out = {}
+    for a in args:
+        k, _, v = a.partition("=")
+        out[k] = v
+    return out
+
+
+def promql_check(promtool: str, exprs: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """Parse PromQL expressions with promtool by wrapping each one in a recording rule."""
+    rules = {"groups": [{"name": "check", "rules": [
+        {"record": f"check:{re.sub(r'[^a-zA-Z0-9_]', '_', k)}", "expr": e} for k, e in exprs.items()]}]}
+    path = tmp_path / "exprs.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# lint, render, validate every example
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", EXAMPLES)
+def test_lint_strict(helm, values):
+    args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    if values != "values.yaml":
+        args += ["-f", str(CHART / values)]
+    proc = run_helm(helm, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("values", EXAMPLES)
+def test_rendered_objects_match_kubernetes_schemas(helm, kubernetes_validate, values):
+    docs = render(helm, (values,))
+    core = [d for d in docs if not d["apiVersion"].startswith(CRD_GROUPS)]
+    assert len(core) >= 8
+    for doc in core:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values,sets", [
+    ("values.yaml", ()),
+    ("values-keda.yaml", ()),
+    ("values.yaml", ("metrics.serviceMonitor.enabled=false", "metrics.podMonitor.enabled=true")),
+])
+def test_custom_resources_match_crd_schemas(helm, crd_validator, values, sets):
+    docs = render(helm, (values,), sets)
+    crs = [d for d in docs if d["apiVersion"].startswith(CRD_GROUPS)]
+    assert crs
+    proc = crd_validator(crs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("VALID") == len(crs)
+
+
+def test_validators_reject_broken_objects(helm, kubernetes_validate, crd_validator):
+    """Negative controls: the validators used above do catch mistakes."""
+    docs = render(helm)
+    deploy = json.loads(json.dumps(triton(docs)))
+    deploy["spec"]["template"]["spec"]["containers"][0]["resourcez"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deploy, KUBE_VERSION, strict=True)
+    deploy = json.loads(json.dumps(triton(docs)))
+    deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "two minutes"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deploy, KUBE_VERSION, strict=True)
+
+    so = json.loads(json.dumps(find(render(helm, ("values-keda.yaml",)), "ScaledObject", f"{FULL}-triton")))
+    so["spec"]["minReplicaCount"] = "one"
+    rule = json.loads(json.dumps(find(docs, "PrometheusRule")))
+    rule["spec"]["groups"][0]["rules"] = "not a list"
+    proc = crd_validator([so, rule])
+    assert proc.returncode == 1
+    assert proc.stdout.count("INVALID") == 2, proc.stdout
+
+
+def test_kubectl_installed():
+    path = TOOLS / "bin" / "kubectl"
+    if not path.is_file():
+        _missing(str(path))
+    out = subprocess.run([str(path), "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout)["clientVersion"]["minor"].startswith("34")
+
+
+def test_helm_is_v4(helm):
+    assert run_helm(helm, "version", "--short").stdout.startswith("v4.")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# bad values fail with a clear message
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values,sets,message", [
+    ("values.yaml", ["triton.replicaCount=-1"], "/triton/replicaCount"),
+    ("values.yaml", ["orchestrator.replicaCount=-3"], "/orchestrator/replicaCount"),
+    ("values-gpu-l4.yaml", ["triton.gpu.count=0"], "/triton/gpu/count"),
+    ("values.yaml", ["triton.modelRepository.source=pvc"], "/triton/modelRepository/pvc/claimName"),
+    ("values.yaml", ["triton.modelRepository.source=cloud"], "/triton/modelRepository/cloud/uri"),
+    ("values.yaml", ["triton.modelRepository.source=cloud", "triton.modelRepository.cloud.uri=http://x/y"],
+     "/triton/modelRepository/cloud/uri"),
+    ("values.yaml", ["triton.modelRepository.source=initContainer"], "/triton/modelRepository/initContainer"),
+    ("values.yaml", ["triton.modelRepository.source=nfs"], "/triton/modelRepository/source"),
+    ("values.yaml", ["triton.modelRepository.path="], "/triton/modelRepository/path"),
+    ("values.yaml", ["triton.target=tpu"], "/triton/target"),
+    ("values.yaml", ["triton.autoscaling.minReplicas=0"], "/triton/autoscaling/minReplicas"),
+    ("values.yaml", ["autoscaling.engine=vpa"], "/autoscaling/engine"),
+    ("values.yaml", ["triton.resourcez.cpu=1"], "additional properties 'resourcez'"),
+    ("values.yaml", ["orchestrator.tls.enabled=true"], "/orchestrator/tls/secretName"),
+])
+def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
+    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
+    if values != "values.yaml":
+        args += ["-f", str(CHART / values)]
+    for s in sets:
+        args += ["--set", s]
+    proc = run_helm(helm, *args)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["triton.gpu.count=0"], "triton.gpu.count must be >= 1 when triton.target is gpu"),
+    (["triton.modelRepository.source=pvc"], "triton.modelRepository.pvc.claimName is required"),
+    (["triton.modelRepository.source=cloud"], "triton.modelRepository.cloud.uri must be an s3://, gs:// or as://"),
+    (["triton.modelRepository.source=initContainer"], "initContainer.image.repository and .command are required"),
+    (["triton.terminationGracePeriodSeconds=90"], "must be larger than triton.drain.preStopSleepSeconds"),
+    (["orchestrator.terminationGracePeriodSeconds=100"], "must be larger than orchestrator.drain.preStopSleepSeconds"),
+    (["metrics.podMonitor.enabled=true"], "enable only one of metrics.serviceMonitor and metrics.podMonitor"),
+    (["triton.autoscaling.minReplicas=5"], "minReplicas must not exceed"),
+])
+def test_template_guards_without_schema(helm, sets, message):
+    """Cross-field rules the schema cannot express, and the same guards when schema validation is skipped."""
+    args = ["template", *template_args([], sets), "--skip-schema-validation"]
+    proc = run_helm(helm, *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Triton Deployment
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values,gpus", [("values.yaml", 1), ("values-gpu-l4.yaml", 1), ("values-keda.yaml", 1)])
+def test_gpu_scheduling(helm, values, gpus):
+    d = triton(render(helm, (values,)))
+    pod = d["spec"]["template"]["spec"]
+    c = container(d, "triton")
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert "--allow-gpu-metrics=true" in c["args"]
+    if values == "values-gpu-l4.yaml":
+        term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+        assert term["matchExpressions"] == [{"key": "nvidia.com/gpu.product", "operator": "In",
+                                             "values": ["NVIDIA-L4"]}]
+
+
+def test_scheduling_knobs_from_values(helm):
+    d = triton(render(helm, sets=("triton.runtimeClassName=nvidia", "triton.gpu.count=2",
+                                  "triton.nodeSelector.pool=gpu-l4", "triton.tolerations[0].key=dedicated",
+                                  "triton.tolerations[0].operator=Exists")))
+    pod = d["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["nodeSelector"] == {"pool": "gpu-l4"}
+    assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
+    assert container(d, "triton")["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert "runtimeClassName" not in triton(render(helm))["spec"]["template"]["spec"]
+
+
+def test_dev_cpu_has_no_gpu(helm):
+    d = triton(render(helm, ("values-dev-cpu.yaml",)))
+    pod = d["spec"]["template"]["spec"]
+    text = json.dumps(d)
+    assert "nvidia.com/gpu" not in text
+    assert "tolerations" not in pod and "affinity" not in pod
+    assert "--allow-gpu-metrics=false" in container(d, "triton")["args"]
+    assert d["spec"]["replicas"] == 1
+
+
+def test_triton_server_flags(helm):
+    c = container(triton(render(helm)), "triton")
+    f = flags(c["args"])
+    assert c["command"] == ["tritonserver"]
+    assert f["--model-repository"] == "/models"
+    assert f["--model-control-mode"] == "none"
+    assert f["--strict-readiness"] == "true"
+    assert int(f["--exit-timeout-secs"]) == 60
+    assert int(f["--grpc-max-connection-age"]) > 0 and int(f["--grpc-max-connection-age-grace"]) > 0
+    assert f["--metrics-port"] == "8002" and f["--grpc-port"] == "8001" and f["--http-port"] == "8000"
+    assert f["--metrics-config"] == "summary_latencies=true"
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+def test_triton_flags_exist_in_tritonserver(helm):
+    """Every flag the chart passes is accepted by tritonserver 2.51 (= NGC 24.10), the project's embedded build."""
+    binary = REPO / ".triton" / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+    if not binary.is_file():
+        _missing(f"{binary} (make setup)")
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{binary.parent.parent / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}")
+    out = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60, env=env)
+    known = set(re.findall(r"^\s+(--[a-z0-9-]+)", out.stdout + out.stderr, re.M))
+    assert len(known) > 50, out.stdout + out.stderr
+    for values in EXAMPLES:
+        c = container(triton(render(helm, (values,))), "triton")
+        used = {a.split("=")[0] for a in c["args"]}
+        assert used <= known, used - known
+
+
+def test_probes(helm):
+    for values in EXAMPLES:
+        c = container(triton(render(helm, (values,))), "triton")
+        s, live, ready = c["startupProbe"], c["livenessProbe"], c["readinessProbe"]
+        assert s["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+        # model load + TensorRT engine build + warm-up: at least 10 minutes on GPU
+        window = s["periodSeconds"] * s["failureThreshold"]
+        assert window >= (600 if values != "values-dev-cpu.yaml" else 300), (values, window)
+        assert live["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+        assert "/v2/health/ready" in ready["exec"]["command"][-1]
+        assert "/tmp/liveportrait-draining" in ready["exec"]["command"][-1]
+    o = container(orchestrator(render(helm)), "orchestrator")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert o[probe]["grpc"] == {"port": 50051}
+    o_tls = container(orchestrator(render(helm, sets=("orchestrator.tls.enabled=true",
+                                                      "orchestrator.tls.secretName=lp-tls"))), "orchestrator")
+    assert o_tls["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+
+
+@pytest.mark.parametrize("values", EXAMPLES)
+def test_drain_inequality(helm, values):
+    docs = render(helm, (values,))
+    d = triton(docs)
+    c = container(d, "triton")
+    pre = c["lifecycle"]["preStop"]["exec"]["command"]
+    sleep = int(re.search(r"sleep (\d+)", pre[-1]).group(1))
+    exit_timeout = int(flags(c["args"])["--exit-timeout-secs"])
+    grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert sleep > 0 and exit_timeout > 0
+    assert grace > sleep + exit_timeout, (grace, sleep, exit_timeout)
+    o = orchestrator(docs)
+    oc = container(o, "orchestrator")
+    osleep = int(re.search(r"sleep (\d+)", oc["lifecycle"]["preStop"]["exec"]["command"][-1]).group(1))
+    timeout = int(next(e["value"] for e in oc["env"] if e["name"] == "LIVEPORTRAIT_REQUEST_TIMEOUT_S"))
+    assert o["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > osleep + timeout
+
+
+def test_prestop_really_marks_unready_then_sleeps(helm, tmp_path):
+    """Run the rendered preStop under /bin/sh (the `sh -c touch ...; sleep` form is easy to get wrong)."""
+    c = container(triton(render(helm, sets=("triton.drain.preStopSleepSeconds=1",))), "triton")
+    cmd = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert cmd[:2] == ["/bin/sh", "-c"]
+    marker = tmp_path / "draining"
+    script = cmd[2].replace("/tmp/liveportrait-draining", str(marker))
+    proc = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists()
+
+
+class _Ready(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802
+        code = type(self).status if self.path == "/v2/health/ready" else 404
+        self.send_response(code)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_readiness_probe_script_runs(helm, tmp_path):
+    """The exec readiness probe: 200 from /v2/health/ready and no drain marker -> ready; otherwise not."""
+    bash = shutil.which("bash")
+    if not bash:
+        pytest.skip("bash is not installed")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Ready)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = container(triton(render(helm, sets=(f"triton.ports.http={port}",))), "triton")
+        cmd = c["readinessProbe"]["exec"]["command"]
+        marker = tmp_path / "draining"
+        script = cmd[-1].replace("/tmp/liveportrait-draining", str(marker))
+
+        def probe() -> int:
+            return subprocess.run([bash, "-c", script], capture_output=True, timeout=30).returncode
+        assert probe() == 0
+        _Ready.status = 503
+        assert probe() != 0
+        _Ready.status = 200
+        marker.touch()
+        assert probe() != 0
+    finally:
+        _Ready.status = 200
+        server.shutdown()
+
+
+def test_security_contexts(helm):
+    for values in EXAMPLES:
+        for d in render(helm, (values,)):
+            if d["kind"] == "Deployment":
+                pod = d["spec"]["template"]["spec"]
+            elif d["kind"] == "Pod":
+                pod = d["spec"]
+            else:
+                continue
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert pod["automountServiceAccountToken"] is False
+            for c in pod["containers"] + pod.get("initContainers", []):
+                sc = c["securityContext"]
+                assert sc["allowPrivilegeEscalation"] is False, c["name"]
+                assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+                assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True, c["name"]
+                assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+
+
+def test_volumes_shm_tmp_and_resources(helm):
+    d = triton(render(helm))
+    vols = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+    assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
+    c = container(d, "triton")
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts["/dev/shm"] == "dshm" and mounts["/tmp"] == "tmp"
+    # the GPU configs write ORT-TensorRT engines to /tmp/trt_cache (model_repository/gpu/*/config.pbtxt)
+    cache_path = re.search(r'key: "trt_engine_cache_path"\s+value: "([^"]+)"',
+                           (REPO / "model_repository/gpu/warping_spade/config.pbtxt").read_text()).group(1)
+    assert mounts[cache_path] == "engine-cache"
+    for deploy in (d, orchestrator(render(helm))):
+        for c in deploy["spec"]["template"]["spec"]["containers"]:
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+            assert c["resources"]["limits"]["memory"]
+    l4 = triton(render(helm, ("values-gpu-l4.yaml",)))
+    vols = {v["name"]: v for v in l4["spec"]["template"]["spec"]["volumes"]}
+    assert vols["engine-cache"]["persistentVolumeClaim"]["claimName"] == "liveportrait-trt-cache-l4"
+
+
+def test_model_repository_sources(helm):
+    pvc = triton(render(helm, sets=("triton.modelRepository.source=pvc", "triton.modelRepository.pvc.claimName=models")))
+    vols = {v["name"]: v for v in pvc["spec"]["template"]["spec"]["volumes"]}
+    assert vols["model-repository"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    assert flags(container(pvc, "triton")["args"])["--model-repository"] == "/models"
+
+    cloud = triton(render(helm, sets=("triton.modelRepository.source=cloud",
+                                      "triton.modelRepository.cloud.uri=s3://bucket/liveportrait/gpu",
+                                      "triton.modelRepository.cloud.credentialsSecret=aws-creds")))
+    c = container(cloud, "triton")
+    assert flags(c["args"])["--model-repository"] == "s3://bucket/liveportrait/gpu"
+    assert c["envFrom"] == [{"secretRef": {"name": "aws-creds"}}]
+    assert "model-repository" not in {v["name"] for v in cloud["spec"]["template"]["spec"]["volumes"]}
+
+    gcs = container(triton(render(helm, sets=("triton.modelRepository.source=cloud",
+                                              "triton.modelRepository.cloud.uri=gs://b/repo",
+                                              "triton.modelRepository.cloud.gcsCredentialsSecret=gcs-key"))), "triton")
+    env = {e["name"]: e.get("value") for e in gcs["env"]}
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/run/secrets/liveportrait/gcs/key.json"
+
+    init = triton(render(helm, sets=("triton.modelRepository.source=initContainer",
+                                     "triton.modelRepository.initContainer.image.repository=exporter",
+                                     "triton.modelRepository.initContainer.image.tag=1",
+                                     "triton.modelRepository.initContainer.command={liveportrait-export}",
+                                     "triton.modelRepository.initContainer.args={--output,/models}")))
+    pod = init["spec"]["template"]["spec"]
+    ic = pod["initContainers"][0]
+    assert ic["image"] == "exporter:1" and ic["command"] == ["liveportrait-export"]
+    assert {"name": "model-repository", "mountPath": "/models"} in ic["volumeMounts"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["model-repository"]["emptyDir"]["sizeLimit"] == "20Gi"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Services, orchestrator, PDB, NetworkPolicy
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_headless_triton_service_and_orchestrator_target(helm):
+    docs = render(helm)
+    grpc = find(docs, "Service", f"{FULL}-triton-grpc")
+    assert grpc["spec"]["clusterIP"] == "None"
+    assert {p["name"]: p["port"] for p in grpc["spec"]["ports"]}["grpc"] == 8001
+    assert grpc["spec"]["selector"]["app.kubernetes.io/component"] == "triton"
+    metrics = find(docs, "Service", f"{FULL}-triton-metrics")
+    assert [p["port"] for p in metrics["spec"]["ports"]] == [8002]
+    env = {e["name"]: e.get("value") for e in container(orchestrator(docs), "orchestrator")["env"]}
+    assert env["LIVEPORTRAIT_TRITON_URL"] == f"dns:///{FULL}-triton-grpc.{NAMESPACE}.svc.cluster.local:8001"
+    # the Deployment's pod labels are what the headless Service selects
+    labels = triton(docs)["spec"]["template"]["metadata"]["labels"]
+    assert grpc["spec"]["selector"].items() <= labels.items()
+
+
+def test_orchestrator_config(helm):
+    docs = render(helm, sets=("orchestrator.tls.enabled=true", "orchestrator.tls.secretName=lp-tls",
+                              "orchestrator.maxConcurrentRequests=3"))
+    o = orchestrator(docs)
+    c = container(o, "orchestrator")
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["LIVEPORTRAIT_MAX_CONCURRENT_REQUESTS"] == "3"
+    assert env["LIVEPORTRAIT_MAX_QUEUED_REQUESTS"] == "32"
+    assert env["LIVEPORTRAIT_MAX_INPUT_BYTES"] == "67108864"
+    assert env["LIVEPORTRAIT_REQUEST_TIMEOUT_S"] == "120"
+    assert env["LIVEPORTRAIT_TLS_CERT_FILE"] == "/etc/liveportrait/tls/tls.crt"
+    assert env["LIVEPORTRAIT_TLS_KEY_FILE"] == "/etc/liveportrait/tls/tls.key"
+    vols = {v["name"]: v for v in o["spec"]["template"]["spec"]["volumes"]}
+    assert vols["tls"]["secret"]["secretName"] == "lp-tls"
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9100}
+    assert "nvidia.com/gpu" not in json.dumps(o)
+    assert "LIVEPORTRAIT_TLS_CERT_FILE" not in json.dumps(orchestrator(render(helm)))
+    svc = find(docs, "Service", f"{FULL}-orchestrator")
+    assert svc["spec"]["ports"][0]["port"] == 50051
+    assert find(docs, "Service", f"{FULL}-orchestrator-headless")["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.parametrize("values", ["values.yaml", "values-gpu-l4.yaml", "values-keda.yaml"])
+def test_pdb_for_both_deployments(helm, values):
+    docs = render(helm, (values,))
+    for comp in ("triton", "orchestrator"):
+        pdb = find(docs, "PodDisruptionBudget", f"{FULL}-{comp}")
+        assert pdb["spec"]["maxUnavailable"] == 1
+        deploy = find(docs, "Deployment", f"{FULL}-{comp}")
+        assert pdb["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    assert not kinds(render(helm, ("values-dev-cpu.yaml",)), "PodDisruptionBudget")
+
+
+def test_network_policies(helm):
+    docs = render(helm)
+    tp = find(docs, "NetworkPolicy", f"{FULL}-triton")["spec"]
+    assert tp["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "triton"
+    assert tp["policyTypes"] == ["Ingress"]
+    by_port = {r["ports"][0]["port"]: r["from"] for r in tp["ingress"]}
+    assert set(by_port) == {"grpc", "metrics"}  # nothing else (HTTP 8000 has no peer)
+    assert by_port["grpc"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "liveportrait", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "orchestrator"}}}]
+    assert by_port["metrics"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                                   "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
+    ports = {r["ports"][0]["port"]: r.get("from") for r in op["ingress"]}
+    assert ports["grpc"] is None and ports["metrics"] == by_port["metrics"]
+    # restricting the orchestrator's callers keeps the helm test pod allowed
+    docs = render(helm, sets=("networkPolicy.orchestratorClients[0].podSelector.matchLabels.role=frontend",))
+    op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
+    peers = next(r["from"] for r in op["ingress"] if r["ports"][0]["port"] == "grpc")
+    assert peers[0] == {"podSelector": {"matchLabels": {"role": "frontend"}}}
+    test_pod = find(docs, "Pod")
+    assert peers[1]["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    # dev values: Prometheus from any namespace (namespaceSelector: {})
+    dev = find(render(helm, ("values-dev-cpu.yaml",)), "NetworkPolicy", f"{FULL}-triton")["spec"]
+    metrics_from = next(r["from"] for r in dev["ingress"] if r["ports"][0]["port"] == "metrics")
+    assert metrics_from[0]["namespaceSelector"] == {}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Autoscaling
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _rules() -> dict:
+    return yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+
+
+def _recorded() -> dict[str, str]:
+    return {r["record"]: r["expr"] for g in _rules()["groups"] for r in g["rules"] if "record" in r}
+
+
+def test_hpa_on_adapter_metrics(helm):
+    docs = render(helm)
+    adapter = yaml.safe_load((CHART / "prometheus-adapter-values.yaml").read_text())
+    served = {r["name"]["as"]: r["seriesQuery"].split("{")[0] for r in adapter["rules"]["custom"]}
+    hpa = find(docs, "HorizontalPodAutoscaler", f"{FULL}-triton")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{FULL}-triton"}
+    metrics = {m["pods"]["metric"]["name"]: m["pods"]["target"] for m in hpa["spec"]["metrics"]}
+    assert all(m["type"] == "Pods" for m in hpa["spec"]["metrics"])
+    assert metrics["liveportrait_triton_queue_us_per_request"] == {"type": "AverageValue", "averageValue": "50000"}
+    assert metrics["liveportrait_triton_pending_requests"] == {"type": "AverageValue", "averageValue": "16"}
+    # each HPA metric is served by an adapter rule whose series is one of the chart's recording rules
+    recorded = _recorded()
+    for name in metrics:
+        assert served[name] in recorded, name
+    assert served["liveportrait_triton_queue_us_per_request"] == "liveportrait:triton_queue_us_per_request:rate1m"
+    behavior = hpa["spec"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] < behavior["scaleDown"]["stabilizationWindowSeconds"]
+    assert "replicas" not in triton(docs)["spec"] and "replicas" not in orchestrator(docs)["spec"]
+    ohpa = find(docs, "HorizontalPodAutoscaler", f"{FULL}-orchestrator")
+    assert ohpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "liveportrait_requests_in_flight"
+    assert served["liveportrait_requests_in_flight"] == "liveportrait_requests_in_flight"
+    assert not kinds(docs, "ScaledObject")
+
+
+def test_keda_scaled_objects(helm, promtool, tmp_path):
+    docs = render(helm, ("values-keda.yaml",))
+    assert not kinds(docs, "HorizontalPodAutoscaler")
+    so = find(docs, "ScaledObject", f"{FULL}-triton")["spec"]
+    assert so["scaleTargetRef"]["name"] == f"{FULL}-triton"
+    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (1, 6)
+    assert so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    triggers = {t["name"]: t for t in so["triggers"]}
+    q = triggers["queue_us_per_request"]
+    assert q["type"] == "prometheus" and q["metricType"] == "Value"
+    assert q["metadata"]["threshold"] == "50000"
+    assert q["metadata"]["serverAddress"].startswith("http://")
+    # summed numerator over summed denominator, restricted to this release's Triton pods
+    query = q["metadata"]["query"]
+    assert re.fullmatch(r"sum\(liveportrait:triton_queue_us:rate1m\{[^}]+\}\)\s*/\s*clamp_min\("
+                        r"sum\(liveportrait:triton_requests:rate1m\{[^}]+\}\), 0\.001\)", query), query
+    assert f'pod=~"{FULL}-triton-[a-z0-9]+-[a-z0-9]+"' in query and f'namespace="{NAMESPACE}"' in query
+    assert triggers["pending_requests"]["metadata"]["threshold"] == "16"
+    oso = find(docs, "ScaledObject", f"{FULL}-orchestrator")["spec"]
+    oq = oso["triggers"][0]["metadata"]["query"]
+    assert "liveportrait_requests_in_flight" in oq and f"{FULL}-orchestrator-" in oq
+    # every series the triggers read is recorded by the chart's rules, and every query parses
+    recorded = _recorded()
+    queries = {t["name"]: t["metadata"]["query"] for t in so["triggers"] + oso["triggers"]}
+    for name, text in queries.items():
+        for metric in re.findall(r"(liveportrait:[a-z_0-9:]+)", text):
+            assert metric in recorded, (name, metric)
+    proc = promql_check(promtool, queries, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the pod regex matches Deployment pod names and nothing of the orchestrator
+    pod_re = re.search(r'pod=~"([^"]+)"', query).group(1)
+    assert re.fullmatch(pod_re, f"{FULL}-triton-7d9f8c6b5-x2k4q")
+    assert not re.fullmatch(pod_re, f"{FULL}-orchestrator-7d9f8c6b5-x2k4q")
+
+
+def test_autoscaling_off_keeps_replicas(helm):
+    docs = render(helm, sets=("triton.autoscaling.enabled=false", "triton.replicaCount=3"))
+    assert triton(docs)["spec"]["replicas"] == 3
+    assert [h["metadata"]["name"] for h in kinds(docs, "HorizontalPodAutoscaler")] == [f"{FULL}-orchestrator"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Monitoring objects
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_prometheus_rule_embeds_the_rules_file(helm):
+    docs = render(helm)
+    rule = find(docs, "PrometheusRule")
+    assert rule["spec"] == _rules()
+    assert "liveportrait:triton_queue_us_per_request:rate1m" in _recorded()
+
+
+def test_monitors_select_metrics_services(helm):
+    docs = render(helm)
+    services = {s["metadata"]["name"]: s for s in kinds(docs, "Service")}
+    for sm in kinds(docs, "ServiceMonitor"):
+        sel = sm["spec"]["selector"]["matchLabels"]
+        hits = [n for n, s in services.items() if sel.items() <= s["metadata"]["labels"].items()]
+        assert len(hits) == 1 and hits[0].endswith("-metrics"), (sm["metadata"]["name"], hits)
+        assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+        assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert len(kinds(docs, "ServiceMonitor")) == 2 and not kinds(docs, "PodMonitor")
+    docs = render(helm, sets=("metrics.serviceMonitor.enabled=false", "metrics.podMonitor.enabled=true"))
+    pms = kinds(docs, "PodMonitor")
+    assert len(pms) == 2 and not kinds(docs, "ServiceMonitor")
+    for pm in pms:
+        deploy = find(docs, "Deployment", pm["metadata"]["name"])
+        assert pm["spec"]["selector"]["matchLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+    off = render(helm, ("values-dev-cpu.yaml",))
+    assert not [d for d in off if d["apiVersion"].startswith("monitoring.coreos.com/")]
+
+
+def test_grafana_dashboard(helm, promtool, tmp_path):
+    docs = render(helm)
+    cm = find(docs, "ConfigMap", f"{FULL}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dash = json.loads(cm["data"]["liveportrait.json"])
+    titles = " | ".join(p["title"] for p in dash["panels"]).lower()
+    for topic in ("requests", "percentiles", "queue vs compute", "load spread", "gpu utilisation"):
+        assert topic in titles, topic
+    exprs = {f"{p['id']}_{t['refId']}": t["expr"].replace("$namespace", ".*")
+             for p in dash["panels"] for t in p["targets"]}
+    assert len(exprs) >= 12
+    proc = promql_check(promtool, exprs, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = _recorded()
+    for e in exprs.values():
+        for metric in re.findall(r"(liveportrait:[a-z_0-9:]+)", e):
+            assert metric in recorded, metric
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helm test hook, NOTES
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_helm_test_pod(helm, tmp_path):
+    pod = find(render(helm), "Pod", f"{FULL}-test-animate")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == "ghcr.io/liveportrait-serving/orchestrator:0.1.0"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["SERVER"] == f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051"
+    script = c["command"][2]
+    assert c["command"][:2] == ["/bin/sh", "-ec"]
+    assert 'liveportrait health --server "$SERVER"' in script
+    assert "liveportrait animate --server" in script and "test -s /tmp/out.mp4" in script
+    assert subprocess.run(["/bin/sh", "-n", "-c", script], capture_output=True).returncode == 0
+    # the embedded generator writes a decodable portrait and a 4-frame driving clip
+    gen = re.search(r"python - <<'PY'\n(.*?)\nPY\n", script, re.S).group(1).replace("/tmp/", f"{tmp_path}/")
+    proc = subprocess.run([sys.executable, "-c", gen], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import cv2
+    assert cv2.imread(str(tmp_path / "source.png")).shape == (256, 256, 3)
+    cap = cv2.VideoCapture(str(tmp_path / "driving.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 4
+    # user-supplied inputs
+    pod = find(render(helm, sets=("tests.animate.inputsConfigMap=lp-inputs",)), "Pod")
+    assert "SRC=/inputs/source.jpg" in pod["spec"]["containers"][0]["command"][2]
+    assert {"name": "inputs", "configMap": {"name": "lp-inputs"}} in pod["spec"]["volumes"]
+
+
+def test_notes_tell_how_to_call_animate_portrait(helm):
+    proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert f"port-forward svc/{FULL}-orchestrator 50051:50051" in notes
+    assert "liveportrait animate --server localhost:50051" in notes
+    assert "AnimatePortrait" in notes and f"helm test {RELEASE}" in notes
+
+
+def test_dockerfiles_reference_existing_paths():
+    docker = REPO / "helm" / "docker"
+    for name in ("orchestrator.Dockerfile", "triton.Dockerfile"):
+        text = (docker / name).read_text()
+        assert re.search(r"^FROM ", text, re.M)
+        for src in re.findall(r"^COPY (?!--from)(?:--chown=\S+ )?(\S+) ", text, re.M):
+            assert (REPO / src).exists(), (name, src)
+    triton_df = (docker / "triton.Dockerfile").read_text()
+    assert "nvcr.io/nvidia/tritonserver" in triton_df and "liveportrait-export" in triton_df
