@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from . import model_repository as repo
 from .build import build_networks
 from .checkpoints import CheckpointError, CheckpointPaths, load_official_checkpoints
@@ -103,16 +101,28 @@ def run_export(request: ExportRequest, log=print) -> dict:
     if _up_to_date(request, fingerprint):
         log(f"{request.output}: up to date ({request.weights_label()}, target {request.target}); nothing to do")
         return json.loads((request.output / MANIFEST).read_text())
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     profile, networks = load_networks(request)
     log(f"weights: {request.weights_label()}")
     if request.synthetic:
         log("NOTE: synthetic weights produce structured noise, not faces. Point --weights at the official "
             "LivePortrait weights directory for real results.")
     parameters = {"weights": request.weights_label(), "profile": profile.name}
-    modules = serving_modules(networks)
-    specs, ensemble_models = served_models(profile), ensembles(profile)
     request.output.mkdir(parents=True, exist_ok=True)
+    rows = _export_liveportrait_models(request, profile, networks, parameters, log)
+    rows += _export_face_models(request, log)
+    for ensemble in ensembles(profile):
+        repo.write_ensemble(request.output, ensemble, parameters)
+        rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
+    manifest = {"fingerprint": fingerprint, "models": [r["model"] for r in rows], "exports": rows}
+    (request.output / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _summary(request, rows, log)
+    return manifest
+
+
+def _export_liveportrait_models(request: ExportRequest, profile, networks, parameters: dict[str, str], log) -> list[dict]:
+    """Each served model: export to ONNX, verify against PyTorch, write its folder of the repository."""
+    modules = serving_modules(networks)
+    specs = served_models(profile)
     rows = []
     for index, spec in enumerate(specs, 1):
         started = time.perf_counter()
@@ -126,14 +136,7 @@ def run_export(request: ExportRequest, log=print) -> dict:
                      "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
         log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
             f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
-    rows += _export_face_models(request, log)
-    for ensemble in ensemble_models:
-        repo.write_ensemble(request.output, ensemble, parameters)
-        rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
-    manifest = {"fingerprint": fingerprint, "models": [r["model"] for r in rows], "exports": rows}
-    (request.output / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _summary(request, rows, log)
-    return manifest
+    return rows
 
 
 def _export_face_models(request: ExportRequest, log) -> list[dict]:
