@@ -1,0 +1,180 @@
+"""Driving motion as a stream of chunks: from a video (decoded, cropped and motion-extracted chunk by chunk), a single
+image, or a motion template. Every source yields ``keypoints.Motion`` chunks of at most ``chunk`` frames."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import AsyncIterator, Protocol
+
+import cv2
+import numpy as np
+
+from .errors import InvalidRequest, NoFace
+from .face import FaceAnalyzer
+from .face.geometry import box_transform, resize_crop, warp_crop
+from .face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig, should_crop
+from .keypoints import Motion, motion_from_extractor
+from .media import DEFAULT_FPS, VideoInfo, read_frames
+from .options import DrivingCropOptions
+from .templates import Template
+from .timing import Timings
+from .triton_client import RequestRunner
+
+MOTION_MODEL = "motion_extractor_u8"
+INPUT_SIZE = 256
+
+
+class DrivingSource(Protocol):
+    fps: Fraction
+    total_frames: int  # expected output frames (0 when unknown)
+    is_video: bool  # more than one frame: the official flag_is_driving_video
+    audio_path: Path | None
+
+    def chunks(self) -> AsyncIterator[Motion]: ...
+
+
+async def extract_motion(runner: RequestRunner, images: list[np.ndarray]) -> Motion:
+    """Motion of 256x256 RGB uint8 images, one Triton call per chunk."""
+    outputs = await runner.infer(MOTION_MODEL, {"image_u8": np.stack(images)})
+    return motion_from_extractor(outputs)
+
+
+@dataclass
+class TemplateDriving:
+    template: Template
+    chunk: int = 8
+    audio_path: Path | None = None
+
+    @property
+    def fps(self) -> Fraction:
+        return self.template.fps
+
+    @property
+    def total_frames(self) -> int:
+        return len(self.template.motion)
+
+    @property
+    def is_video(self) -> bool:
+        return self.total_frames > 1
+
+    async def chunks(self) -> AsyncIterator[Motion]:
+        motion = self.template.motion
+        for start in range(0, len(motion), self.chunk):
+            yield motion[start:start + self.chunk]
+
+
+@dataclass
+class _Ratios:
+    """Driving eye/lip ratios, carried forward over frames where the face is lost."""
+
+    eyes: tuple[float, float] | None = None
+    lip: float | None = None
+
+    def update(self, frame: DrivingFrame) -> tuple[tuple[float, float] | None, float | None]:
+        if frame.eye_ratio is not None:
+            self.eyes, self.lip = frame.eye_ratio, frame.lip_ratio
+        return self.eyes, self.lip
+
+
+class VideoDriving:
+    """A spooled driving video (or one image) -> motion chunks; crops with the streaming face tracker when needed.
+
+    Frames before the first face (when cropping) wait, at most ``max_pending``, and are cropped with the first
+    face's box, so the output keeps one frame per driving frame.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo, runner: RequestRunner, analyzer: FaceAnalyzer,
+                 crop: DrivingCropOptions, need_ratios: bool, timings: Timings, chunk: int = 8,
+                 max_frames: int = 18_000, max_pending: int = 300, audio: bool = True):
+        self.path = path
+        self.info = info
+        self.runner = runner
+        self.tracker = DrivingCropTracker(analyzer, TrackerConfig(crop=crop.crop, box=crop.box))
+        self.cropping = should_crop((info.height, info.width), crop.crop)
+        self.need_ratios = need_ratios
+        self.timings = timings
+        self.chunk = chunk
+        self.max_frames = max_frames
+        self.max_pending = max_pending
+        self.audio_path = path if audio and info.has_audio else None
+        self.fps = info.fps
+        self.total_frames = info.frames
+        self.is_video = True
+        self._ratios = _Ratios()
+        self._pending: list[np.ndarray] = []
+
+    async def chunks(self) -> AsyncIterator[Motion]:
+        frames = read_frames(self.path, self.chunk, self.max_frames)
+        ready: list[tuple[np.ndarray, tuple | None, float | None]] = []
+        while True:
+            with self.timings.stage("decode"):
+                batch = await asyncio.to_thread(next, frames, None)
+            if batch is None:
+                break
+            with self.timings.stage("detect"):
+                for frame in batch:
+                    ready.extend(await self._prepare(frame))
+            while len(ready) >= self.chunk:
+                yield await self._motion(ready[:self.chunk])
+                ready = ready[self.chunk:]
+        if self._pending:
+            raise NoFace(f"no face was found in the driving video ({len(self._pending)} frames); use a video "
+                         "showing a face, or set crop_driving_video to off for a video that is already a face crop")
+        if ready:
+            yield await self._motion(ready)
+
+    async def _prepare(self, frame: np.ndarray) -> list[tuple[np.ndarray, tuple | None, float | None]]:
+        """The frame's network input and ratios (and those of frames that waited for the first face)."""
+        if not self.cropping and not self.need_ratios:
+            return [(cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE)), None, None)]
+        found = await self.tracker.process(frame)
+        eyes, lip = self._ratios.update(found)
+        if found.image_256 is None:
+            self._pending.append(frame)
+            if len(self._pending) > self.max_pending:
+                raise NoFace(f"no face was found in the first {self.max_pending} frames of the driving video")
+            return []
+        waited = [(resize_crop(warp_crop(f, box_transform(found.box, self.tracker.config.box.dsize)), INPUT_SIZE),
+                   eyes, lip) for f in self._pending]
+        self._pending = []
+        image = found.image_256 if self.cropping else cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE))
+        return waited + [(image, eyes, lip)]
+
+    async def _motion(self, items: list[tuple[np.ndarray, tuple | None, float | None]]) -> Motion:
+        with self.timings.stage("motion"):
+            motion = await extract_motion(self.runner, [image for image, _, _ in items])
+        if not self.need_ratios:
+            return motion
+        default_eyes, default_lip = (0.0, 0.0), 0.0
+        eyes = np.array([e if e is not None else default_eyes for _, e, _ in items], np.float32)
+        lips = np.array([v if v is not None else default_lip for _, _, v in items], np.float32)
+        return Motion(motion.scale, motion.R, motion.exp, motion.t, eyes, lips)
+
+
+class ImageDriving(VideoDriving):
+    """One driving image: one output frame at the official default 25 fps."""
+
+    def __init__(self, image: np.ndarray, runner: RequestRunner, analyzer: FaceAnalyzer, crop: DrivingCropOptions,
+                 need_ratios: bool, timings: Timings):
+        h, w = image.shape[:2]
+        super().__init__(Path(), VideoInfo(w, h, DEFAULT_FPS, 1, False), runner, analyzer, crop, need_ratios,
+                         timings, chunk=1, audio=False)
+        self.image = image
+        self.is_video = False
+
+    async def chunks(self) -> AsyncIterator[Motion]:
+        with self.timings.stage("detect"):
+            ready = await self._prepare(self.image)
+        if not ready:
+            raise NoFace("no face was found in the driving image; set crop_driving_video to off for an image that "
+                         "is already a face crop")
+        yield await self._motion(ready)
+
+
+def require_ratios(motion: Motion, eyes: bool, lip: bool) -> None:
+    if eyes and motion.eye_ratio is None:
+        raise InvalidRequest("eye_retargeting needs driving eye ratios, which this motion template does not have")
+    if lip and motion.lip_ratio is None:
+        raise InvalidRequest("lip_retargeting needs driving lip ratios, which this motion template does not have")

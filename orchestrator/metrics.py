@@ -1,0 +1,37 @@
+"""Prometheus metrics of the orchestrator (``liveportrait_`` prefix, base units), in a registry per server."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+STAGES = ("receive", "decode", "detect", "motion", "keypoints", "render", "paste_back", "encode")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("liveportrait_requests_total", "RPCs handled, by method and gRPC status code",
+                                ["method", "code"], registry=r)
+        self.request_latency = Histogram("liveportrait_request_duration_seconds", "RPC wall time, by method",
+                                         ["method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage_latency = Histogram("liveportrait_stage_duration_seconds",
+                                       "Time spent in a pipeline stage per request", ["stage"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.frames = Counter("liveportrait_frames_rendered_total", "Animated frames rendered", registry=r)
+        self.in_flight = Gauge("liveportrait_requests_in_flight", "Requests being processed", registry=r)
+        self.queued = Gauge("liveportrait_requests_queued", "Requests waiting for a processing slot", registry=r)
+        self.triton_latency = Histogram("liveportrait_triton_request_duration_seconds", "Triton call latency",
+                                        ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.triton_errors = Counter("liveportrait_triton_errors_total", "Failed Triton calls", ["model"],
+                                     registry=r)
+        self.triton_bytes = Counter("liveportrait_triton_bytes_total", "Tensor bytes exchanged with Triton",
+                                    ["direction"], registry=r)
+        self.client_bytes = Counter("liveportrait_client_bytes_total",
+                                    "Payload bytes received from (in) and sent to (out) clients", ["direction"],
+                                    registry=r)
+
+    def serve(self, port: int, address: str = "0.0.0.0"):
+        """Expose /metrics on its own HTTP port; returns the server (``shutdown()`` stops it)."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return server

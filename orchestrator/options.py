@@ -1,0 +1,120 @@
+"""Request options: the protobuf messages -> validated dataclasses with the official LivePortrait defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from .errors import InvalidRequest
+from .face import ORDERINGS, CropConfig
+from .face.geometry import DRIVING_CROP
+from .keypoints import KeypointOptions
+
+REGION_NAMES = {pb.ANIMATION_REGION_UNSPECIFIED: "all", pb.ALL: "all", pb.EXP: "exp", pb.POSE: "pose",
+                pb.LIP: "lip", pb.EYES: "eyes"}
+DRIVING_OPTION_NAMES = {pb.DRIVING_OPTION_UNSPECIFIED: "expression-friendly",
+                        pb.EXPRESSION_FRIENDLY: "expression-friendly", pb.POSE_FRIENDLY: "pose-friendly"}
+DRIVING_CROP_VALUES = {pb.DRIVING_CROP_AUTO: None, pb.DRIVING_CROP_ON: True, pb.DRIVING_CROP_OFF: False}
+
+
+@dataclass(frozen=True)
+class DrivingCropOptions:
+    crop: bool | None = None  # None: only for non-square videos (official)
+    box: CropConfig = field(default_factory=lambda: DRIVING_CROP)
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    keypoints: KeypointOptions = field(default_factory=KeypointOptions)
+    paste_back: bool = True
+    crop_source: bool = True
+    source_crop: CropConfig = field(default_factory=CropConfig)
+    driving_crop: DrivingCropOptions = field(default_factory=DrivingCropOptions)
+    source_max_dim: int = 1280
+    source_division: int = 2
+    face_index: int = 0
+    face_order: str = "large-small"
+    face_hint: np.ndarray | None = None
+    crf: int = 18
+    audio: bool = True
+
+    @property
+    def pastes_back(self) -> bool:
+        """Official: paste-back needs cropping and stitching too."""
+        return self.paste_back and self.crop_source and self.keypoints.stitching
+
+
+def _get(message, name: str, default):
+    return getattr(message, name) if message.HasField(name) else default
+
+
+def _enum(table: dict, value: int, what: str):
+    if value not in table:
+        raise InvalidRequest(f"unsupported {what} value {value}")
+    return table[value]
+
+
+def _range(name: str, value: float, low: float, high: float) -> float:
+    if not np.isfinite(value) or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return float(value)
+
+
+def driving_crop_options(mode: int, scale: float, vy_ratio: float) -> DrivingCropOptions:
+    box = CropConfig(scale=_range("driving_crop_scale", scale, 1.0, 4.0),
+                     vy_ratio=_range("driving_crop_vy_ratio", vy_ratio, -1.0, 1.0), rotate=False)
+    return DrivingCropOptions(_enum(DRIVING_CROP_VALUES, mode, "crop_driving_video"), box)
+
+
+def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> AnimateOptions:
+    o = options
+    try:
+        keypoints = KeypointOptions(
+            relative_motion=_get(o, "relative_motion", True),
+            driving_option=_enum(DRIVING_OPTION_NAMES, o.driving_option, "driving_option"),
+            driving_multiplier=_range("driving_multiplier", _get(o, "driving_multiplier", 1.0), 0.0, 10.0),
+            animation_region=_enum(REGION_NAMES, o.animation_region, "animation_region"),
+            stitching=_get(o, "stitching", True),
+            eye_retargeting=_get(o, "eye_retargeting", False),
+            lip_retargeting=_get(o, "lip_retargeting", False),
+            normalize_lip=_get(o, "normalize_lip", False),
+        )
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    source_crop = CropConfig(scale=_range("crop_scale", _get(o, "crop_scale", 2.3), 1.0, 4.0),
+                             vy_ratio=_range("crop_vy_ratio", _get(o, "crop_vy_ratio", -0.125), -1.0, 1.0),
+                             rotate=_get(o, "crop_rotate", True))
+    order = o.face_order or "large-small"
+    if order not in ORDERINGS:
+        raise InvalidRequest(f"unknown face_order {order!r}; choose one of {', '.join(ORDERINGS)}")
+    hint = None
+    if o.face_hint:
+        hint = np.asarray(o.face_hint, np.float64)
+        if hint.shape != (4,) or not np.isfinite(hint).all() or hint[2] <= hint[0] or hint[3] <= hint[1]:
+            raise InvalidRequest("face_hint must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+    crf = _get(output, "crf", 18)
+    if crf > 51:
+        raise InvalidRequest(f"crf must be between 0 and 51, got {crf}")
+    max_dim = _get(o, "source_max_dim", 1280)
+    division = _get(o, "source_division", 2)
+    if not 64 <= max_dim <= 4096:
+        raise InvalidRequest(f"source_max_dim must be between 64 and 4096, got {max_dim}")
+    if division not in (2, 4, 8, 16):
+        raise InvalidRequest(f"source_division must be 2, 4, 8 or 16 (the video needs even sides), got {division}")
+    return AnimateOptions(
+        keypoints=keypoints,
+        paste_back=_get(o, "paste_back", True),
+        crop_source=_get(o, "crop_source", True),
+        source_crop=source_crop,
+        driving_crop=driving_crop_options(o.crop_driving_video, _get(o, "driving_crop_scale", 2.2),
+                                          _get(o, "driving_crop_vy_ratio", -0.1)),
+        source_max_dim=max_dim,
+        source_division=division,
+        face_index=o.face_index,
+        face_order=order,
+        face_hint=hint,
+        crf=crf,
+        audio=_get(output, "audio", True),
+    )

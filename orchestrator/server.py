@@ -1,0 +1,196 @@
+"""``liveportrait-orchestrator``: the asyncio gRPC server (PortraitAnimator + grpc.health.v1 + reflection + metrics).
+
+Every setting is a flag with an environment-variable default (``LIVEPORTRAIT_<FLAG>``, e.g.
+``LIVEPORTRAIT_TRITON_URL``); see ``--help``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
+
+from .admission import Admission
+from .face import FACE_STACKS
+from .metrics import Metrics
+from .service import Limits, PortraitAnimatorService, ServingState
+from .triton_client import TritonConfig, TritonRunner
+
+log = logging.getLogger("liveportrait.orchestrator")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PortraitAnimator"].full_name
+PIPELINE_MODELS = ("motion_extractor_u8", "render_u8", "stitching", "retarget_eye", "retarget_lip")
+FACE_MODELS = {"mediapipe": ("face_detector", "face_landmarks"),
+               "official": ("official_face_detector", "official_landmarks_106", "official_landmarks_203")}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 9100  # 0: no metrics endpoint
+    triton: TritonConfig = field(default_factory=TritonConfig)
+    limits: Limits = field(default_factory=Limits)
+    max_concurrent: int = 2  # requests processed at once
+    max_queued: int = 8  # requests waiting for a slot; beyond: RESOURCE_EXHAUSTED at once
+    max_message_bytes: int = 32 * 1024 * 1024  # one gRPC message (setup with source image / template)
+    face_stack: str = "mediapipe"
+    spool_dir: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    health_interval_s: float = 2.0
+    grace_s: float = 10.0
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return PIPELINE_MODELS + FACE_MODELS[self.face_stack]
+
+
+class Orchestrator:
+    """The running server; ``start()`` then ``wait()``, ``stop()`` drains in-flight calls for ``grace_s``."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = Metrics()
+        self.state = ServingState()
+        self.health = HealthServicer()
+        self.runner: TritonRunner | None = None
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self._watcher: asyncio.Task | None = None
+        self._metrics_server = None
+
+    async def start(self) -> int:
+        c = self.config
+        self.runner = TritonRunner(c.triton, self.metrics)
+        service = PortraitAnimatorService(self.runner, self.metrics,
+                                          Admission(c.max_concurrent, c.max_queued, self.metrics), c.limits,
+                                          self.state, c.face_stack, c.spool_dir)
+        self.server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", c.max_message_bytes),
+            ("grpc.max_send_message_length", c.max_message_bytes),
+        ])
+        pb_grpc.add_PortraitAnimatorServicer_to_server(service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                             reflection.SERVICE_NAME), self.server)
+        target = f"{c.address}:{c.port}"
+        if c.tls_cert:
+            credentials = grpc.ssl_server_credentials([(c.tls_key.read_bytes(), c.tls_cert.read_bytes())])
+            self.port = self.server.add_secure_port(target, credentials)
+        else:
+            self.port = self.server.add_insecure_port(target)
+        await self._set_health(False)
+        await self.server.start()
+        if c.metrics_port:
+            self._metrics_server = self.metrics.serve(c.metrics_port)
+        self._watcher = asyncio.create_task(self._watch_triton())
+        log.info("serving %s on %s (Triton %s, metrics port %s)", SERVICE_NAME, self.port, c.triton.url,
+                 c.metrics_port or "off")
+        return self.port
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+    async def stop(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+        await self.health.enter_graceful_shutdown()
+        if self.server:
+            await self.server.stop(self.config.grace_s)
+        if self.runner:
+            await self.runner.close()
+        if self._metrics_server:
+            self._metrics_server.shutdown()
+
+    async def _watch_triton(self) -> None:
+        """NOT_SERVING while Triton or one of the models is not ready."""
+        while True:
+            ready, reason = await self.runner.ready(self.config.models)
+            if ready and not self.state.weights:
+                self.state.weights = await self.runner.model_parameter("render_u8", "weights") or ""
+                if self.state.weights.startswith("synthetic"):
+                    log.warning("the served models have synthetic weights: %s", self.state.weights)
+            if ready != self.state.ready:
+                log.info("Triton %s: %s", "ready" if ready else "not ready", reason)
+            self.state.ready = ready
+            await self._set_health(ready)
+            await asyncio.sleep(self.config.health_interval_s)
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+
+def _env(name: str, default):
+    value = os.environ.get(f"LIVEPORTRAIT_{name.upper()}")
+    return default if value is None else type(default)(value) if default is not None else value
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    d, dl, dt = ServerConfig(), Limits(), TritonConfig()
+    p = argparse.ArgumentParser(prog="liveportrait-orchestrator", description=__doc__.split("\n\n")[0])
+    p.add_argument("--address", default=_env("address", d.address))
+    p.add_argument("--port", type=int, default=_env("port", d.port))
+    p.add_argument("--metrics-port", type=int, default=_env("metrics_port", d.metrics_port), help="0 disables it")
+    p.add_argument("--triton-url", default=_env("triton_url", dt.url), help="gRPC target of Triton")
+    p.add_argument("--triton-timeout", type=float, default=_env("triton_timeout", dt.call_timeout_s),
+                   help="deadline of one Triton call, seconds")
+    p.add_argument("--triton-ssl", action="store_true", default=_env("triton_ssl", "").lower() in ("1", "true", "yes"))
+    p.add_argument("--triton-root-certificates", default=_env("triton_root_certificates", None))
+    p.add_argument("--max-concurrent", type=int, default=_env("max_concurrent", d.max_concurrent))
+    p.add_argument("--max-queued", type=int, default=_env("max_queued", d.max_queued))
+    p.add_argument("--max-message-bytes", type=int, default=_env("max_message_bytes", d.max_message_bytes))
+    p.add_argument("--max-source-bytes", type=int, default=_env("max_source_bytes", dl.max_source_bytes))
+    p.add_argument("--max-driving-bytes", type=int, default=_env("max_driving_bytes", dl.max_driving_bytes))
+    p.add_argument("--max-frames", type=int, default=_env("max_frames", dl.max_frames))
+    p.add_argument("--max-request-seconds", type=float, default=_env("max_request_seconds", dl.max_request_s))
+    p.add_argument("--face-stack", choices=FACE_STACKS, default=_env("face_stack", d.face_stack))
+    p.add_argument("--spool-dir", type=Path, default=_env("spool_dir", None), help="where uploads are spooled")
+    p.add_argument("--tls-cert", type=Path, default=_env("tls_cert", None))
+    p.add_argument("--tls-key", type=Path, default=_env("tls_key", None))
+    p.add_argument("--log-level", default=_env("log_level", "INFO"))
+    a = p.parse_args(argv)
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return ServerConfig(
+        address=a.address, port=a.port, metrics_port=a.metrics_port,
+        triton=TritonConfig(url=a.triton_url, call_timeout_s=a.triton_timeout, ssl=a.triton_ssl,
+                            root_certificates=a.triton_root_certificates),
+        limits=Limits(max_source_bytes=a.max_source_bytes, max_driving_bytes=a.max_driving_bytes,
+                      max_frames=a.max_frames, max_request_s=a.max_request_seconds),
+        max_concurrent=a.max_concurrent, max_queued=a.max_queued, max_message_bytes=a.max_message_bytes,
+        face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key)
+
+
+async def serve(config: ServerConfig) -> None:
+    orchestrator = Orchestrator(config)
+    await orchestrator.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down (grace %.0f s)", config.grace_s)
+    await orchestrator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    asyncio.run(serve(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Calls to Triton over gRPC (``tritonclient.grpc.aio``): complete channel arguments, deadlines, cancellation,
+tensor byte accounting and per-model latency metrics.
+
+Cancellation: a call is a coroutine awaiting the gRPC call; when the orchestrator's request task is cancelled (the
+client cancelled or disconnected) the awaiting coroutine is cancelled and grpc.aio cancels the RPC, which Triton
+honours, and no further call is made for that request.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from .metrics import Metrics
+
+NP_TO_TRITON = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}
+
+
+class TritonError(RuntimeError):
+    """A Triton call failed; ``code`` is the gRPC status name (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...)."""
+
+    def __init__(self, model: str, code: str, message: str):
+        super().__init__(f"Triton call to {model!r} failed: {code}: {message}")
+        self.model = model
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    url: str = "127.0.0.1:8001"  # any gRPC target: host:port, dns:///headless-service:8001, ipv4:a:p,b:p
+    call_timeout_s: float = 120.0  # deadline of one inference call (bounded further by the request's deadline)
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 20_000
+    ssl: bool = False
+    root_certificates: str | None = None  # PEM file for TLS to Triton
+
+    def channel_args(self) -> list[tuple[str, int | str]]:
+        """Complete channel arguments: tritonclient drops all its defaults once any are given."""
+        return [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", 0),
+            ("grpc.http2.max_pings_without_data", 2),
+        ]
+
+
+@dataclass
+class Traffic:
+    """Tensor bytes sent to and received from Triton (one request)."""
+
+    sent: int = 0
+    received: int = 0
+    calls: int = 0
+    by_model: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, model: str, sent: int, received: int) -> None:
+        self.sent += sent
+        self.received += received
+        self.calls += 1
+        row = self.by_model.setdefault(model, [0, 0, 0])
+        row[0] += sent
+        row[1] += received
+        row[2] += 1
+
+
+class TritonRunner:
+    """One channel to Triton shared by all requests."""
+
+    def __init__(self, config: TritonConfig, metrics: Metrics):
+        self.config = config
+        self.metrics = metrics
+        root = open(config.root_certificates, "rb").read() if config.root_certificates else None
+        self.client = grpcclient.InferenceServerClient(config.url, ssl=config.ssl, root_certificates=root,
+                                                       channel_args=config.channel_args())
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], traffic: Traffic | None = None,
+                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        tensors = []
+        sent = 0
+        for name, value in inputs.items():
+            value = np.ascontiguousarray(value)
+            tensor = grpcclient.InferInput(name, list(value.shape), NP_TO_TRITON[value.dtype])
+            tensor.set_data_from_numpy(value)
+            tensors.append(tensor)
+            sent += value.nbytes
+        timeout = self.config.call_timeout_s if timeout_s is None else min(timeout_s, self.config.call_timeout_s)
+        started = time.perf_counter()
+        try:
+            result = await self.client.infer(model, tensors, client_timeout=max(timeout, 0.001))
+        except InferenceServerException as exc:
+            self.metrics.triton_errors.labels(model).inc()
+            raise TritonError(model, _code_name(exc.status()), exc.message() or str(exc)) from None
+        finally:
+            self.metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
+        response = result.get_response()
+        outputs = {out.name: result.as_numpy(out.name) for out in response.outputs}
+        received = sum(v.nbytes for v in outputs.values())
+        self.metrics.triton_bytes.labels("sent").inc(sent)
+        self.metrics.triton_bytes.labels("received").inc(received)
+        if traffic is not None:
+            traffic.add(model, sent, received)
+        return outputs
+
+    async def ready(self, models: tuple[str, ...], timeout_s: float = 5.0) -> tuple[bool, str]:
+        """(ready, reason): the server is ready and every model is loaded."""
+        try:
+            if not await self.client.is_server_ready(client_timeout=timeout_s):
+                return False, "Triton is not ready"
+            for model in models:
+                if not await self.client.is_model_ready(model, client_timeout=timeout_s):
+                    return False, f"model {model!r} is not ready"
+        except InferenceServerException as exc:
+            return False, f"Triton is unreachable: {_code_name(exc.status())}"
+        return True, "ready"
+
+    async def model_parameter(self, model: str, key: str, timeout_s: float = 5.0) -> str | None:
+        try:
+            config = await self.client.get_model_config(model, as_json=True, client_timeout=timeout_s)
+        except InferenceServerException:
+            return None
+        return config.get("config", {}).get("parameters", {}).get(key, {}).get("string_value")
+
+
+class RequestRunner:
+    """The face stage's ``FaceModelRunner`` protocol for one request: counts its traffic, honours its deadline."""
+
+    def __init__(self, runner: TritonRunner, traffic: Traffic, deadline: float | None):
+        self.runner = runner
+        self.traffic = traffic
+        self.deadline = deadline  # time.monotonic() value, or None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            raise TritonError(model, "DEADLINE_EXCEEDED", "the request's deadline passed")
+        return await self.runner.infer(model, inputs, self.traffic, remaining)
+
+
+def _code_name(status: str | None) -> str:
+    """'StatusCode.UNAVAILABLE' -> 'UNAVAILABLE'."""
+    return (status or "UNKNOWN").rsplit(".", 1)[-1]
