@@ -751,5 +751,9 @@ def test_dockerfiles_reference_existing_paths():
         assert re.search(r"^FROM ", text, re.M)
         for src in re.findall(r"^COPY (?!--from)(?:--chown=\S+ )?(\S+) ", text, re.M):
             assert (REPO / src).exists(), (name, src)
+        # the build context skips local environments and outputs (BuildKit's per-Dockerfile ignore file)
+        ignored = (docker / f"{name}.dockerignore").read_text().split()
+        assert {".venv", ".triton", ".tools", "build"} <= set(ignored)
+        assert "pip install" in text
     triton_df = (docker / "triton.Dockerfile").read_text()
     assert "nvcr.io/nvidia/tritonserver" in triton_df and "liveportrait-export" in triton_df

@@ -4,14 +4,8 @@
 #   docker build -f helm/docker/orchestrator.Dockerfile -t ghcr.io/liveportrait-serving/orchestrator:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml ./
-COPY README.md ./
-COPY client ./client
-COPY orchestrator ./orchestrator
-COPY export_scripts ./export_scripts
-COPY protos ./protos
-COPY load_tests ./load_tests
-COPY model_repository ./model_repository
+# The whole repository minus <this Dockerfile>.dockerignore (environments, build outputs, weights).
+COPY . .
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/venv/bin/pip install --no-cache-dir .

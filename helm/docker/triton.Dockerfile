@@ -18,14 +18,8 @@ FROM scratch AS weights
 
 FROM python:3.11-slim AS exporter
 WORKDIR /src
-COPY pyproject.toml ./
-COPY README.md ./
-COPY client ./client
-COPY orchestrator ./orchestrator
-COPY export_scripts ./export_scripts
-COPY protos ./protos
-COPY load_tests ./load_tests
-COPY model_repository ./model_repository
+# The whole repository minus <this Dockerfile>.dockerignore (environments, build outputs, weights).
+COPY . .
 # torch comes from the CPU wheel index: export runs on the CPU, no CUDA build needed.
 RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu '.[export]'
 COPY --from=weights / /weights/
