@@ -1,0 +1,275 @@
+"""Python client of the LivePortrait service: ``PortraitClient`` (blocking) and ``AsyncPortraitClient`` (asyncio).
+
+    with PortraitClient("localhost:50051") as client:
+        summary = client.animate("portrait.jpg", "driving.mp4", "out.mp4", driving_multiplier=1.2)
+
+The driving input is chosen by its file suffix: a video, an image, or a motion template (.pb, .json; official .pkl
+templates are converted on the client with a restricted unpickler). Videos are streamed in 1 MiB chunks; the MP4
+is written as it arrives.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, BinaryIO, Callable, Iterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
+
+from .templates import TEMPLATE_SUFFIXES, read_template
+
+CHUNK_BYTES = 1024 * 1024
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes": pb.EYES}
+DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
+DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
+ProgressCallback = Callable[[pb.Progress], None]
+
+
+def animation_options(**options) -> pb.AnimationOptions:
+    """``AnimationOptions`` from keyword arguments named like its fields; enums by name (``animation_region="lip"``,
+    ``driving_option="pose-friendly"``, ``crop_driving_video="on"``). Unset fields keep the official defaults."""
+    values = dict(options)
+    for name, table in (("animation_region", REGIONS), ("driving_option", DRIVING_OPTIONS),
+                        ("crop_driving_video", DRIVING_CROP)):
+        if isinstance(values.get(name), str):
+            if values[name] not in table:
+                raise ValueError(f"unknown {name} {values[name]!r}; choose one of {', '.join(table)}")
+            values[name] = table[values[name]]
+    return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
+
+
+def driving_kind(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in TEMPLATE_SUFFIXES:
+        return "template"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise ValueError(f"cannot tell what the driving file {path} is from its suffix {suffix!r}: use a video "
+                     f"({', '.join(VIDEO_SUFFIXES)}), an image ({', '.join(IMAGE_SUFFIXES)}) or a motion template "
+                     f"({', '.join(TEMPLATE_SUFFIXES)})")
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
+def animate_requests(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
+                     output: pb.OutputOptions | None = None) -> Iterator[pb.AnimateRequest]:
+    """The request stream: the setup message, then the driving video in chunks."""
+    source_bytes = source if isinstance(source, bytes) else Path(source).read_bytes()
+    setup = pb.AnimateSetup(source_image=source_bytes, options=options or pb.AnimationOptions(),
+                            output=output or pb.OutputOptions())
+    video = None
+    if isinstance(driving, pb.MotionTemplate):
+        setup.driving_template.CopyFrom(driving)
+    else:
+        kind = driving_kind(driving)
+        if kind == "template":
+            setup.driving_template.CopyFrom(read_template(Path(driving)))
+        elif kind == "image":
+            setup.driving_image = Path(driving).read_bytes()
+        else:
+            video = Path(driving)
+            setup.driving_video.CopyFrom(pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name))
+    yield pb.AnimateRequest(setup=setup)
+    if video is not None:
+        for chunk in _chunks(video):
+            yield pb.AnimateRequest(driving_chunk=chunk)
+
+
+def extract_requests(video: Path, crop_driving_video: str = "auto") -> Iterator[pb.ExtractMotionRequest]:
+    video = Path(video)
+    yield pb.ExtractMotionRequest(setup=pb.ExtractMotionSetup(
+        driving_video=pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name),
+        crop_driving_video=DRIVING_CROP[crop_driving_video]))
+    for chunk in _chunks(video):
+        yield pb.ExtractMotionRequest(driving_chunk=chunk)
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    target: str = "localhost:50051"
+    root_certificates: Path | None = None  # TLS with this CA bundle (None: plaintext)
+
+    def options(self) -> list[tuple[str, int | str]]:
+        return [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.keepalive_time_ms", 30_000)]
+
+
+def default_target() -> str:
+    return os.environ.get("LIVEPORTRAIT_SERVER", "localhost:50051")
+
+
+class _Output:
+    """Writes the MP4 as it arrives to ``<path>.part`` and renames it on success."""
+
+    def __init__(self, path: Path | None, sink: BinaryIO | None):
+        self.path = Path(path) if path else None
+        self.part = self.path.with_name(self.path.name + ".part") if self.path else None
+        self.sink = sink
+        self._file: BinaryIO | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.write(data)
+        if self.part is not None:
+            if self._file is None:
+                self.part.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.part, "wb")
+            self._file.write(data)
+            self._file.flush()
+
+    def finish(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            os.replace(self.part, self.path)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self.part.unlink(missing_ok=True)
+
+
+class PortraitClient:
+    """Blocking client. Every call accepts ``timeout`` (seconds, a gRPC deadline)."""
+
+    def __init__(self, target: str | None = None, root_certificates: Path | None = None):
+        settings = ChannelSettings(target or default_target(), root_certificates)
+        if settings.root_certificates:
+            credentials = grpc.ssl_channel_credentials(Path(settings.root_certificates).read_bytes())
+            self.channel = grpc.secure_channel(settings.target, credentials, options=settings.options())
+        else:
+            self.channel = grpc.insecure_channel(settings.target, options=settings.options())
+        self.stub = pb_grpc.PortraitAnimatorStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def __enter__(self) -> "PortraitClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def animate(self, source: Path | bytes, driving: Path | pb.MotionTemplate, output: Path | None = None,
+                sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
+                timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
+                **options) -> pb.Summary:
+        """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary."""
+        out = _Output(output, sink)
+        requests = animate_requests(source, driving, animation_options(**options),
+                                    pb.OutputOptions(crf=crf, audio=audio))
+        summary = None
+        try:
+            for response in self.stub.AnimatePortrait(requests, timeout=timeout):
+                summary = _handle(response, out, on_progress) or summary
+        except BaseException:
+            out.discard()
+            raise
+        out.finish()
+        return summary
+
+    def stream(self, requests: Iterator[pb.AnimateRequest], timeout: float | None = None):
+        """The raw response stream (a gRPC call object: iterate it, or ``cancel()`` it)."""
+        return self.stub.AnimatePortrait(requests, timeout=timeout)
+
+    def extract_motion(self, video: Path, crop_driving_video: str = "auto",
+                       timeout: float | None = None) -> pb.MotionTemplate:
+        return self.stub.ExtractMotion(extract_requests(video, crop_driving_video), timeout=timeout).template
+
+    def detect(self, image: Path | bytes, ordering: str = "", hint: list[float] | None = None,
+               timeout: float | None = None) -> pb.DetectFacesResponse:
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        return self.stub.DetectFaces(pb.DetectFacesRequest(image=data, ordering=ordering, hint=hint or []),
+                                     timeout=timeout)
+
+    def health(self, service: str = "", timeout: float | None = 5.0) -> str:
+        """SERVING, NOT_SERVING, ... of the whole server ("") or of ``liveportrait.v1.PortraitAnimator``."""
+        response = self.health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+class AsyncPortraitClient:
+    """asyncio client with the same methods as ``PortraitClient``."""
+
+    def __init__(self, target: str | None = None, root_certificates: Path | None = None):
+        settings = ChannelSettings(target or default_target(), root_certificates)
+        if settings.root_certificates:
+            credentials = grpc.ssl_channel_credentials(Path(settings.root_certificates).read_bytes())
+            self.channel = grpc.aio.secure_channel(settings.target, credentials, options=settings.options())
+        else:
+            self.channel = grpc.aio.insecure_channel(settings.target, options=settings.options())
+        self.stub = pb_grpc.PortraitAnimatorStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    async def __aenter__(self) -> "AsyncPortraitClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def animate(self, source: Path | bytes, driving: Path | pb.MotionTemplate, output: Path | None = None,
+                      sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
+                      timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
+                      **options) -> pb.Summary:
+        out = _Output(output, sink)
+        requests = _aiter(animate_requests(source, driving, animation_options(**options),
+                                           pb.OutputOptions(crf=crf, audio=audio)))
+        summary = None
+        try:
+            async for response in self.stub.AnimatePortrait(requests, timeout=timeout):
+                summary = _handle(response, out, on_progress) or summary
+        except BaseException:
+            out.discard()
+            raise
+        out.finish()
+        return summary
+
+    async def extract_motion(self, video: Path, crop_driving_video: str = "auto",
+                             timeout: float | None = None) -> pb.MotionTemplate:
+        response = await self.stub.ExtractMotion(_aiter(extract_requests(video, crop_driving_video)),
+                                                 timeout=timeout)
+        return response.template
+
+    async def detect(self, image: Path | bytes, ordering: str = "", hint: list[float] | None = None,
+                     timeout: float | None = None) -> pb.DetectFacesResponse:
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        return await self.stub.DetectFaces(pb.DetectFacesRequest(image=data, ordering=ordering, hint=hint or []),
+                                           timeout=timeout)
+
+    async def health(self, service: str = "", timeout: float | None = 5.0) -> str:
+        response = await self.health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+async def _aiter(requests: Iterator) -> AsyncIterator:
+    for request in requests:
+        yield request
+
+
+def _handle(response: pb.AnimateResponse, out: _Output, on_progress: ProgressCallback | None) -> pb.Summary | None:
+    kind = response.WhichOneof("event")
+    if kind == "video":
+        out.write(response.video.data)
+    elif kind == "progress" and on_progress:
+        on_progress(response.progress)
+    elif kind == "summary":
+        return response.summary
+    return None

@@ -1,0 +1,288 @@
+"""``liveportrait``: animate portraits with the LivePortrait service, and run it locally.
+
+    liveportrait demo [--output artifacts/demo.mp4]            # embedded stack, animate a portrait, shut down
+    liveportrait up [--profile tiny|full] [--weights DIR] [--port N]
+    liveportrait animate [--server HOST:PORT] --source S --driving D -o out.mp4 [options]
+    liveportrait extract-motion [--server HOST:PORT] VIDEO -o motion.pb
+    liveportrait detect [--server HOST:PORT] IMAGE [--json]
+    liveportrait health [--server HOST:PORT]
+    liveportrait convert-template old.pkl new.pb|new.json
+
+On a failed call the exit status is 1 and the gRPC status code name and the server's message are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from .api import DRIVING_CROP, DRIVING_OPTIONS, REGIONS, PortraitClient, default_target
+from .templates import TemplateError, convert, write_template
+
+STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
+
+
+class ProgressBar:
+    """One updating line on stderr."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream = stream
+        self.width = width
+        self.started = time.monotonic()
+
+    def __call__(self, progress: pb.Progress) -> None:
+        stage = STAGE_NAMES.get(progress.stage, "?")
+        elapsed = time.monotonic() - self.started
+        if progress.frames_total:
+            filled = int(self.width * progress.frames_done / progress.frames_total)
+            bar = "#" * filled + "-" * (self.width - filled)
+            line = f"[{bar}] {progress.frames_done}/{progress.frames_total} frames  {stage:<10} {elapsed:6.1f} s"
+        else:
+            line = f"{stage:<10} {progress.message}  {elapsed:6.1f} s"
+        self.stream.write("\r" + line[:120].ljust(100))
+        self.stream.flush()
+
+    def done(self) -> None:
+        self.stream.write("\n")
+
+
+def _add_server(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=None, help="orchestrator HOST:PORT (default $LIVEPORTRAIT_SERVER or "
+                                                       "localhost:50051)")
+    parser.add_argument("--ca", type=Path, default=None, help="CA certificates for TLS (default: plaintext)")
+    parser.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
+
+
+def _add_animation_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("animation options (defaults: the official LivePortrait CLI)")
+    flag = argparse.BooleanOptionalAction
+    g.add_argument("--relative-motion", action=flag, default=None, help="relative driving [on]")
+    g.add_argument("--driving-option", choices=list(DRIVING_OPTIONS), default=None, help="[expression-friendly]")
+    g.add_argument("--driving-multiplier", type=float, default=None, help="[1.0]")
+    g.add_argument("--animation-region", choices=list(REGIONS), default=None, help="[all]")
+    g.add_argument("--stitching", action=flag, default=None, help="[on]")
+    g.add_argument("--eye-retargeting", action=flag, default=None, help="[off]")
+    g.add_argument("--lip-retargeting", action=flag, default=None, help="[off]")
+    g.add_argument("--normalize-lip", action=flag, default=None, help="[off]")
+    g.add_argument("--paste-back", action=flag, default=None, help="[on]")
+    g.add_argument("--crop-source", action=flag, default=None, help="detect and crop the source face [on]")
+    g.add_argument("--crop-scale", type=float, default=None, help="[2.3]")
+    g.add_argument("--crop-vy-ratio", type=float, default=None, help="[-0.125]")
+    g.add_argument("--crop-rotate", action=flag, default=None, help="[on]")
+    g.add_argument("--crop-driving-video", choices=list(DRIVING_CROP), default=None,
+                   help="[auto: crop non-square videos]")
+    g.add_argument("--driving-crop-scale", type=float, default=None, help="[2.2]")
+    g.add_argument("--driving-crop-vy-ratio", type=float, default=None, help="[-0.1]")
+    g.add_argument("--source-max-dim", type=int, default=None, help="[1280]")
+    g.add_argument("--face-index", type=int, default=None, help="which source face, in --face-order [0]")
+    g.add_argument("--face-order", default=None, help="[large-small]")
+    g.add_argument("--face-hint", type=float, nargs=4, default=None, metavar=("X1", "Y1", "X2", "Y2"))
+    g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
+    g.add_argument("--audio", action=flag, default=None, help="mux the driving video's audio [on]")
+
+
+OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching",
+                "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale",
+                "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio",
+                "source_max_dim", "face_index", "face_order", "face_hint")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="liveportrait", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("animate", help="animate a portrait")
+    _add_server(a)
+    a.add_argument("--source", "-s", type=Path, required=True, help="portrait image")
+    a.add_argument("--driving", "-d", type=Path, required=True, help="driving video, image or motion template")
+    a.add_argument("--output", "-o", type=Path, required=True, help="MP4 to write")
+    _add_animation_options(a)
+
+    e = sub.add_parser("extract-motion", help="driving video -> motion template (.pb or .json)")
+    _add_server(e)
+    e.add_argument("video", type=Path)
+    e.add_argument("--output", "-o", type=Path, required=True)
+    e.add_argument("--crop-driving-video", choices=list(DRIVING_CROP), default="auto")
+
+    d = sub.add_parser("detect", help="faces of an image")
+    _add_server(d)
+    d.add_argument("image", type=Path)
+    d.add_argument("--json", action="store_true", help="print the JSON document")
+    d.add_argument("--ordering", default="", help="[large-small]")
+
+    h = sub.add_parser("health", help="is the service SERVING")
+    _add_server(h)
+
+    c = sub.add_parser("convert-template", help="official .pkl (or .pb/.json) -> .pb or .json")
+    c.add_argument("source", type=Path)
+    c.add_argument("destination", type=Path)
+
+    for name, help_text in (("up", "run Triton + orchestrator locally until Ctrl-C"),
+                            ("demo", "run the local stack, animate a portrait, write the MP4, stop")):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("--profile", choices=["tiny", "full"], default="tiny")
+        s.add_argument("--weights", default="synthetic", help="official weights directory [synthetic]")
+        s.add_argument("--port", type=int, default=50051 if name == "up" else 0, help="orchestrator gRPC port")
+        s.add_argument("--metrics-port", type=int, default=9100 if name == "up" else 0)
+        if name == "demo":
+            s.add_argument("--output", "-o", type=Path, default=Path("artifacts/demo.mp4"))
+            s.add_argument("--source", type=Path, default=None, help="portrait [skimage.data.astronaut()]")
+            s.add_argument("--driving", type=Path, default=None, help="driving video/image/template "
+                                                                      "[a generated head turn + blink]")
+            s.add_argument("--frames", type=int, default=50, help="frames of the generated motion [50]")
+    return p
+
+
+def _client(args) -> PortraitClient:
+    return PortraitClient(args.server or default_target(), args.ca)
+
+
+def cmd_animate(args) -> int:
+    options = {name: getattr(args, name) for name in OPTION_NAMES}
+    bar = ProgressBar()
+    with _client(args) as client:
+        summary = client.animate(args.source, args.driving, args.output, on_progress=bar, timeout=args.timeout,
+                                 crf=args.crf, audio=args.audio, **options)
+    bar.done()
+    print_summary(summary, args.output)
+    return 0
+
+
+def print_summary(summary: pb.Summary, output: Path) -> None:
+    fps = summary.fps.num / max(summary.fps.den, 1)
+    print(f"wrote {output}: {summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps "
+          f"({summary.fps.num}/{summary.fps.den}), audio {'yes' if summary.has_audio else 'no'}, "
+          f"{summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s")
+    print("stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings))
+    if summary.frames:
+        print(f"Triton traffic: {(summary.triton_bytes_sent + summary.triton_bytes_received) / summary.frames / 1e6:.3f}"
+              f" MB per frame")
+    for warning in summary.warnings:
+        print(f"WARNING: {warning}")
+
+
+def cmd_extract(args) -> int:
+    with _client(args) as client:
+        template = client.extract_motion(args.video, args.crop_driving_video, timeout=args.timeout)
+    write_template(template, args.output)
+    print(f"wrote {args.output}: {template.n_frames} frames at {template.fps.num}/{template.fps.den} fps")
+    return 0
+
+
+def cmd_detect(args) -> int:
+    with _client(args) as client:
+        response = client.detect(args.image, args.ordering, timeout=args.timeout)
+    document = {"faces": [face_json(f) for f in response.faces]}
+    if args.json:
+        print(json.dumps(document))
+    else:
+        print(f"{len(response.faces)} face(s) in {args.image} ({response.width}x{response.height})")
+        for i, face in enumerate(document["faces"]):
+            print(f"  {i}: box {face['box']} score {face['score']} eye_ratio {face['eye_ratio']} "
+                  f"lip_ratio {face['lip_ratio']}")
+    return 0
+
+
+def face_json(face: pb.Face) -> dict:
+    points = list(face.landmarks)
+    return {"box": [round(v, 2) for v in face.box], "score": round(face.score, 4),
+            "landmarks": [[round(points[i], 2), round(points[i + 1], 2)] for i in range(0, len(points), 2)],
+            "eye_ratio": [round(v, 4) for v in face.eye_ratio], "lip_ratio": round(face.lip_ratio, 4)}
+
+
+def cmd_health(args) -> int:
+    with _client(args) as client:
+        status = client.health(timeout=args.timeout or 5.0)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
+def cmd_convert(args) -> int:
+    template = convert(args.source, args.destination)
+    print(f"wrote {args.destination}: {template.n_frames} frames at {template.fps.num}/{template.fps.den} fps, "
+          f"eye/lip ratios {'yes' if template.frames and template.frames[0].eye_ratio else 'no'}")
+    return 0
+
+
+def _stack(args):
+    from orchestrator.embedded import EmbeddedStack, StackConfig
+    from orchestrator.triton_process import free_port
+
+    return EmbeddedStack(StackConfig(profile=args.profile, weights=args.weights, port=args.port or free_port(),
+                                     metrics_port=args.metrics_port or free_port()))
+
+
+def cmd_up(args) -> int:
+    import signal
+
+    stack = _stack(args)
+    with stack:
+        if args.weights == "synthetic":
+            print("NOTE: synthetic weights (the output is structured noise, not a face); pass --weights DIR with "
+                  "the official LivePortrait weights and --profile full for real results.")
+        print(f"ready: liveportrait animate --server {stack.target} --source S --driving D -o out.mp4")
+        print("press Ctrl-C to stop")
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopping ...")
+    print("stopped")
+    return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args) -> int:
+    from client.demo_motion import demo_template
+
+    source = args.source or _astronaut(args.output.parent)
+    driving = args.driving or demo_template(args.frames)
+    with _stack(args) as stack:
+        bar = ProgressBar()
+        with PortraitClient(stack.target) as client:
+            summary = client.animate(source, driving, args.output, on_progress=bar)
+        bar.done()
+    print_summary(summary, args.output)
+    return 0
+
+
+def _astronaut(directory: Path) -> Path:
+    """skimage.data.astronaut() (public domain) as a PNG next to the output."""
+    import cv2
+    from skimage import data
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+COMMANDS = {"animate": cmd_animate, "extract-motion": cmd_extract, "detect": cmd_detect, "health": cmd_health,
+            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except grpc.RpcError as exc:
+        print(f"\nerror: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except (TemplateError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

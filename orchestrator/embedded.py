@@ -1,0 +1,168 @@
+"""The embedded local stack of ``liveportrait up`` / ``liveportrait demo`` (and the end-to-end tests):
+export the CPU model repository if missing, start the real tritonserver (``TritonProcess``) and the orchestrator
+(a child process), wait until the orchestrator's gRPC health says SERVING, stop both cleanly.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .triton_process import REPO_ROOT, TritonProcess, free_port
+
+
+class StackError(RuntimeError):
+    """A part of the embedded stack did not start."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    profile: str = "tiny"
+    weights: str = "synthetic"  # or a directory with the official weights
+    port: int = 50051
+    metrics_port: int = 9100
+    work_dir: Path = REPO_ROOT / "build" / "embedded"
+    orchestrator_args: tuple[str, ...] = ()
+
+    @property
+    def repository(self) -> Path:
+        label = "synthetic" if self.weights == "synthetic" else "official"
+        return self.work_dir / f"repo-{self.profile}-cpu-{label}"
+
+
+def export_repository(config: StackConfig, log=print) -> Path:
+    """``liveportrait-export`` in a child process (it needs torch, the orchestrator does not); idempotent."""
+    command = [sys.executable, "-m", "export_scripts.cli", "--weights", config.weights, "--profile", config.profile,
+               "--target", "cpu", "--output", str(config.repository)]
+    log(f"model repository: {config.repository} ({config.profile} profile, weights: {config.weights})")
+    result = subprocess.run(command, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise StackError(f"liveportrait-export failed (exit {result.returncode})")
+    return config.repository
+
+
+@dataclass
+class OrchestratorProcess:
+    """``liveportrait-orchestrator`` as a child process."""
+
+    triton_url: str
+    log_file: Path
+    port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
+    startup_timeout_s: float = 120.0
+    _process: subprocess.Popen | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "orchestrator.server", "--address", "127.0.0.1", "--port", str(self.port),
+                "--metrics-port", str(self.metrics_port), "--triton-url", self.triton_url, *self.extra_args]
+
+    def start(self) -> "OrchestratorProcess":
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log_file, "ab") as log:
+            self._process = subprocess.Popen(self.command(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                             env=env, start_new_session=True)
+        self._wait_serving()
+        return self
+
+    def _wait_serving(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise StackError(f"the orchestrator exited with code {self._process.returncode}:\n"
+                                     f"{self.log_tail()}")
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.5)
+        self.stop()
+        raise StackError(f"the orchestrator was not SERVING after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        os.killpg(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def __enter__(self) -> "OrchestratorProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class EmbeddedStack:
+    """Triton + orchestrator on this machine; use as a context manager."""
+
+    def __init__(self, config: StackConfig, log=print):
+        self.config = config
+        self.log = log
+        self.triton: TritonProcess | None = None
+        self.orchestrator: OrchestratorProcess | None = None
+
+    @property
+    def target(self) -> str:
+        return self.orchestrator.target
+
+    def start(self) -> "EmbeddedStack":
+        c = self.config
+        repository = export_repository(c, self.log)
+        try:
+            self.log("starting tritonserver (CPU; NVML/DCGM warnings are expected without a GPU) ...")
+            self.triton = TritonProcess(repository, log_file=c.work_dir / "tritonserver.log").start()
+            self.log(f"tritonserver ready on {self.triton.grpc_url} (log {self.triton.log_file})")
+            self.orchestrator = OrchestratorProcess(self.triton.grpc_url, c.work_dir / "orchestrator.log",
+                                                    port=c.port, metrics_port=c.metrics_port,
+                                                    extra_args=c.orchestrator_args).start()
+        except BaseException:
+            self.stop()
+            raise
+        self.log(f"orchestrator SERVING on {self.orchestrator.target}, metrics {self.orchestrator.metrics_url}")
+        return self
+
+    def stop(self) -> None:
+        if self.orchestrator:
+            self.orchestrator.stop()
+        if self.triton:
+            self.triton.stop()
+
+    def __enter__(self) -> "EmbeddedStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
