@@ -365,7 +365,7 @@ def test_drain_inequality(helm, values):
     o = orchestrator(docs)
     oc = container(o, "orchestrator")
     osleep = int(re.search(r"sleep (\d+)", oc["lifecycle"]["preStop"]["exec"]["command"][-1]).group(1))
-    timeout = int(next(e["value"] for e in oc["env"] if e["name"] == "LIVEPORTRAIT_REQUEST_TIMEOUT_S"))
+    timeout = int(next(e["value"] for e in oc["env"] if e["name"] == "LIVEPORTRAIT_MAX_REQUEST_SECONDS"))
     assert o["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > osleep + timeout
 
 
@@ -518,17 +518,18 @@ def test_orchestrator_config(helm):
     o = orchestrator(docs)
     c = container(o, "orchestrator")
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["LIVEPORTRAIT_MAX_CONCURRENT_REQUESTS"] == "3"
-    assert env["LIVEPORTRAIT_MAX_QUEUED_REQUESTS"] == "32"
-    assert env["LIVEPORTRAIT_MAX_INPUT_BYTES"] == "67108864"
-    assert env["LIVEPORTRAIT_REQUEST_TIMEOUT_S"] == "120"
-    assert env["LIVEPORTRAIT_TLS_CERT_FILE"] == "/etc/liveportrait/tls/tls.crt"
-    assert env["LIVEPORTRAIT_TLS_KEY_FILE"] == "/etc/liveportrait/tls/tls.key"
+    assert env["LIVEPORTRAIT_MAX_CONCURRENT"] == "3"
+    assert env["LIVEPORTRAIT_MAX_QUEUED"] == "32"
+    assert env["LIVEPORTRAIT_MAX_MESSAGE_BYTES"] == "33554432"
+    assert env["LIVEPORTRAIT_MAX_REQUEST_SECONDS"] == "120"
+    assert env["LIVEPORTRAIT_PORT"] == "50051" and env["LIVEPORTRAIT_METRICS_PORT"] == "9100"
+    assert env["LIVEPORTRAIT_TLS_CERT"] == "/etc/liveportrait/tls/tls.crt"
+    assert env["LIVEPORTRAIT_TLS_KEY"] == "/etc/liveportrait/tls/tls.key"
     vols = {v["name"]: v for v in o["spec"]["template"]["spec"]["volumes"]}
     assert vols["tls"]["secret"]["secretName"] == "lp-tls"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9100}
     assert "nvidia.com/gpu" not in json.dumps(o)
-    assert "LIVEPORTRAIT_TLS_CERT_FILE" not in json.dumps(orchestrator(render(helm)))
+    assert "LIVEPORTRAIT_TLS_CERT" not in json.dumps(orchestrator(render(helm)))
     svc = find(docs, "Service", f"{FULL}-orchestrator")
     assert svc["spec"]["ports"][0]["port"] == 50051
     assert find(docs, "Service", f"{FULL}-orchestrator-headless")["spec"]["clusterIP"] == "None"
@@ -715,7 +716,8 @@ def test_helm_test_pod(helm, tmp_path):
     assert env["SERVER"] == f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051"
     script = c["command"][2]
     assert c["command"][:2] == ["/bin/sh", "-ec"]
-    assert 'liveportrait health --server "$SERVER"' in script
+    assert 'liveportrait health --server "$SERVER" $CA_ARGS' in script and 'CA_ARGS=""' in script
+    assert '"--no-crop-source"' in script  # the synthetic portrait is not a detectable face
     assert "liveportrait animate --server" in script and "test -s /tmp/out.mp4" in script
     assert subprocess.run(["/bin/sh", "-n", "-c", script], capture_output=True).returncode == 0
     # the embedded generator writes a decodable portrait and a 4-frame driving clip
@@ -729,6 +731,21 @@ def test_helm_test_pod(helm, tmp_path):
     while cap.read()[0]:
         frames += 1
     assert frames == 4
+    # the CLI accepts the rendered arguments (parsed by the project's own `liveportrait` argument parser)
+    line = re.search(r"liveportrait animate (.*?)\n\s*-o (\S+)(.*)\n", script)
+    extra = [a.strip('"') for a in line.group(3).split()]
+    args = ["animate", "--server", "h:1", "--ca", "ca.crt", "--source", "s.png", "--driving", "d.mp4", "-o", "o.mp4",
+            *extra]
+    check = "import sys; from client import cli; cli.parser().parse_args(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", check, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-c", check, "health", "--server", "h:1", "--ca", "ca.crt"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # TLS: the test client trusts the Secret's CA
+    tls = find(render(helm, sets=("orchestrator.tls.enabled=true", "orchestrator.tls.secretName=lp-tls")), "Pod")
+    assert 'CA_ARGS="--ca /etc/liveportrait/tls/ca.crt"' in tls["spec"]["containers"][0]["command"][2]
+    assert {"name": "tls", "secret": {"secretName": "lp-tls"}} in tls["spec"]["volumes"]
     # user-supplied inputs
     pod = find(render(helm, sets=("tests.animate.inputsConfigMap=lp-inputs",)), "Pod")
     assert "SRC=/inputs/source.jpg" in pod["spec"]["containers"][0]["command"][2]
