@@ -1,0 +1,228 @@
+"""End to end through the real tritonserver (tiny profile) + the orchestrator process + the client library and CLI,
+on the shared examples: frame counts, frame rates, resolution, audio and a playable H.264 stream."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from client.api import PortraitClient
+from client.cli import main as cli
+from client.templates import read_template
+from orchestrator.embedded import OrchestratorProcess
+
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
+BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
+
+pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def server(triton_server):
+    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-e2e.log") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with PortraitClient(server.target) as c:
+        yield c
+
+
+def clip(source: Path, destination: Path, frames: int, size: tuple[int, int] | None = None,
+         fps: Fraction | None = None, audio: bool = True) -> Path:
+    """The first ``frames`` frames of a video (optionally cropped to ``size`` = (w, h) from the centre, or at another
+    frame rate), with the source's audio of the same duration."""
+    with av.open(str(source)) as inp, av.open(str(destination), "w") as out:
+        vin = inp.streams.video[0]
+        rate = fps or vin.average_rate
+        w, h = size or (vin.codec_context.width, vin.codec_context.height)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+        ain = inp.streams.audio[0] if audio and inp.streams.audio else None
+        aout = out.add_stream("aac", rate=ain.codec_context.sample_rate) if ain else None
+        for i, frame in enumerate(inp.decode(vin)):
+            if i == frames:
+                break
+            image = frame.to_ndarray(format="rgb24")
+            y0, x0 = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+            out.mux(vout.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image[y0:y0 + h, x0:x0 + w]),
+                                                           format="rgb24")))
+        out.mux(vout.encode(None))
+        if ain:
+            seconds = frames / rate
+            inp.seek(0)
+            for frame in inp.decode(ain):
+                if frame.time is not None and frame.time >= seconds:
+                    break
+                frame.pts = None
+                out.mux(aout.encode(frame))
+            out.mux(aout.encode(None))
+    return destination
+
+
+def inspect(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        video = c.streams.video[0]
+        info = {"rate": video.average_rate, "codec": video.codec_context.name, "pix_fmt": video.codec_context.pix_fmt,
+                "audio": bool(c.streams.audio)}
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video)]
+    info.update(frames=len(frames), size=(frames[0].shape[1], frames[0].shape[0]) if frames else None)
+    return info
+
+
+def expected_size(image_path: Path) -> tuple[int, int]:
+    """(w, h) after the official source_max_dim 1280 / source_division 2 rule (these examples are <= 1280)."""
+    h, w = cv2.imread(str(image_path)).shape[:2]
+    assert max(h, w) <= 1280
+    return w - w % 2, h - h % 2
+
+
+def short_template(name: str, frames: int):
+    template = read_template(EXAMPLES / "templates" / name)
+    del template.frames[frames:]
+    template.n_frames = frames
+    return template
+
+
+def test_video_with_audio(client, tmp_path):
+    driving = clip(EXAMPLES / "driving" / "d3.mp4", tmp_path / "d3-short.mp4", frames=20)
+    summary = client.animate(EXAMPLES / "source" / "s0.jpg", driving, tmp_path / "out.mp4")
+    out = inspect(tmp_path / "out.mp4")
+    assert out["frames"] == summary.frames == 20
+    assert out["rate"] == 30
+    assert out["size"] == expected_size(EXAMPLES / "source" / "s0.jpg") == (summary.width, summary.height)
+    assert out["audio"] and summary.has_audio
+    assert (out["codec"], out["pix_fmt"]) == ("h264", "yuv420p")
+    assert any("synthetic" in w for w in summary.warnings)
+
+
+def test_whole_driving_video_keeps_every_frame(client, tmp_path):
+    summary = client.animate(EXAMPLES / "source" / "s5.jpg", EXAMPLES / "driving" / "d0.mp4", tmp_path / "out.mp4")
+    out = inspect(tmp_path / "out.mp4")
+    with av.open(str(EXAMPLES / "driving" / "d0.mp4")) as c:
+        driving_frames = sum(1 for _ in c.decode(video=0))
+    assert out["frames"] == summary.frames == driving_frames
+    assert out["rate"] == 25 and not out["audio"]
+    assert out["size"] == expected_size(EXAMPLES / "source" / "s5.jpg")
+    per_frame = (summary.triton_bytes_sent + summary.triton_bytes_received) / summary.frames
+    assert per_frame <= 1.3e6, "the feature volume must not cross the network"
+
+
+def test_non_square_driving_video_is_cropped_by_the_tracker(client, tmp_path):
+    driving = clip(EXAMPLES / "driving" / "d0.mp4", tmp_path / "wide.mp4", frames=12, size=(512, 384))
+    summary = client.animate(EXAMPLES / "source" / "s12.jpg", driving, tmp_path / "out.mp4")
+    out = inspect(tmp_path / "out.mp4")
+    assert out["frames"] == 12 and out["size"] == expected_size(EXAMPLES / "source" / "s12.jpg")
+    assert summary.frames == 12
+
+
+def test_fractional_frame_rate_is_kept(client, tmp_path):
+    driving = clip(EXAMPLES / "driving" / "d0.mp4", tmp_path / "ntsc.mp4", frames=10, fps=Fraction(30000, 1001))
+    summary = client.animate(EXAMPLES / "source" / "s3.jpg", driving, tmp_path / "out.mp4")
+    out = inspect(tmp_path / "out.mp4")
+    assert out["rate"] == Fraction(30000, 1001) and (summary.fps.num, summary.fps.den) == (30000, 1001)
+    assert out["frames"] == 10
+
+
+@pytest.mark.parametrize("image", ["d9.jpg", "d12.jpg", "d30.jpg"])
+def test_driving_image_gives_one_frame(client, tmp_path, image):
+    summary = client.animate(EXAMPLES / "source" / "s7.jpg", EXAMPLES / "driving" / image, tmp_path / "out.mp4")
+    out = inspect(tmp_path / "out.mp4")
+    assert out["frames"] == summary.frames == 1
+    assert out["size"] == expected_size(EXAMPLES / "source" / "s7.jpg")
+
+
+@pytest.mark.parametrize("name,frames", [("d7.pkl", 9), ("laugh.pkl", 5)])
+def test_template_driving(client, tmp_path, name, frames):
+    template = short_template(name, frames)
+    summary = client.animate(EXAMPLES / "source" / "s9.jpg", template, tmp_path / "out.mp4")
+    out = inspect(tmp_path / "out.mp4")
+    assert out["frames"] == summary.frames == frames
+    assert out["rate"] == Fraction(template.fps.num, template.fps.den)
+    assert out["size"] == expected_size(EXAMPLES / "source" / "s9.jpg") and not out["audio"]
+
+
+@pytest.mark.parametrize("source", ["s1.jpg", "s22.jpg"])
+def test_output_has_the_source_resolution(client, tmp_path, source):
+    summary = client.animate(EXAMPLES / "source" / source, short_template("d7.pkl", 2), tmp_path / "out.mp4")
+    assert inspect(tmp_path / "out.mp4")["size"] == expected_size(EXAMPLES / "source" / source)
+    assert (summary.width, summary.height) == expected_size(EXAMPLES / "source" / source)
+
+
+def test_without_source_cropping_the_whole_image_is_the_face(client, tmp_path):
+    """crop_source off (official flag_do_crop False): no detection needed, no paste-back, 512x512 output."""
+    summary = client.animate(EXAMPLES / "source" / "s33.jpg", short_template("d7.pkl", 2), tmp_path / "out.mp4",
+                             crop_source=False)
+    assert inspect(tmp_path / "out.mp4")["size"] == (512, 512) and summary.frames == 2
+
+
+def test_large_source_is_limited_to_1280(client, tmp_path):
+    image = cv2.imread(str(EXAMPLES / "source" / "s5.jpg"))
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), cv2.resize(image, (1801, 1801)))
+    client.animate(big, short_template("d7.pkl", 2), tmp_path / "out.mp4")
+    assert inspect(tmp_path / "out.mp4")["size"] == (1280, 1280)
+
+
+def test_options_change_the_animation(client, tmp_path):
+    template = short_template("d7.pkl", 6)
+    source = EXAMPLES / "source" / "s0.jpg"
+    client.animate(source, template, tmp_path / "a.mp4")
+    client.animate(source, template, tmp_path / "b.mp4", animation_region="pose", driving_multiplier=1.5,
+                   eye_retargeting=True, stitching=True)
+    client.animate(source, template, tmp_path / "c.mp4", paste_back=False)
+    a, b = (np.stack(_frames(tmp_path / n)) for n in ("a.mp4", "b.mp4"))
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
+    assert inspect(tmp_path / "c.mp4")["size"] == (512, 512)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_extract_motion_then_animate_with_it(client, tmp_path):
+    driving = clip(EXAMPLES / "driving" / "d0.mp4", tmp_path / "d0-short.mp4", frames=14)
+    template = client.extract_motion(driving)
+    assert template.n_frames == len(template.frames) == 14
+    assert (template.fps.num, template.fps.den) == (25, 1)
+    assert all(len(f.rotation) == 9 and len(f.exp) == 63 and len(f.eye_ratio) == 2 for f in template.frames)
+    rotation = np.array(template.frames[3].rotation).reshape(3, 3)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-5)
+    summary = client.animate(EXAMPLES / "source" / "s0.jpg", template, tmp_path / "out.mp4")
+    assert summary.frames == 14 and inspect(tmp_path / "out.mp4")["rate"] == 25
+
+
+def test_cli_animate_extract_and_detect(server, tmp_path, capsys):
+    out = tmp_path / "cli.mp4"
+    code = cli(["animate", "--server", server.target, "--source", str(EXAMPLES / "source" / "s0.jpg"),
+                "--driving", str(EXAMPLES / "templates" / "wink.pkl"), "-o", str(out), "--driving-multiplier", "1.2"])
+    assert code == 0 and out.is_file()
+    assert inspect(out)["frames"] == read_template(EXAMPLES / "templates" / "wink.pkl").n_frames
+    capsys.readouterr()
+    assert cli(["detect", "--server", server.target, str(EXAMPLES / "source" / "s0.jpg"), "--json"]) == 0
+    faces = json.loads(capsys.readouterr().out)["faces"]
+    assert len(faces) >= 1
+    face = faces[0]
+    h, w = cv2.imread(str(EXAMPLES / "source" / "s0.jpg")).shape[:2]
+    assert len(face["landmarks"]) == 468 and len(face["eye_ratio"]) == 2
+    x1, y1, x2, y2 = face["box"]
+    assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+
+
+def test_cli_detect_without_a_face_prints_an_empty_list(server, tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((300, 400, 3), 128, np.uint8))
+    assert cli(["detect", "--server", server.target, str(blank), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"faces": []}
+
+
+def test_cli_health(server, capsys):
+    assert cli(["health", "--server", server.target]) == 0
+    assert capsys.readouterr().out.strip() == "SERVING"
