@@ -7,16 +7,15 @@ Inputs come from the shared example media (``../shared/examples`` next to the re
 from __future__ import annotations
 
 import io
-import pickle
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import grpc
-import numpy as np
 
+from client.api import ChannelSettings, animate_requests
+from client.templates import read_template
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
@@ -24,7 +23,7 @@ from .stats import OK, Outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT.parent / "shared" / "examples"
-CHUNK_BYTES = 1 << 20
+CLIPS = REPO_ROOT / "build" / "load" / "clips"
 NAMES = ("template", "video", "image")
 
 
@@ -41,44 +40,21 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Payload:
-    """What one call sends: the setup message and the driving video's chunks (empty unless video-driven)."""
+    """What one call sends: the setup message, then the driving video's chunks (video-driven only)."""
 
-    setup: pb.AnimateSetup
-    chunks: tuple[bytes, ...] = ()
+    messages: tuple[pb.AnimateRequest, ...]
 
     def requests(self):
-        yield pb.AnimateRequest(setup=self.setup)
-        for chunk in self.chunks:
-            yield pb.AnimateRequest(driving_chunk=chunk)
+        yield from self.messages
 
 
-class _NumpyOnly(pickle.Unpickler):
-    """Official templates are pickles of dicts of numpy arrays; refuse anything else."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing {module}.{name} in a motion template pickle")
-        return super().find_class(module, name)
-
-
-def official_template(path: Path, frames: int) -> pb.MotionTemplate:
-    """The first ``frames`` frames of an official LivePortrait .pkl template as a wire MotionTemplate."""
-    with open(path, "rb") as f:
-        data = _NumpyOnly(f).load()
-    motion = data["motion"][:frames]
-    out = []
-    for m in motion:
-        out.append(pb.MotionFrame(scale=float(np.asarray(m["scale"]).reshape(-1)[0]),
-                                  rotation=np.asarray(m["R"], np.float32).reshape(-1).tolist(),
-                                  exp=np.asarray(m["exp"], np.float32).reshape(-1).tolist(),
-                                  t=np.asarray(m["t"], np.float32).reshape(-1).tolist()))
-    fps = Fraction(data.get("output_fps", 25)).limit_denominator(1001)
-    return pb.MotionTemplate(format_version=1, fps=pb.FrameRate(num=fps.numerator, den=fps.denominator),
-                             n_frames=len(out), frames=out, origin=f"load test: {path.name}[:{frames}]")
+def short_template(path: Path, frames: int) -> pb.MotionTemplate:
+    """The first ``frames`` frames of a template (official .pkl, .pb or .json; the client library reads it)."""
+    template = read_template(path)
+    del template.frames[frames:]
+    template.n_frames = len(template.frames)
+    template.origin = f"load test: {path.name}[:{frames}]"
+    return template
 
 
 def cut_video(path: Path, frames: int) -> bytes:
@@ -98,31 +74,24 @@ def cut_video(path: Path, frames: int) -> bytes:
     return buffer.getvalue()
 
 
-def build_payload(scenario: Scenario) -> Payload:
-    source = scenario.source.read_bytes()
+def build_payload(scenario: Scenario, work_dir: Path = CLIPS) -> Payload:
+    """The request stream of one call, built once by the client library and replayed for every call."""
     if scenario.name == "template":
-        return Payload(pb.AnimateSetup(source_image=source,
-                                       driving_template=official_template(scenario.template, scenario.frames)))
-    if scenario.name == "image":
-        return Payload(pb.AnimateSetup(source_image=source, driving_image=scenario.image.read_bytes()))
-    if scenario.name == "video":
-        video = cut_video(scenario.video, scenario.frames)
-        chunks = tuple(video[i:i + CHUNK_BYTES] for i in range(0, len(video), CHUNK_BYTES))
-        setup = pb.AnimateSetup(source_image=source, driving_video=pb.DrivingVideo(
-            size_bytes=len(video), filename=f"{scenario.video.stem}-{scenario.frames}f.mp4"))
-        return Payload(setup, chunks)
-    raise ValueError(f"unknown scenario {scenario.name!r}; expected one of {', '.join(NAMES)}")
-
-
-CHANNEL_OPTIONS = (
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-    ("grpc.lb_policy_name", "round_robin"),  # several orchestrators behind one dns:/// or ipv4: target
-)
+        driving = short_template(scenario.template, scenario.frames)
+    elif scenario.name == "image":
+        driving = scenario.image
+    elif scenario.name == "video":
+        driving = work_dir / f"{scenario.video.stem}-{scenario.frames}f.mp4"
+        driving.parent.mkdir(parents=True, exist_ok=True)
+        driving.write_bytes(cut_video(scenario.video, scenario.frames))
+    else:
+        raise ValueError(f"unknown scenario {scenario.name!r}; expected one of {', '.join(NAMES)}")
+    return Payload(tuple(animate_requests(scenario.source, driving)))
 
 
 def open_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    """The client library's channel options (round_robin over several orchestrators behind one target)."""
+    return grpc.aio.insecure_channel(target, options=ChannelSettings(target).options())
 
 
 class AnimateCall:
