@@ -5,10 +5,14 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from .batching import BatchingConfig, batching_table, run_batching
 from .engine import Bounds, ClosedLoop, OpenLoop
+from .full import FullConfig, run_all
 from .metrics import ServerProbe
 from .report import server_table, table, write_csv, write_json
 from .run import RunConfig, run_animate
+from .reference import ReferenceConfig, run_reference
+from .scaleout import DEFAULT_RAMP, Phase, ScaleOutConfig, run_scaleout
 from .scenarios import NAMES, Scenario
 
 
@@ -57,6 +61,75 @@ def run_command(args) -> int:
     return 0
 
 
+def add_batching(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", default="1,2,4,8")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per level and mode")
+    p.add_argument("--report", type=Path, default=Path("artifacts/load/batching.json"))
+
+
+def batching_command(args) -> int:
+    """throughput and latency vs concurrency with Triton dynamic batching on and off (render_u8, one replica)"""
+    config = BatchingConfig(concurrency=csv_list(args.concurrency), duration_s=args.duration)
+    report = run_batching(config)
+    write_json(report, args.report)
+    print(batching_table(report))
+    return 0
+
+
+def add_reference(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--report", type=Path, default=Path("artifacts/load/reference.json"))
+
+
+def reference_command(args) -> int:
+    """per-frame time: served (Triton) vs PyTorch eager in-process, and the FLOP floor of this machine"""
+    report = run_reference(ReferenceConfig(repeats=args.repeats))
+    write_json(report, args.report)
+    return 0
+
+
+def add_scaleout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--ramp", default=ramp_text(DEFAULT_RAMP),
+                   help="phases CONCURRENCY:SECONDS, comma-separated (0 = idle)")
+    p.add_argument("--frames", type=int, default=4, help="clip length of the template calls")
+    p.add_argument("--report", type=Path, default=Path("artifacts/load/scaleout.json"))
+
+
+def ramp_text(phases) -> str:
+    return ",".join(f"{p.concurrency}:{p.seconds:g}" for p in phases)
+
+
+def parse_ramp(text: str) -> tuple[Phase, ...]:
+    return tuple(Phase(int(c), float(s)) for c, s in (item.split(":") for item in text.split(",")))
+
+
+def scaleout_command(args) -> int:
+    """N Triton replicas + orchestrator + Prometheus with the chart's rules; replica spread and scaling signal"""
+    config = ScaleOutConfig(replicas=args.replicas, phases=parse_ramp(args.ramp),
+                            scenario=Scenario("template", frames=args.frames))
+    report = run_scaleout(config)
+    write_json(report, args.report)
+    return 0 if all(report["verdict"].values()) else 1
+
+
+def add_all(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("artifacts/load"))
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per level")
+    p.add_argument("--concurrency", default="1,2,4,8")
+
+
+def all_command(args) -> int:
+    """everything on the embedded stack: scenarios, batching study, reference comparison, scale-out; one summary"""
+    report = run_all(FullConfig(out=args.out, duration_s=args.duration, concurrency=csv_list(args.concurrency)))
+    print(report["summary_text"])
+    return 0 if all(report["scaleout"]["verdict"].values()) else 1
+
+
 COMMANDS = {
     "run": (add_run, run_command),
+    "batching": (add_batching, batching_command),
+    "reference": (add_reference, reference_command),
+    "scaleout": (add_scaleout, scaleout_command),
+    "all": (add_all, all_command),
 }
