@@ -1,0 +1,106 @@
+"""Template conversion: official pickles (old and new key names) through a restricted unpickler, .pb/.json files."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client.cli import main as cli
+from client.templates import TemplateError, convert, load_pickle, read_template
+
+TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "templates"
+
+
+def official_dict(frames: int, new_keys: bool, ratios: bool = True) -> dict:
+    rng = np.random.default_rng(frames)
+    motion = [{"scale": np.full((1, 1), 1.5 + 0.01 * i, np.float32),
+               ("R" if new_keys else "R_d"): np.eye(3, dtype=np.float32)[None],
+               "exp": rng.normal(0, 0.01, (1, 21, 3)).astype(np.float32),
+               "t": rng.normal(0, 0.05, (1, 3)).astype(np.float32)} for i in range(frames)]
+    data = {"n_frames": frames, "output_fps": 30, "motion": motion}
+    if ratios:
+        prefix = "c_" if new_keys else "c_d_"
+        data[prefix + "eyes_lst"] = [np.array([[0.3, 0.31]], np.float32)] * frames
+        data[prefix + "lip_lst"] = [np.array([[0.02]], np.float32)] * frames
+    return data
+
+
+@pytest.mark.parametrize("new_keys", [True, False])
+def test_both_official_key_layouts_convert(new_keys):
+    data = official_dict(4, new_keys)
+    template = load_pickle(pickle.dumps(data))
+    assert template.n_frames == len(template.frames) == 4
+    assert (template.fps.num, template.fps.den) == (30, 1)
+    frame = template.frames[2]
+    assert frame.scale == pytest.approx(1.52)
+    np.testing.assert_allclose(frame.rotation, np.eye(3).reshape(-1))
+    np.testing.assert_allclose(frame.exp, data["motion"][2]["exp"].reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(frame.eye_ratio, [0.3, 0.31], rtol=1e-6)
+    assert frame.lip_ratio == pytest.approx(0.02)
+
+
+def test_shipped_templates_convert(tmp_path):
+    for path in sorted(TEMPLATES.glob("*.pkl")):
+        with open(path, "rb") as f:
+            expected = pickle.load(f)  # trusted example files, to compare with
+        for suffix in (".pb", ".json"):
+            converted = convert(path, tmp_path / f"{path.stem}{suffix}")
+            again = read_template(tmp_path / f"{path.stem}{suffix}")
+            assert again == converted
+            assert again.n_frames == expected["n_frames"] == len(expected["motion"])
+            last = expected["motion"][-1]
+            np.testing.assert_allclose(again.frames[-1].exp, last["exp"].reshape(-1), rtol=1e-6)
+            has_ratios = "c_eyes_lst" in expected or "c_d_eyes_lst" in expected
+            assert bool(again.frames[0].eye_ratio) == has_ratios
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo owned > /tmp/liveportrait-owned",))
+
+
+def test_restricted_unpickler_refuses_code():
+    payload = pickle.dumps({"n_frames": 1, "motion": [Evil()]})
+    with pytest.raises(TemplateError, match="refusing to unpickle"):
+        load_pickle(payload)
+    assert not Path("/tmp/liveportrait-owned").exists()
+
+
+def test_malformed_templates_are_refused():
+    with pytest.raises(TemplateError, match="motion"):
+        load_pickle(pickle.dumps({"n_frames": 2}))
+    data = official_dict(3, new_keys=True)
+    data["n_frames"] = 5
+    with pytest.raises(TemplateError, match="n_frames"):
+        load_pickle(pickle.dumps(data))
+    data = official_dict(2, new_keys=True)
+    data["motion"][1]["exp"] = np.zeros((1, 20, 3), np.float32)
+    with pytest.raises(TemplateError, match="exp"):
+        load_pickle(pickle.dumps(data))
+    with pytest.raises(TemplateError, match="cannot read"):
+        load_pickle(b"\x80\x04not a pickle")
+
+
+def test_cli_convert_template(tmp_path, capsys):
+    source = tmp_path / "t.pkl"
+    source.write_bytes(pickle.dumps(official_dict(3, new_keys=False)))
+    assert cli(["convert-template", str(source), str(tmp_path / "t.json")]) == 0
+    assert "3 frames" in capsys.readouterr().out
+    assert read_template(tmp_path / "t.json").n_frames == 3
+    assert cli(["convert-template", str(source), str(tmp_path / "t.pkl2")]) == 2
+    assert "pickles are never written" in capsys.readouterr().err
+
+
+def test_cli_failure_prints_the_status_code_name(tmp_path, capsys):
+    from orchestrator.triton_process import free_port
+
+    image = tmp_path / "s.png"
+    image.write_bytes(b"not used")
+    code = cli(["animate", "--server", f"127.0.0.1:{free_port()}", "--source", str(image), "--driving",
+                str(TEMPLATES / "wink.pkl"), "-o", str(tmp_path / "o.mp4"), "--timeout", "5"])
+    assert code == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
