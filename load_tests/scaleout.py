@@ -36,7 +36,8 @@ class Phase:
     seconds: float
 
 
-DEFAULT_RAMP = (Phase(0, 10), Phase(1, 40), Phase(4, 40), Phase(8, 60), Phase(0, 90))
+# The last idle phase ends early once the signal has fallen back (never before the 1 m rate window has passed).
+DEFAULT_RAMP = (Phase(0, 10), Phase(1, 40), Phase(4, 40), Phase(8, 60), Phase(0, 120))
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,26 @@ def verdict(summary: list[dict], spreads: dict, threshold: float) -> dict[str, b
     }
 
 
-async def run_ramp(target: str, config: ScaleOutConfig, log=print) -> list[dict]:
+RATE_WINDOW_S = 60.0  # the chart's rules use rate(...[1m])
+
+
+def signal_fallen(prom: PrometheusProcess, threshold: float) -> bool:
+    """Every pod's recorded scaling signal is below the threshold now."""
+    values = by_pod(prom.query(SIGNAL))
+    return bool(values) and max(values.values()) < threshold
+
+
+async def idle(seconds: float, after_load: bool, fallen) -> None:
+    """Sleep ``seconds``; after a loaded phase, end early once ``fallen()`` holds, but never before the rate window
+    has passed (the signal cannot have fallen earlier)."""
+    started = time.monotonic()
+    while (left := seconds - (time.monotonic() - started)) > 0:
+        await asyncio.sleep(min(left, 2.0))
+        if after_load and time.monotonic() - started >= RATE_WINDOW_S and await asyncio.to_thread(fallen):
+            return
+
+
+async def run_ramp(target: str, config: ScaleOutConfig, fallen, log=print) -> list[dict]:
     payload = build_payload(config.scenario)
     windows = []
     async with open_channel(target) as channel:
@@ -132,7 +152,7 @@ async def run_ramp(target: str, config: ScaleOutConfig, log=print) -> list[dict]
         for i, phase in enumerate(config.phases):
             start = time.time()
             if phase.concurrency == 0:
-                await asyncio.sleep(phase.seconds)
+                await idle(phase.seconds, bool(windows) and windows[-1]["concurrency"] > 0, fallen)
                 stats = None
             else:
                 stats, _ = await run_level(call, ClosedLoop(phase.concurrency), Bounds(phase.seconds, drain_s=60))
@@ -190,7 +210,7 @@ def run_scaleout(config: ScaleOutConfig, log=print) -> dict:
         prom.wait_for_targets()
         log(f"{config.replicas} Triton replicas behind {target}; orchestrator {orchestrator.target}; "
             f"Prometheus {prom.url}")
-        windows = asyncio.run(run_ramp(orchestrator.target, config, log))
+        windows = asyncio.run(run_ramp(orchestrator.target, config, lambda: signal_fallen(prom, threshold), log))
         time.sleep(2 * config.scrape_interval_s)
         report["triton_target"] = target
         report["windows"] = windows

@@ -1,0 +1,71 @@
+"""CI smoke runs of the load tests on the real embedded stack (tiny profile, CPU Triton + orchestrator):
+each AnimatePortrait scenario for a few seconds, and the scale-out harness with 2 replicas for a short ramp."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from load_tests.__main__ import main
+from load_tests.scaleout import Phase, ScaleOutConfig, run_scaleout
+from load_tests.scenarios import NAMES, Scenario
+from orchestrator.embedded import OrchestratorProcess
+
+BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
+CLIP_FRAMES = 2
+
+pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def orchestrator(triton_server):
+    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-load.log",
+                             extra_args=("--max-concurrent", "2", "--max-queued", "8")) as process:
+        yield process
+
+
+@pytest.mark.parametrize("scenario", NAMES)
+def test_smoke_run_of_each_scenario_reports_sane_fields(scenario, orchestrator, triton_server, tmp_path):
+    report_path = tmp_path / "report.json"
+    assert main(["run", "--target", orchestrator.target, "--scenario", scenario, "--frames", str(CLIP_FRAMES),
+                 "--concurrency", "1,2", "--duration", "2", "--triton-metrics", triton_server.metrics_url,
+                 "--orchestrator-metrics", orchestrator.metrics_url, "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["warmup"] == ["OK"]
+    assert [lv["concurrency"] for lv in report["levels"]] == [1, 2]
+    frames_per_call = 1 if scenario == "image" else CLIP_FRAMES
+    for lv in report["levels"]:
+        assert lv["errors"] == {} and lv["ok"] == lv["requests"] >= 1
+        assert lv["throughput_rps"] == pytest.approx(lv["ok"] / lv["wall_s"], rel=1e-2)
+        assert lv["frames_per_s"] == pytest.approx(frames_per_call * lv["throughput_rps"], rel=1e-2)
+        lat, first = lv["latency_ms"], lv["first_result_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert 0 < first["p50"] <= lat["max"]
+        server = lv["server"]
+        # what the server counted in the level is what the client asked for
+        assert server["orchestrator"]["frames_rendered"] == lv["frames"]
+        assert server["orchestrator"]["requests"] == {"AnimatePortrait:OK": lv["ok"]}
+        warping = server["triton"]["warping_spade"]
+        assert warping["inferences"] == lv["frames"]
+        assert 1 <= warping["avg_batch_size"] <= 8
+        assert warping["compute_ms_per_request"] > 0 and warping["queue_ms_per_request"] >= 0
+        assert server["orchestrator"]["stages"]["render"]["count"] == lv["ok"]
+    assert (tmp_path / "report.csv").read_text().count("\n") == 3
+
+
+def test_scale_out_harness_with_two_replicas_spreads_evenly_and_the_signal_rises_and_falls(
+        tiny_cpu_repository, tmp_path):
+    # 1 m rate windows + the chart's 15 s rule interval: the signal falls back 60 to 75 s after the load (the idle
+    # phase ends as soon as it has).
+    config = ScaleOutConfig(replicas=2, phases=(Phase(6, 15), Phase(0, 90)),
+                            scenario=Scenario("template", frames=CLIP_FRAMES), repository=tiny_cpu_repository,
+                            work_dir=tmp_path / "scaleout")
+    report = run_scaleout(config, log=print)
+    assert set(report["spread"]["requests"]["shares"]) == {"triton-0", "triton-1"}
+    assert report["windows"][0]["stats"]["errors"] == {}
+    assert "liveportrait:triton_queue_us_per_request:rate1m" in report["rules_loaded"]
+    assert report["trace"]["signal_us"], "Prometheus recorded the chart's scaling signal"
+    assert report["verdict"] == {"spread_even": True, "signal_crosses_threshold_under_load": True,
+                                 "signal_falls_back_at_idle": True}, report["spread"]
+    assert report["phases"][0]["pending_max"] >= 1
