@@ -5,15 +5,14 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from .batching import BatchingConfig, batching_table, run_batching
 from .engine import Bounds, ClosedLoop, OpenLoop
-from .full import FullConfig, run_all
 from .metrics import ServerProbe
 from .report import server_table, table, write_csv, write_json
 from .run import RunConfig, run_animate
-from .reference import ReferenceConfig, run_reference
-from .scaleout import DEFAULT_RAMP, Phase, ScaleOutConfig, run_scaleout
 from .scenarios import NAMES, Scenario
+
+# `run` needs only the orchestrator's runtime dependencies (it runs in the orchestrator image, in a cluster); the
+# other commands import torch, pyyaml and the Triton launcher, so they are imported when they run.
 
 
 def csv_list(text: str, kind=int) -> tuple:
@@ -30,6 +29,11 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="orchestrator gRPC target (host:port, dns:///name:port, ipv4:a,b)")
     p.add_argument("--scenario", choices=NAMES, default="template")
     p.add_argument("--frames", type=int, default=8, help="clip length of template/video scenarios")
+    defaults = Scenario("template")
+    p.add_argument("--source", type=Path, default=defaults.source, help="source portrait")
+    p.add_argument("--template", type=Path, default=defaults.template, help="template scenario: .pkl/.pb/.json")
+    p.add_argument("--video", type=Path, default=defaults.video, help="video scenario: driving video")
+    p.add_argument("--image", type=Path, default=defaults.image, help="image scenario: driving image")
     p.add_argument("--concurrency", default="1,2,4", help="closed-loop levels, e.g. 1,2,4 ('' for none)")
     p.add_argument("--rates", default="", help="open-loop Poisson levels in requests/s, e.g. 0.2,0.5")
     p.add_argument("--duration", type=float, default=30.0, help="seconds per level (new calls stop after it)")
@@ -47,7 +51,8 @@ def run_command(args) -> int:
     """closed-loop / open-loop AnimatePortrait levels against a target; JSON + CSV report and a table"""
     config = RunConfig(
         target=args.target,
-        scenario=Scenario(args.scenario, frames=args.frames, timeout_s=args.timeout),
+        scenario=Scenario(args.scenario, frames=args.frames, source=args.source, template=args.template,
+                          video=args.video, image=args.image, timeout_s=args.timeout),
         loads=loads_from(args),
         bounds=Bounds(args.duration, args.max_requests, args.drain),
         probe=ServerProbe(csv_list(args.triton_metrics, str), csv_list(args.orchestrator_metrics, str)),
@@ -69,6 +74,8 @@ def add_batching(p: argparse.ArgumentParser) -> None:
 
 def batching_command(args) -> int:
     """throughput and latency vs concurrency with Triton dynamic batching on and off (render_u8, one replica)"""
+    from .batching import BatchingConfig, batching_table, run_batching
+
     config = BatchingConfig(concurrency=csv_list(args.concurrency), duration_s=args.duration)
     report = run_batching(config)
     write_json(report, args.report)
@@ -83,6 +90,8 @@ def add_reference(p: argparse.ArgumentParser) -> None:
 
 def reference_command(args) -> int:
     """per-frame time: served (Triton) vs PyTorch eager in-process, and the FLOP floor of this machine"""
+    from .reference import ReferenceConfig, run_reference
+
     report = run_reference(ReferenceConfig(repeats=args.repeats))
     write_json(report, args.report)
     return 0
@@ -90,22 +99,29 @@ def reference_command(args) -> int:
 
 def add_scaleout(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--ramp", default=ramp_text(DEFAULT_RAMP),
+    p.add_argument("--ramp", default=DEFAULT_RAMP_TEXT,
                    help="phases CONCURRENCY:SECONDS, comma-separated (0 = idle)")
     p.add_argument("--frames", type=int, default=4, help="clip length of the template calls")
     p.add_argument("--report", type=Path, default=Path("artifacts/load/scaleout.json"))
+
+
+DEFAULT_RAMP_TEXT = "0:10,1:40,4:40,8:60,0:120"  # scaleout.DEFAULT_RAMP (not imported: it needs pyyaml)
 
 
 def ramp_text(phases) -> str:
     return ",".join(f"{p.concurrency}:{p.seconds:g}" for p in phases)
 
 
-def parse_ramp(text: str) -> tuple[Phase, ...]:
+def parse_ramp(text: str) -> tuple:
+    from .scaleout import Phase
+
     return tuple(Phase(int(c), float(s)) for c, s in (item.split(":") for item in text.split(",")))
 
 
 def scaleout_command(args) -> int:
     """N Triton replicas + orchestrator + Prometheus with the chart's rules; replica spread and scaling signal"""
+    from .scaleout import ScaleOutConfig, run_scaleout
+
     config = ScaleOutConfig(replicas=args.replicas, phases=parse_ramp(args.ramp),
                             scenario=Scenario("template", frames=args.frames))
     report = run_scaleout(config)
@@ -121,6 +137,8 @@ def add_all(p: argparse.ArgumentParser) -> None:
 
 def all_command(args) -> int:
     """everything on the embedded stack: scenarios, batching study, reference comparison, scale-out; one summary"""
+    from .full import FullConfig, run_all
+
     report = run_all(FullConfig(out=args.out, duration_s=args.duration, concurrency=csv_list(args.concurrency)))
     print(report["summary_text"])
     return 0 if all(report["scaleout"]["verdict"].values()) else 1

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from load_tests.cli import parse_ramp, ramp_text
+from load_tests.cli import DEFAULT_RAMP_TEXT, parse_ramp, ramp_text
 from load_tests.prometheus import ScrapeTarget, config_text
 from load_tests.replicas import strip_block, without_dynamic_batching
 from load_tests.scaleout import DEFAULT_RAMP, Phase, chart_threshold_us, phase_summary, spread, verdict, CHART
@@ -90,6 +90,7 @@ def test_threshold_comes_from_the_chart_values():
 
 def test_ramp_text_round_trips():
     assert parse_ramp(ramp_text(DEFAULT_RAMP)) == DEFAULT_RAMP
+    assert parse_ramp(DEFAULT_RAMP_TEXT) == DEFAULT_RAMP  # the CLI default is the harness default
     assert parse_ramp("0:5,8:30") == (Phase(0, 5), Phase(8, 30))
 
 
