@@ -89,9 +89,10 @@ def phase_summary(signal: list[tuple[float, dict[str, float]]], pending: list[tu
                   windows: list[dict], threshold: float) -> list[dict]:
     """Per phase: the highest and mean per-pod signal, highest pending count, whether it crossed the threshold."""
     rows = []
-    for w in windows:
-        inside = [max(v.values()) for t, v in signal if w["start"] <= t <= w["end"] and v]
-        waiting = [sum(v.values()) for t, v in pending if w["start"] <= t <= w["end"] and v]
+    for i, w in enumerate(windows):
+        end = float("inf") if i == len(windows) - 1 else w["end"]  # the last phase runs on until the trace ends
+        inside = [max(v.values()) for t, v in signal if w["start"] <= t <= end and v]
+        waiting = [sum(v.values()) for t, v in pending if w["start"] <= t <= end and v]
         rows.append({"phase": w["phase"], "concurrency": w["concurrency"],
                      "signal_max_us": round(max(inside), 1) if inside else None,
                      "signal_mean_us": round(sum(inside) / len(inside), 1) if inside else None,
@@ -102,15 +103,17 @@ def phase_summary(signal: list[tuple[float, dict[str, float]]], pending: list[tu
 
 
 def reaction(signal: list[tuple[float, dict[str, float]]], windows: list[dict], threshold: float) -> dict:
-    """Seconds from the start of the load to the first point above the threshold, and from the end of the load to
-    the first point back below it (None when it never happened)."""
+    """Seconds from the start of the phase during which the signal first went above the threshold to that point,
+    and from the end of the load to the first point back below it (None when it never happened)."""
     loaded = [w for w in windows if w["concurrency"] > 0]
     if not loaded:
-        return {"up_s": None, "down_s": None}
-    load_start, load_end = loaded[0]["start"], loaded[-1]["end"]
-    above = [t for t, v in signal if t >= load_start and v and max(v.values()) > threshold]
-    below = [t for t, v in signal if t >= load_end and v and max(v.values()) < threshold]
-    return {"up_s": round(above[0] - load_start, 1) if above else None,
+        return {"up_phase": None, "up_s": None, "down_s": None}
+    load_end = loaded[-1]["end"]
+    above = [t for t, v in signal if t >= loaded[0]["start"] and v and max(v.values()) > threshold]
+    below = [t for t, v in signal if above and t >= max(load_end, above[0]) and v and max(v.values()) < threshold]
+    phase = next((w for w in reversed(windows) if above and w["start"] <= above[0]), None)
+    return {"up_phase": phase["phase"] if phase else None,
+            "up_s": round(above[0] - phase["start"], 1) if phase else None,
             "down_s": round(below[0] - load_end, 1) if below else None}
 
 
@@ -165,7 +168,7 @@ async def run_ramp(target: str, config: ScaleOutConfig, fallen, log=print) -> li
 
 
 def read_prometheus(prom: PrometheusProcess, windows: list[dict], config: ScaleOutConfig, threshold: float) -> dict:
-    start, end = windows[0]["start"], windows[-1]["end"]
+    start, end = windows[0]["start"], time.time()  # the trace runs to now: the last idle phase may just have ended
     loaded = [w for w in windows if w["concurrency"] > 0]
     span = f"{int(loaded[-1]['end'] - loaded[0]['start']) + 5}s"
     at = loaded[-1]["end"] + 3
@@ -230,8 +233,8 @@ def scaleout_table(report: dict) -> str:
         out.write(f"  {p['phase']:>5} {p['concurrency']:>4} {_n(p['signal_max_us']):>14} {_n(p['signal_mean_us']):>10} "
                   f"{_n(p['signal_end_us']):>10} {_n(p['pending_max']):>11}\n")
     r = report["reaction"]
-    out.write(f"  signal above threshold {r['up_s']} s after the load started; back below {r['down_s']} s after it "
-              f"stopped (1 m rate window, 15 s rule interval)\n")
+    out.write(f"  signal above threshold {r['up_s']} s into phase {r['up_phase']}; back below {r['down_s']} s after the "
+              f"load stopped (1 m rate window, 15 s rule interval)\n")
     out.write(f"  verdict: {report['verdict']}\n")
     return out.getvalue()
 

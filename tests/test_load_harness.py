@@ -97,8 +97,16 @@ def test_ramp_text_round_trips():
 def test_reaction_times_are_measured_from_the_load_edges():
     from load_tests.scaleout import reaction
 
-    windows = [{"concurrency": 0, "start": 0, "end": 10}, {"concurrency": 4, "start": 10, "end": 40},
-               {"concurrency": 0, "start": 40, "end": 120}]
+    windows = [{"phase": 0, "concurrency": 0, "start": 0, "end": 10},
+               {"phase": 1, "concurrency": 4, "start": 10, "end": 40},
+               {"phase": 2, "concurrency": 0, "start": 40, "end": 120}]
     signal = [(t, {"p": v}) for t, v in [(5, 0), (20, 10), (26, 80_000), (50, 90_000), (104, 100), (110, 0)]]
-    assert reaction(signal, windows, 50_000) == {"up_s": 16.0, "down_s": 64.0}
-    assert reaction(signal[:2], windows, 50_000) == {"up_s": None, "down_s": None}
+    assert reaction(signal, windows, 50_000) == {"up_phase": 1, "up_s": 16.0, "down_s": 64.0}
+    assert reaction(signal[:2], windows, 50_000) == {"up_phase": None, "up_s": None, "down_s": None}
+
+
+def test_the_last_phase_summary_includes_points_after_its_recorded_end():
+    windows = [{"phase": 0, "concurrency": 4, "start": 0, "end": 10},
+               {"phase": 1, "concurrency": 0, "start": 10, "end": 20}]
+    signal = [(5, {"p": 90_000.0}), (19, {"p": 70_000.0}), (22, {"p": 0.0})]
+    assert phase_summary(signal, [], windows, 50_000)[1]["signal_end_us"] == 0
