@@ -41,6 +41,7 @@ def serving_modules(networks: LivePortraitNetworks) -> dict[str, nn.Module]:
         "warping_spade": heads.WarpingSpadeHead(networks.warping_module, networks.spade_generator),
         "preprocess_image": heads.PreprocessImage(),
         "postprocess_image": heads.PostprocessImage(),
+        "postprocess_image_i420": heads.PostprocessImageI420(),
     }
     return {name: module.eval() for name, module in modules.items()}
 

@@ -64,6 +64,11 @@ def served_models(profile: Profile) -> list[ServedModel]:
             "postprocess_image", (TensorSpec("image", IMAGE_OUT),), (TensorSpec("image_u8", (512, 512, 3), "UINT8"),),
             "float CHW in [0, 1] -> uint8 HWC (clip, x255, truncate)",
         ),
+        ServedModel(
+            "postprocess_image_i420", (TensorSpec("image", IMAGE_OUT),),
+            (TensorSpec("image_i420", (768, 512), "UINT8"),),
+            "float CHW in [0, 1] -> planar YUV 4:2:0 uint8 (BT.601 limited range, OpenCV I420 layout)",
+        ),
     ]
 
 
@@ -82,23 +87,30 @@ def ensembles(profile: Profile) -> list[EnsembleModel]:
             ),
             description="motion_extractor on uint8 frames (4x fewer bytes on the wire)",
         ),
-        EnsembleModel(
-            name="render_u8",
-            inputs=(TensorSpec("source_u8", (256, 256, 3), "UINT8"), kp("kp_source"), kp("kp_driving")),
-            outputs=(TensorSpec("image_u8", (512, 512, 3), "UINT8"),),
-            steps=(
-                EnsembleStep("preprocess_image", (("image_u8", "source_u8"),), (("image", "source_f32"),)),
-                EnsembleStep("appearance_feature_extractor", (("image", "source_f32"),), (("feature_3d", "feature_3d"),)),
-                EnsembleStep(
-                    "warping_spade",
-                    (("feature_3d", "feature_3d"), ("kp_source", "kp_source"), ("kp_driving", "kp_driving")),
-                    (("image", "image_f32"),),
-                ),
-                EnsembleStep("postprocess_image", (("image", "image_f32"),), (("image_u8", "image_u8"),)),
-            ),
-            description="one rendered frame: the feature volume is recomputed inside Triton and never crosses the wire",
-        ),
+        _render_ensemble("render_u8", "postprocess_image", TensorSpec("image_u8", (512, 512, 3), "UINT8"),
+                         "one rendered frame: the feature volume is recomputed inside Triton and never crosses the wire"),
+        _render_ensemble("render_i420", "postprocess_image_i420", TensorSpec("image_i420", (768, 512), "UINT8"),
+                         "render_u8 with a planar YUV 4:2:0 output: half the bytes of RGB (the serving path)"),
     ]
+
+
+def _render_ensemble(name: str, postprocess: str, output: TensorSpec, description: str) -> EnsembleModel:
+    return EnsembleModel(
+        name=name,
+        inputs=(TensorSpec("source_u8", (256, 256, 3), "UINT8"), kp("kp_source"), kp("kp_driving")),
+        outputs=(output,),
+        steps=(
+            EnsembleStep("preprocess_image", (("image_u8", "source_u8"),), (("image", "source_f32"),)),
+            EnsembleStep("appearance_feature_extractor", (("image", "source_f32"),), (("feature_3d", "feature_3d"),)),
+            EnsembleStep(
+                "warping_spade",
+                (("feature_3d", "feature_3d"), ("kp_source", "kp_source"), ("kp_driving", "kp_driving")),
+                (("image", "image_f32"),),
+            ),
+            EnsembleStep(postprocess, (("image", "image_f32"),), ((output.name, output.name),)),
+        ),
+        description=description,
+    )
 
 
 def repository_models(profile: Profile, official_face_stack: bool = False) -> tuple[list[ServedModel], list[EnsembleModel]]:

@@ -11,6 +11,7 @@
 | warping_spade                | feature_3d, kp_source, kp_driving        | image [3,512,512] in [0,1]                 |
 | preprocess_image             | image_u8 [256,256,3] uint8 RGB           | image [3,256,256] in [0,1]                 |
 | postprocess_image            | image [3,512,512]                        | image_u8 [512,512,3] uint8                 |
+| postprocess_image_i420       | image [3,512,512]                        | image_i420 [768,512] uint8 (planar 4:2:0)  |
 """
 from __future__ import annotations
 
@@ -93,3 +94,25 @@ class PostprocessImage(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         scaled = torch.floor(torch.clamp(image, 0.0, 1.0) * 255.0)
         return scaled.permute(0, 2, 3, 1).to(torch.uint8)
+
+
+class PostprocessImageI420(nn.Module):
+    """float CHW -> planar YUV 4:2:0 uint8 [768, 512] (Y 512x512, then U and V 256x256 each, as OpenCV's I420).
+
+    The RGB levels are those of ``PostprocessImage``; YUV is BT.601 limited range (what OpenCV's
+    COLOR_YUV2RGB_I420 inverts), chroma is the mean of each 2x2 block. Half the bytes of RGB on the wire; the video
+    is encoded as yuv420p anyway.
+    """
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        rgb = torch.floor(torch.clamp(image, 0.0, 1.0) * 255.0)
+        r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+        y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+        pooled = torch.nn.functional.avg_pool2d(rgb, kernel_size=2)
+        pr, pg, pb = pooled[:, 0], pooled[:, 1], pooled[:, 2]
+        u = 128.0 - 0.148223 * pr - 0.290993 * pg + 0.439216 * pb
+        v = 128.0 + 0.439216 * pr - 0.367788 * pg - 0.071427 * pb
+        batch, height, width = y.shape
+        chroma = torch.cat([u, v], dim=1).reshape(batch, height // 2, width)
+        planes = torch.cat([y, chroma], dim=1)
+        return torch.clamp(torch.round(planes), 0.0, 255.0).to(torch.uint8)

@@ -29,7 +29,7 @@ from .triton_client import TritonConfig, TritonRunner
 
 log = logging.getLogger("liveportrait.orchestrator")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PortraitAnimator"].full_name
-PIPELINE_MODELS = ("motion_extractor_u8", "render_u8", "stitching", "retarget_eye", "retarget_lip")
+PIPELINE_MODELS = ("motion_extractor_u8", "render_i420", "stitching", "retarget_eye", "retarget_lip")
 FACE_MODELS = {"mediapipe": ("face_detector", "face_landmarks"),
                "official": ("official_face_detector", "official_landmarks_106", "official_landmarks_203")}
 
@@ -118,7 +118,7 @@ class Orchestrator:
         while True:
             ready, reason = await self.runner.ready(self.config.models)
             if ready and not self.state.weights:
-                self.state.weights = await self.runner.model_parameter("render_u8", "weights") or ""
+                self.state.weights = await self.runner.model_parameter("render_i420", "weights") or ""
                 if self.state.weights.startswith("synthetic"):
                     log.warning("the served models have synthetic weights: %s", self.state.weights)
             if ready != self.state.ready:

@@ -189,3 +189,19 @@ def test_committed_reference_configs_are_current(target):
     expected = repo.reference_configs(FULL, target)
     committed = {p.parent.name: p.read_text() for p in folder.glob("*/config.pbtxt")}
     assert committed == expected
+
+
+def test_i420_output_decodes_to_the_rgb_output_of_a_natural_image(tiny_cpu_repository):
+    """The serving path returns planar YUV 4:2:0; OpenCV's I420 decoder gives back the RGB levels up to chroma
+    subsampling (a pixel or two of colour bleeding at sharp edges, invisible after the yuv420p video encode)."""
+    import cv2
+    from skimage.data import astronaut
+
+    image = cv2.resize(astronaut(), (512, 512)).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    (rgb,) = session(tiny_cpu_repository, "postprocess_image").run(None, {"image": image})
+    (i420,) = session(tiny_cpu_repository, "postprocess_image_i420").run(None, {"image": image})
+    assert i420.shape == (1, 768, 512) and i420.dtype == np.uint8
+    decoded = cv2.cvtColor(i420[0], cv2.COLOR_YUV2RGB_I420)
+    difference = np.abs(decoded.astype(int) - rgb[0].astype(int))
+    assert difference.mean() < 2.0
+    assert np.median(difference) <= 1

@@ -260,7 +260,7 @@ def test_metrics_are_exposed_and_counted(client, server, tmp_path):
     for stage in ("decode", "detect", "motion", "keypoints", "render", "paste_back", "encode"):
         key = f'liveportrait_stage_duration_seconds_count{{stage="{stage}"}}'
         assert after[key] == before.get(key, 0) + 1, stage
-    render = 'liveportrait_triton_request_duration_seconds_count{model="render_u8"}'
+    render = 'liveportrait_triton_request_duration_seconds_count{model="render_i420"}'
     assert after[render] > before.get(render, 0)
     for direction in ("sent", "received"):
         key = f'liveportrait_triton_bytes_total{{direction="{direction}"}}'

@@ -85,3 +85,17 @@ def test_concurrent_requests_each_get_their_own_answer(client):
         assert relative_l2(got, expected) <= 1e-5
     stats = client.get_inference_statistics("motion_extractor").model_stats[0]
     assert stats.inference_count >= stats.execution_count > 0
+
+
+def test_render_i420_is_render_u8_in_yuv420(client):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    source = rng.integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
+    kp_source = infer(client, "motion_extractor_u8", {"image_u8": source}, ["kp"])["kp"]
+    feeds = {"source_u8": source, "kp_source": kp_source, "kp_driving": kp_source * 1.05}
+    rgb = infer(client, "render_u8", feeds, ["image_u8"])["image_u8"][0]
+    i420 = infer(client, "render_i420", feeds, ["image_i420"])["image_i420"][0]
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)[:512]
+    assert np.abs(i420[:512].astype(int) - luma.astype(int)).max() <= 1
+    assert i420.nbytes == rgb.nbytes // 2
