@@ -7,6 +7,7 @@
 set -euo pipefail
 DIR=${1:-.triton}
 PY=${PYTHON:-python3}
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac  # absolute: we cd below
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 if [ ! -x "$DIR/pytriton/tritonserver/bin/tritonserver" ]; then
