@@ -144,10 +144,23 @@ def all_command(args) -> int:
     return 0 if all(report["scaleout"]["verdict"].values()) else 1
 
 
+def add_summary(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("artifacts/load"))
+
+
+def summary_command(args) -> int:
+    """summary.md again from the JSON reports of `all` (e.g. after re-running scaleout into the same folder)"""
+    from .full import summary_from
+
+    print(summary_from(args.out))
+    return 0
+
+
 COMMANDS = {
     "run": (add_run, run_command),
     "batching": (add_batching, batching_command),
     "reference": (add_reference, reference_command),
     "scaleout": (add_scaleout, scaleout_command),
     "all": (add_all, all_command),
+    "summary": (add_summary, summary_command),
 }

@@ -68,13 +68,28 @@ def run_all(config: FullConfig, log=print) -> dict:
     return summary
 
 
+def summary_from(out: Path) -> str:
+    """summary.md again from the JSON reports in ``out`` (after re-running one part)."""
+    import json
+
+    load = lambda name: json.loads((out / name).read_text())  # noqa: E731
+    parts = {"machine": machine(), "scenarios": {n: load(f"run-{n}.json") for n in NAMES},
+             "batching": load("batching.json"), "reference": load("reference.json"),
+             "scaleout": load("scaleout.json")}
+    parts["duration_s"] = load("summary.json").get("duration_s", 0.0) if (out / "summary.json").exists() else 0.0
+    text = summary_text(parts)
+    (out / "summary.md").write_text(text)
+    return text
+
+
 def summary_text(s: dict) -> str:
     m = s["machine"]
     out = io.StringIO()
     out.write(f"# Load test report\n\nMachine: {m['cpu']}, {m['cores']} cores, no GPU; {m['system']}. "
               f"Tiny profile, synthetic weights, CPU Triton. Full run took {s['duration_s']:.0f} s.\n\n")
     for name, report in s["scenarios"].items():
-        out.write(f"## AnimatePortrait, {name} scenario ({report['clip_frames']} frames per clip where it applies)\n\n"
+        frames = "1 frame" if name == "image" else f"{report['clip_frames']}-frame clips"
+        out.write(f"## AnimatePortrait, {name} scenario ({frames}, one Triton replica)\n\n"
                   f"```\n{table(report['levels'])}{server_table(report['levels'])}```\n\n")
     out.write(f"## Batching study (render_u8 straight to one Triton replica)\n\n```\n{batching_table(s['batching'])}"
               f"```\n\n")
