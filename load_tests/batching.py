@@ -21,7 +21,7 @@ BATCHED_MODEL = "warping_spade"  # the bottleneck whose batch size we report
 class BatchingConfig:
     concurrency: tuple[int, ...] = (1, 2, 4, 8)
     duration_s: float = 20.0
-    model: str = "render_u8"
+    model: str = "render_i420"
     repository: Path | None = None
     work_dir: Path = BUILD / "batching"
     warmup_calls: int = 2

@@ -73,7 +73,7 @@ def add_batching(p: argparse.ArgumentParser) -> None:
 
 
 def batching_command(args) -> int:
-    """throughput and latency vs concurrency with Triton dynamic batching on and off (render_u8, one replica)"""
+    """throughput and latency vs concurrency with Triton dynamic batching on and off (render_i420, one replica)"""
     from .batching import BatchingConfig, batching_table, run_batching
 
     config = BatchingConfig(concurrency=csv_list(args.concurrency), duration_s=args.duration)

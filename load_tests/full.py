@@ -91,7 +91,7 @@ def summary_text(s: dict) -> str:
         frames = "1 frame" if name == "image" else f"{report['clip_frames']}-frame clips"
         out.write(f"## AnimatePortrait, {name} scenario ({frames}, one Triton replica)\n\n"
                   f"```\n{table(report['levels'])}{server_table(report['levels'])}```\n\n")
-    out.write(f"## Batching study (render_u8 straight to one Triton replica)\n\n```\n{batching_table(s['batching'])}"
+    out.write(f"## Batching study (render_i420 straight to one Triton replica)\n\n```\n{batching_table(s['batching'])}"
               f"```\n\n")
     out.write(f"## Reference comparison and floor\n\n```\n{reference_table(s['reference'])}```\n\n")
     out.write(f"## Scale-out ({s['scaleout']['replicas']} replicas, Prometheus with the chart's rules)\n\n"

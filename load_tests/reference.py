@@ -1,4 +1,4 @@
-"""Reference comparison: per-frame time of the served path (Triton, render_u8 and warping_spade) vs the same
+"""Reference comparison: per-frame time of the served path (Triton, render_i420 and warping_spade) vs the same
 networks in plain PyTorch eager, in-process, the way the official pipeline runs them (feature volume once per
 source, ``warp_decode`` per frame), same machine, same run, interleaved; and the floor: FLOPs per frame divided
 by the machine's measured GFLOP/s (a large fp32 matmul in torch)."""
@@ -105,7 +105,7 @@ def run_reference(config: ReferenceConfig, log=print) -> dict:
         with torch.no_grad():
             modules["warping_spade"](feature, *warp_in[1:])
 
-    def eager_render():  # per frame: F + W + G, what render_u8 computes
+    def eager_render():  # per frame: F + W + G, what render_i420 computes
         with torch.no_grad():
             modules["warping_spade"](modules["appearance_feature_extractor"](*source), *warp_in[1:])
 
@@ -113,14 +113,14 @@ def run_reference(config: ReferenceConfig, log=print) -> dict:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         timer = Timer({"eager_warp_decode": eager_official, "eager_render": eager_render,
                        "triton_warping_spade": triton_fn(client, "warping_spade", warp_feeds),
-                       "triton_render_u8": triton_fn(client, "render_u8", render)})
+                       "triton_render_i420": triton_fn(client, "render_i420", render)})
         ms = timer.run(config.repeats)
     gflops = machine_gflops(config.matmul_size)
     report = new_report("reference", repeats=config.repeats, torch_threads=torch.get_num_threads())
     report["per_frame_ms"] = ms
     report["ratios"] = {
-        "served_render_u8_vs_eager_official": round(ms["triton_render_u8"] / ms["eager_warp_decode"], 3),
-        "served_render_u8_vs_eager_render": round(ms["triton_render_u8"] / ms["eager_render"], 3),
+        "served_render_i420_vs_eager_official": round(ms["triton_render_i420"] / ms["eager_warp_decode"], 3),
+        "served_render_i420_vs_eager_render": round(ms["triton_render_i420"] / ms["eager_render"], 3),
         "served_warping_spade_vs_eager_official": round(ms["triton_warping_spade"] / ms["eager_warp_decode"], 3),
     }
     report["machine_gflops"] = gflops

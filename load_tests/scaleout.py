@@ -27,7 +27,6 @@ CHART = REPO_ROOT / "helm" / "liveportrait"
 SIGNAL = "liveportrait:triton_queue_us_per_request:rate1m"
 PENDING = "liveportrait:triton_pending_requests:sum"
 INFERENCES = "liveportrait:triton_inferences:rate1m"
-ENSEMBLES = "render_u8|motion_extractor_u8"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Load sent straight to Triton (no orchestrator): one rendered frame per call through the ``render_u8`` ensemble
+"""Load sent straight to Triton (no orchestrator): one rendered frame per call through the ``render_i420`` ensemble
 (or any batch-1 model), over one gRPC channel that may name several replicas (round_robin)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .stats import OK, Outcome
 
 
 def render_inputs(seed: int = 0) -> dict[str, np.ndarray]:
-    """One frame for render_u8: a 256x256 uint8 source and keypoints inside the warping volume."""
+    """One frame for render_i420: a 256x256 uint8 source and keypoints inside the warping volume."""
     rng = np.random.default_rng(seed)
     return {
         "source_u8": rng.integers(0, 256, (1, 256, 256, 3), dtype=np.uint8),

@@ -69,18 +69,29 @@ class Traffic:
         row[2] += 1
 
 
+# Models called on their own channel. round_robin picks the next replica per call on each channel; a request makes
+# a fixed sequence of calls (e.g. stitching then render for every chunk), so on one shared channel the heavy render
+# call could land on the same replica every time. With its own channel, consecutive render calls alternate.
+DEDICATED_CHANNEL_MODELS = ("render_i420", "render_u8", "motion_extractor_u8")
+
+
 class TritonRunner:
-    """One channel to Triton shared by all requests."""
+    """Channels to Triton shared by all requests: one for the heavy models each, one for everything else."""
 
     def __init__(self, config: TritonConfig, metrics: Metrics):
         self.config = config
         self.metrics = metrics
-        root = open(config.root_certificates, "rb").read() if config.root_certificates else None
-        self.client = grpcclient.InferenceServerClient(config.url, ssl=config.ssl, root_certificates=root,
-                                                       channel_args=config.channel_args())
+        self.client = self._new_client()
+        self.dedicated = {model: self._new_client() for model in DEDICATED_CHANNEL_MODELS}
+
+    def _new_client(self) -> grpcclient.InferenceServerClient:
+        root = open(self.config.root_certificates, "rb").read() if self.config.root_certificates else None
+        return grpcclient.InferenceServerClient(self.config.url, ssl=self.config.ssl, root_certificates=root,
+                                                channel_args=self.config.channel_args())
 
     async def close(self) -> None:
-        await self.client.close()
+        for client in (self.client, *self.dedicated.values()):
+            await client.close()
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray], traffic: Traffic | None = None,
                     timeout_s: float | None = None) -> dict[str, np.ndarray]:
@@ -95,7 +106,8 @@ class TritonRunner:
         timeout = self.config.call_timeout_s if timeout_s is None else min(timeout_s, self.config.call_timeout_s)
         started = time.perf_counter()
         try:
-            result = await self.client.infer(model, tensors, client_timeout=max(timeout, 0.001))
+            client = self.dedicated.get(model, self.client)
+            result = await client.infer(model, tensors, client_timeout=max(timeout, 0.001))
         except InferenceServerException as exc:
             self.metrics.triton_errors.labels(model).inc()
             raise TritonError(model, _code_name(exc.status()), exc.message() or str(exc)) from None

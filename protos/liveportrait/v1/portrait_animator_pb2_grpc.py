@@ -5,7 +5,7 @@ import warnings
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
