@@ -1,0 +1,63 @@
+"""`liveportrait up`: one command starts the real tritonserver and the orchestrator, and Ctrl-C stops both."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.triton_process import free_port
+
+pytestmark = pytest.mark.triton
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def read_until(process: subprocess.Popen, pattern: str, timeout_s: float) -> tuple[re.Match, str]:
+    deadline = time.monotonic() + timeout_s
+    seen = ""
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen += line
+        match = re.search(pattern, seen)
+        if match:
+            return match, seen
+    pytest.fail(f"no {pattern!r} within {timeout_s:.0f} s; output:\n{seen}")
+
+
+def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator():
+    port, metrics_port = free_port(), free_port()
+    cli = [sys.executable, "-m", "client.cli"]
+    process = subprocess.Popen([*cli, "up", "--port", str(port), "--metrics-port", str(metrics_port)], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        triton, _ = read_until(process, r"tritonserver ready on 127\.0\.0\.1:(\d+)", 300)
+        _, output = read_until(process, r"ready: liveportrait animate --server \S+", 120)
+        assert "synthetic weights" in output
+        health = subprocess.run([*cli, "health", "--server", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                                timeout=60, cwd=REPO_ROOT)
+        assert health.returncode == 0 and "SERVING" in health.stdout
+        triton_port = int(triton.group(1))
+        assert port_open(port) and port_open(triton_port)
+        process.send_signal(signal.SIGINT)
+        _, output = read_until(process, r"stopped", 60)
+        assert process.wait(30) == 0
+        assert not port_open(port), "the orchestrator is stopped"
+        assert not port_open(triton_port), "tritonserver is stopped"
+    finally:
+        if process.poll() is None:
+            process.kill()
