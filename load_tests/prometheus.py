@@ -4,9 +4,7 @@ interval and the chart's rule file. Queried through its HTTP API."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -15,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.child_process import stop_process_group
 from orchestrator.triton_process import free_port
 
 
@@ -136,14 +135,7 @@ class PrometheusProcess:
         raise PrometheusError(f"not every target is up after {timeout_s:.0f} s: {self.query('up')}")
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.killpg(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        stop_process_group(self._process, timeout_s)
 
     def __enter__(self) -> "PrometheusProcess":
         return self.start()

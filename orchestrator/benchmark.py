@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             profile=a.profile, weights=a.weights, port=free_port(), metrics_port=free_port())) as stack:
         work = Path(tmp)
         source = portrait(work / "astronaut.png")
-        print(f"\n| concurrency | served fps | served ms/frame | in-process fps | in-process ms/frame | "
-              f"overhead (in-process fps / served fps) | Triton bytes/frame |")
+        print("\n| concurrency | served fps | served ms/frame | in-process fps | in-process ms/frame | "
+              "overhead (in-process fps / served fps) | Triton bytes/frame |")
         print("|---|---|---|---|---|---|---|")
         for c in a.concurrency:
             s = served(stack, source, a.frames, c)

@@ -5,7 +5,6 @@ export the CPU model repository if missing, start the real tritonserver (``Trito
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from .child_process import log_tail, stop_process_group
 from .triton_process import REPO_ROOT, TritonProcess, free_port
 
 
@@ -106,20 +106,10 @@ class OrchestratorProcess:
         raise StackError(f"the orchestrator was not SERVING after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.killpg(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        stop_process_group(self._process, timeout_s)
 
     def __enter__(self) -> "OrchestratorProcess":
         return self.start()

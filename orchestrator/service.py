@@ -25,7 +25,7 @@ from .keypoints import Motion
 from .media import probe
 from .metrics import Metrics
 from .options import AnimateOptions, animate_options, driving_crop_options
-from .pipeline import RequestContext, animate, progress
+from .pipeline import RequestContext, animate
 from .templates import Template, from_proto, to_proto
 from .timing import Timings
 from .triton_client import RequestRunner, Traffic, TritonRunner

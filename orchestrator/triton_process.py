@@ -6,13 +6,14 @@ the server binary, the Python backend with its 3.11 stub, and ``python/`` with n
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .child_process import log_tail, stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,20 +130,10 @@ class TritonProcess:
             return False
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.killpg(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        stop_process_group(self._process, timeout_s)
 
     def __enter__(self) -> "TritonProcess":
         return self.start()
