@@ -17,7 +17,7 @@ import pytest
 from client.api import PortraitClient, animate_requests, animation_options
 from client.templates import read_template
 from orchestrator.embedded import OrchestratorProcess
-from orchestrator.triton_process import free_port
+from orchestrator.triton_process import TritonProcess, free_port
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
@@ -26,6 +26,15 @@ SOURCE = EXAMPLES / "source" / "s0.jpg"
 MAX_DRIVING_BYTES = 4_000_000
 
 pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def triton_server(tiny_cpu_repository):
+    """This module's own tritonserver. Its tests cancel requests in flight, and tritonserver 2.51 (the embedded
+    build) can crash on a gRPC cancellation that races the response (triton-inference-server/server#7840, fixed in
+    24.12): no other module shares this server."""
+    with TritonProcess(tiny_cpu_repository, log_file=BUILD / "tritonserver-errors.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +163,47 @@ def test_no_face_is_failed_precondition_with_a_hint(client, tmp_path):
     assert_still_serving(client, tmp_path)
 
 
+def test_memory_stays_flat_while_a_long_video_streams(client, server, tmp_path):
+    video = long_video(tmp_path / "long.mp4", repeats=3)
+    assert video.stat().st_size < MAX_DRIVING_BYTES
+    samples: dict[int, int] = {}
+
+    def on_progress(progress: pb.Progress) -> None:
+        if progress.frames_done:
+            samples[progress.frames_done] = rss_bytes(server.pid)
+
+    summary = client.animate(SOURCE, video, tmp_path / "long-out.mp4", on_progress=on_progress, timeout=600)
+    assert summary.frames == 3 * 78
+    points = sorted((k, v) for k, v in samples.items() if 64 <= k < summary.frames)  # after warm-up
+    assert len(points) >= 10
+    frames, rss = np.array(points, float).T
+    slope = np.polyfit(frames, rss, 1)[0]  # bytes per frame
+    # holding the decoded video would grow by one 512x512 frame (786 kB) per frame; allow a fifth of that
+    assert slope < 0.2 * 512 * 512 * 3, f"orchestrator RSS grows by {slope * 100 / 1e6:.1f} MB per 100 frames"
+
+
+def test_metrics_are_exposed_and_counted(client, server, tmp_path):
+    before = metrics(server.metrics_url)
+    client.animate(SOURCE, template(3), tmp_path / "m.mp4")
+    after = metrics(server.metrics_url)
+    ok = 'liveportrait_requests_total{code="OK",method="AnimatePortrait"}'
+    assert after[ok] == before.get(ok, 0) + 1
+    assert after["liveportrait_frames_rendered_total"] == before.get("liveportrait_frames_rendered_total", 0) + 3
+    for stage in ("decode", "detect", "motion", "keypoints", "render", "paste_back", "encode"):
+        key = f'liveportrait_stage_duration_seconds_count{{stage="{stage}"}}'
+        assert after[key] == before.get(key, 0) + 1, stage
+    render = 'liveportrait_triton_request_duration_seconds_count{model="render_i420"}'
+    assert after[render] > before.get(render, 0)
+    for direction in ("sent", "received"):
+        key = f'liveportrait_triton_bytes_total{{direction="{direction}"}}'
+        assert after[key] > before.get(key, 0)
+    assert after['liveportrait_client_bytes_total{direction="out"}'] > before.get(
+        'liveportrait_client_bytes_total{direction="out"}', 0)
+    assert 'liveportrait_request_duration_seconds_count{method="AnimatePortrait"}' in after
+    assert after["liveportrait_requests_in_flight"] == 0 and after["liveportrait_requests_queued"] == 0
+
+
+# Tests that cancel work in flight come last: see the module-level triton_server fixture.
 def test_deadline_exceeded(client, tmp_path):
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as error:
@@ -229,46 +279,6 @@ def long_video(path: Path, repeats: int) -> Path:
 def rss_bytes(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
-
-
-def test_memory_stays_flat_while_a_long_video_streams(client, server, tmp_path):
-    video = long_video(tmp_path / "long.mp4", repeats=3)
-    assert video.stat().st_size < MAX_DRIVING_BYTES
-    samples: dict[int, int] = {}
-
-    def on_progress(progress: pb.Progress) -> None:
-        if progress.frames_done:
-            samples[progress.frames_done] = rss_bytes(server.pid)
-
-    summary = client.animate(SOURCE, video, tmp_path / "long-out.mp4", on_progress=on_progress, timeout=600)
-    assert summary.frames == 3 * 78
-    points = sorted((k, v) for k, v in samples.items() if 64 <= k < summary.frames)  # after warm-up
-    assert len(points) >= 10
-    frames, rss = np.array(points, float).T
-    slope = np.polyfit(frames, rss, 1)[0]  # bytes per frame
-    # holding the decoded video would grow by one 512x512 frame (786 kB) per frame; allow a fifth of that
-    assert slope < 0.2 * 512 * 512 * 3, f"orchestrator RSS grows by {slope * 100 / 1e6:.1f} MB per 100 frames"
-
-
-def test_metrics_are_exposed_and_counted(client, server, tmp_path):
-    before = metrics(server.metrics_url)
-    client.animate(SOURCE, template(3), tmp_path / "m.mp4")
-    after = metrics(server.metrics_url)
-    ok = 'liveportrait_requests_total{code="OK",method="AnimatePortrait"}'
-    assert after[ok] == before.get(ok, 0) + 1
-    assert after["liveportrait_frames_rendered_total"] == before.get("liveportrait_frames_rendered_total", 0) + 3
-    for stage in ("decode", "detect", "motion", "keypoints", "render", "paste_back", "encode"):
-        key = f'liveportrait_stage_duration_seconds_count{{stage="{stage}"}}'
-        assert after[key] == before.get(key, 0) + 1, stage
-    render = 'liveportrait_triton_request_duration_seconds_count{model="render_i420"}'
-    assert after[render] > before.get(render, 0)
-    for direction in ("sent", "received"):
-        key = f'liveportrait_triton_bytes_total{{direction="{direction}"}}'
-        assert after[key] > before.get(key, 0)
-    assert after['liveportrait_client_bytes_total{direction="out"}'] > before.get(
-        'liveportrait_client_bytes_total{direction="out"}', 0)
-    assert 'liveportrait_request_duration_seconds_count{method="AnimatePortrait"}' in after
-    assert after["liveportrait_requests_in_flight"] == 0 and after["liveportrait_requests_queued"] == 0
 
 
 def test_triton_down_is_unavailable_and_not_serving(tmp_path):
