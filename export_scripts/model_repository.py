@@ -18,6 +18,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .model_spec import EnsembleModel, ServedModel, TensorSpec
+from .profiles import Profile
+from .served_models import repository_models
 
 TARGETS = ("cpu", "gpu")
 VERSION = 1
@@ -151,9 +153,7 @@ def parse_config(path: Path) -> mc.ModelConfig:
     return text_format.Parse(path.read_text(), mc.ModelConfig())
 
 
-def reference_configs(profile, target: str) -> dict[str, str]:
+def reference_configs(profile: Profile, target: str) -> dict[str, str]:
     """What ``write_reference_configs`` writes for ``profile``: {model name: config text}."""
-    from .served_models import repository_models
-
     models, ensembles = repository_models(profile)
     return config_texts(models, ensembles, target, {})

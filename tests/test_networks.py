@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,11 @@ def official_layout_weights(shared_dir, tmp_path_factory) -> Path:
     return write_official_layout(shared_dir, tmp_path_factory.mktemp("weights"), seed=1, animal=True)
 
 
+def copy_of(weights: Path, tmp_path: Path) -> Path:
+    """A private copy of a weights directory that a test may break."""
+    return Path(shutil.copytree(weights, tmp_path / "w"))
+
+
 def test_official_layout_loads_strictly(official_layout_weights):
     networks = build_networks(FULL)
     load_official_checkpoints(networks, CheckpointPaths.in_directory(official_layout_weights))
@@ -71,8 +77,7 @@ def test_missing_file_names_the_file(tmp_path):
 
 
 def test_partial_checkpoint_names_file_and_keys(official_layout_weights, tmp_path):
-    broken = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(official_layout_weights), str(broken)], check=True)
+    broken = copy_of(official_layout_weights, tmp_path)
     path = broken / "liveportrait/base_models/motion_extractor.pth"
     state = torch.load(path, weights_only=True)
     del state["detector.fc_kp.bias"]
@@ -93,8 +98,7 @@ def test_retargeting_keys_load_with_or_without_ddp_prefix(official_layout_weight
                         weights_only=True)
     assert all(k.startswith("module.") for k in groups["retarget_eye"])
     unprefixed = {g: {k.removeprefix("module."): v for k, v in sd.items()} for g, sd in groups.items()}
-    weights = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(official_layout_weights), str(weights)], check=True)
+    weights = copy_of(official_layout_weights, tmp_path)
     torch.save(unprefixed, weights / "liveportrait/retargeting_models/stitching_retargeting_module.pth")
     networks = build_networks(FULL)
     load_official_checkpoints(networks, CheckpointPaths.in_directory(weights))
@@ -102,8 +106,7 @@ def test_retargeting_keys_load_with_or_without_ddp_prefix(official_layout_weight
 
 
 def test_retargeting_file_without_a_group_is_refused(official_layout_weights, tmp_path):
-    weights = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(official_layout_weights), str(weights)], check=True)
+    weights = copy_of(official_layout_weights, tmp_path)
     path = weights / "liveportrait/retargeting_models/stitching_retargeting_module.pth"
     groups = torch.load(path, weights_only=True)
     del groups["retarget_mouth"]
@@ -113,8 +116,7 @@ def test_retargeting_file_without_a_group_is_refused(official_layout_weights, tm
 
 
 def test_checkpoints_with_pickled_objects_are_refused(official_layout_weights, tmp_path):
-    weights = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(official_layout_weights), str(weights)], check=True)
+    weights = copy_of(official_layout_weights, tmp_path)
     torch.save({"weights": Path("not a tensor")}, weights / "liveportrait/base_models/warping_module.pth")
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*warping_module.pth"):
         load_official_checkpoints(build_networks(FULL), CheckpointPaths.in_directory(weights))
