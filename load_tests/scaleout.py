@@ -58,6 +58,22 @@ def chart_threshold_us(values: Path) -> float:
     return float(yaml.safe_load(values.read_text())["triton"]["autoscaling"]["queueTimeTargetUs"])
 
 
+def rule_interval_s(rules: Path) -> float:
+    """Evaluation interval of the group that records the scaling signal (Prometheus duration, e.g. "15s")."""
+    for group in yaml.safe_load(rules.read_text())["groups"]:
+        if any(r.get("record") == SIGNAL for r in group["rules"]):
+            return duration_s(group.get("interval", "1m"))
+    raise ValueError(f"{rules}: no rule records {SIGNAL}")
+
+
+def duration_s(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit) and text[:-len(unit)].isdigit():
+            return int(text[:-len(unit)]) * units[unit]
+    raise ValueError(f"unsupported Prometheus duration {text!r}")
+
+
 def spread(counts: dict[str, float], tolerance: float) -> dict:
     """Shares per pod and the largest relative deviation from 1/N; even when it is within ``tolerance``."""
     total = sum(counts.values())
@@ -84,14 +100,21 @@ def trace(result: list[dict]) -> list[tuple[float, dict[str, float]]]:
     return sorted(points.items())
 
 
+def credited(windows: list[dict], i: int, t: float, lag_s: float) -> bool:
+    """Whether a value recorded at time t may describe phase i: it ran between t - lag_s and t. The rule is evaluated
+    once per rule interval on samples scraped once per scrape interval, so a value recorded up to ``lag_s`` after a
+    phase ended may still describe it (and then counts for both phases). The last phase runs on until the trace ends."""
+    w = windows[i]
+    return w["start"] <= t and (i == len(windows) - 1 or t <= w["end"] + lag_s)
+
+
 def phase_summary(signal: list[tuple[float, dict[str, float]]], pending: list[tuple[float, dict[str, float]]],
-                  windows: list[dict], threshold: float) -> list[dict]:
+                  windows: list[dict], threshold: float, lag_s: float = 0.0) -> list[dict]:
     """Per phase: the highest and mean per-pod signal, highest pending count, whether it crossed the threshold."""
     rows = []
     for i, w in enumerate(windows):
-        end = float("inf") if i == len(windows) - 1 else w["end"]  # the last phase runs on until the trace ends
-        inside = [max(v.values()) for t, v in signal if w["start"] <= t <= end and v]
-        waiting = [sum(v.values()) for t, v in pending if w["start"] <= t <= end and v]
+        inside = [max(v.values()) for t, v in signal if v and credited(windows, i, t, lag_s)]
+        waiting = [sum(v.values()) for t, v in pending if v and credited(windows, i, t, lag_s)]
         rows.append({"phase": w["phase"], "concurrency": w["concurrency"],
                      "signal_max_us": round(max(inside), 1) if inside else None,
                      "signal_mean_us": round(sum(inside) / len(inside), 1) if inside else None,
@@ -101,16 +124,19 @@ def phase_summary(signal: list[tuple[float, dict[str, float]]], pending: list[tu
     return rows
 
 
-def reaction(signal: list[tuple[float, dict[str, float]]], windows: list[dict], threshold: float) -> dict:
-    """Seconds from the start of the phase during which the signal first went above the threshold to that point,
-    and from the end of the load to the first point back below it (None when it never happened)."""
+def reaction(signal: list[tuple[float, dict[str, float]]], windows: list[dict], threshold: float,
+             lag_s: float = 0.0) -> dict:
+    """Seconds from the start of the loaded phase that drove the signal above the threshold (the first one the value
+    may describe, see ``credited``) to the first point above it, and from the end of the load to the first point back
+    below it (None when it never happened)."""
     loaded = [w for w in windows if w["concurrency"] > 0]
     if not loaded:
         return {"up_phase": None, "up_s": None, "down_s": None}
     load_end = loaded[-1]["end"]
     above = [t for t, v in signal if t >= loaded[0]["start"] and v and max(v.values()) > threshold]
     below = [t for t, v in signal if above and t >= max(load_end, above[0]) and v and max(v.values()) < threshold]
-    phase = next((w for w in reversed(windows) if above and w["start"] <= above[0]), None)
+    phase = next((w for i, w in enumerate(windows)
+                  if above and w["concurrency"] > 0 and credited(windows, i, above[0], lag_s)), None)
     return {"up_phase": phase["phase"] if phase else None,
             "up_s": round(above[0] - phase["start"], 1) if phase else None,
             "down_s": round(below[0] - load_end, 1) if below else None}
@@ -179,13 +205,15 @@ def read_prometheus(prom: PrometheusProcess, windows: list[dict], config: ScaleO
     signal = trace(prom.query_range(SIGNAL, start, end, config.trace_step_s))
     pending = trace(prom.query_range(PENDING, start, end, config.trace_step_s))
     inferences = trace(prom.query_range(INFERENCES, start, end, config.trace_step_s))
-    summary = phase_summary(signal, pending, windows, threshold)
+    lag = rule_interval_s(config.rules) + config.scrape_interval_s
+    summary = phase_summary(signal, pending, windows, threshold, lag)
     return {
         "threshold_us": threshold,
+        "evaluation_lag_s": lag,
         "spread": spreads,
         "phases": summary,
         "verdict": verdict(summary, spreads, threshold),
-        "reaction": reaction(signal, windows, threshold),
+        "reaction": reaction(signal, windows, threshold, lag),
         "trace": {"t0": start, "step_s": config.trace_step_s,
                   "signal_us": [[round(t - start, 1), v] for t, v in signal],
                   "pending": [[round(t - start, 1), v] for t, v in pending],
@@ -223,7 +251,9 @@ def run_scaleout(config: ScaleOutConfig, log=print) -> dict:
 
 def scaleout_table(report: dict) -> str:
     out = io.StringIO()
-    out.write(f"threshold {report['threshold_us']:.0f} us (chart values.yaml queueTimeTargetUs)\n")
+    out.write(f"threshold {report['threshold_us']:.0f} us (chart values.yaml queueTimeTargetUs); a value recorded "
+              f"up to {report['evaluation_lag_s']:.0f} s after a phase ended still counts for it (rule + scrape "
+              f"interval)\n")
     for name, s in report["spread"].items():
         out.write(f"  share of {name:<8}: {s['shares']} max deviation {s['max_deviation']} "
                   f"({'even' if s['even'] else 'UNEVEN'})\n")
@@ -233,7 +263,7 @@ def scaleout_table(report: dict) -> str:
                   f"{_n(p['signal_end_us']):>10} {_n(p['pending_max']):>11}\n")
     r = report["reaction"]
     out.write(f"  signal above threshold {r['up_s']} s into phase {r['up_phase']}; back below {r['down_s']} s after the "
-              f"load stopped (1 m rate window, 15 s rule interval)\n")
+              f"load stopped (1 m rate window)\n")
     out.write(f"  verdict: {report['verdict']}\n")
     return out.getvalue()
 

@@ -102,6 +102,8 @@ def test_reaction_times_are_measured_from_the_load_edges():
                {"phase": 2, "concurrency": 0, "start": 40, "end": 120}]
     signal = [(t, {"p": v}) for t, v in [(5, 0), (20, 10), (26, 80_000), (50, 90_000), (104, 100), (110, 0)]]
     assert reaction(signal, windows, 50_000) == {"up_phase": 1, "up_s": 16.0, "down_s": 64.0}
+    # an idle phase never drives the signal up, even when the value could still describe it
+    assert reaction(signal, windows, 50_000, lag_s=16) == {"up_phase": 1, "up_s": 16.0, "down_s": 64.0}
     assert reaction(signal[:2], windows, 50_000) == {"up_phase": None, "up_s": None, "down_s": None}
 
 
@@ -110,3 +112,31 @@ def test_the_last_phase_summary_includes_points_after_its_recorded_end():
                {"phase": 1, "concurrency": 0, "start": 10, "end": 20}]
     signal = [(5, {"p": 90_000.0}), (19, {"p": 70_000.0}), (22, {"p": 0.0})]
     assert phase_summary(signal, [], windows, 50_000)[1]["signal_end_us"] == 0
+
+
+def test_a_value_recorded_after_the_load_ended_is_credited_to_the_load_that_produced_it():
+    # The CI trace of a short ramp: the rule's first evaluation with a full queue came 2.4 s after the load stopped.
+    from load_tests.scaleout import reaction
+
+    windows = [{"phase": 0, "concurrency": 6, "start": 0, "end": 16},
+               {"phase": 1, "concurrency": 0, "start": 16, "end": 78}]
+    signal = [(t, {"p": v}) for t, v in [(6, 13_000), (18.4, 287_000), (40, 240_000), (78.4, 0)]]
+    spreads = {"requests": spread({"p": 1}, 0.15)}
+    without_lag = phase_summary(signal, [], windows, 50_000)
+    assert not verdict(without_lag, spreads, 50_000)["signal_crosses_threshold_under_load"]
+    with_lag = phase_summary(signal, [], windows, 50_000, lag_s=16)
+    assert with_lag[0]["signal_max_us"] == 287_000
+    assert verdict(with_lag, spreads, 50_000)["signal_crosses_threshold_under_load"]
+    assert verdict(with_lag, spreads, 50_000)["signal_falls_back_at_idle"]
+    assert reaction(signal, windows, 50_000, lag_s=16) == {"up_phase": 0, "up_s": 18.4, "down_s": 62.4}
+    # the idle phase keeps what it recorded; the fall back is its own
+    assert with_lag[1]["signal_end_us"] == 0 and with_lag[1]["signal_max_us"] == 287_000
+
+
+def test_the_evaluation_lag_comes_from_the_chart_rules():
+    from load_tests.scaleout import duration_s, rule_interval_s
+
+    assert rule_interval_s(CHART / "files" / "prometheus-rules.yaml") == 15
+    assert duration_s("500ms") == 0.5 and duration_s("2m") == 120
+    with pytest.raises(ValueError):
+        duration_s("1m30s")

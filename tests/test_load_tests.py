@@ -57,8 +57,9 @@ def test_smoke_run_of_each_scenario_reports_sane_fields(scenario, orchestrator, 
 def test_scale_out_harness_with_two_replicas_spreads_evenly_and_the_signal_rises_and_falls(
         tiny_cpu_repository, tmp_path):
     # 1 m rate windows + the chart's 15 s rule interval: the signal falls back 60 to 75 s after the load (the idle
-    # phase ends as soon as it has).
-    config = ScaleOutConfig(replicas=2, phases=(Phase(6, 15), Phase(0, 90)),
+    # phase ends as soon as it has). A value recorded up to one rule + scrape interval after the load stopped still
+    # describes the load, and is credited to it.
+    config = ScaleOutConfig(replicas=2, phases=(Phase(6, 20), Phase(0, 90)),
                             scenario=Scenario("template", frames=CLIP_FRAMES), repository=tiny_cpu_repository,
                             work_dir=tmp_path / "scaleout")
     report = run_scaleout(config, log=print)
