@@ -240,7 +240,8 @@ def test_cancel_mid_stream_stops_triton_work(client, server, triton_server, tmp_
 
 def test_overload_is_refused_at_once(client, server, tmp_path):
     streams = [client.stream(animate_requests(SOURCE, template(300)), timeout=300) for _ in range(2)]
-    threads = [threading.Thread(target=lambda s=s: [None for _ in s], daemon=True) for s in streams]
+    endings: list[grpc.StatusCode] = []
+    threads = [threading.Thread(target=drain, args=(s, endings), daemon=True) for s in streams]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 60
@@ -249,6 +250,8 @@ def test_overload_is_refused_at_once(client, server, tmp_path):
         if m.get("liveportrait_requests_in_flight") == 1 and m.get("liveportrait_requests_queued") == 1:
             break
         time.sleep(0.2)
+    else:
+        pytest.fail(f"the server never had one call running and one queued: {m}")
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as error:
         call(client, setup_with())
@@ -258,7 +261,18 @@ def test_overload_is_refused_at_once(client, server, tmp_path):
         s.cancel()
     for t in threads:
         t.join(30)
+    assert endings == [grpc.StatusCode.CANCELLED] * 2
     assert_still_serving(client, tmp_path)
+
+
+def drain(stream, endings: list) -> None:
+    """Read a response stream to its end and record how it ended."""
+    try:
+        for _ in stream:
+            pass
+        endings.append(grpc.StatusCode.OK)
+    except grpc.RpcError as error:
+        endings.append(error.code())
 
 
 def long_video(path: Path, repeats: int) -> Path:
