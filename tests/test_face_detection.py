@@ -119,11 +119,12 @@ def test_selection_by_index_and_hint(analyzer, two_faces):
 
 
 def test_hint_finds_a_face_the_detector_misses(analyzer):
-    """A face too small for the short-range detector in a large image is found with a box hint around it."""
+    """A face the detector misses (here: too small, with the window search off) is found with a box hint."""
     canvas = np.full((1600, 1600, 3), 90, np.uint8)
     canvas[700:790, 1100:1190] = face_patch(analyzer, PORTRAITS[0], 90)
     hint = np.array([1090, 690, 1200, 800.0])
-    faces = detect(analyzer, canvas, hint=hint)
+    assert detect(analyzer, canvas, small_face_levels=0) == []
+    faces = detect(analyzer, canvas, hint=hint, small_face_levels=0)
     assert len(faces) == 1
     assert inside(faces[0].landmarks[NOSE_TIP], hint)
 
@@ -136,7 +137,26 @@ def test_json_document_shape(analyzer):
     assert len(face["box"]) == 4 and len(face["landmarks"]) == 468 and len(face["eye_ratio"]) == 2
 
 
-def test_small_face_needs_the_hint(analyzer):
+def test_small_faces_are_found_once_each_by_the_window_search(analyzer):
+    """Faces ~3.5% of a 1600 px image (too small for the detector's 128 px view of the whole image): one inside a
+    window, one across the middle where half-overlapping windows meet, one in a corner. Each is found exactly once."""
     canvas = np.full((1600, 1600, 3), 90, np.uint8)
-    canvas[700:790, 1100:1190] = face_patch(analyzer, PORTRAITS[0], 90)
-    assert detect(analyzer, canvas) == []
+    placed = [(700, 1100), (755, 760), (12, 12)]
+    for y, x in placed:
+        canvas[y:y + 90, x:x + 90] = face_patch(analyzer, PORTRAITS[0], 90)
+    faces = detect(analyzer, canvas)
+    assert len(faces) == 3
+    for y, x in placed:
+        box = np.array([x, y, x + 90, y + 90.0])
+        matching = [f for f in faces if inside(f.landmarks[NOSE_TIP], box)]
+        assert len(matching) == 1, (x, y)
+        left_eye, right_eye = eye_centres(matching[0].landmarks)
+        assert left_eye[0] < matching[0].landmarks[NOSE_TIP][0] < right_eye[0]
+
+
+def test_window_search_finds_nothing_on_images_without_faces(analyzer):
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)
+    textured = cv2.resize(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (1600, 1200), interpolation=cv2.INTER_CUBIC)
+    for image in (noise, textured):
+        assert detect(analyzer, image, small_face_levels=3) == []

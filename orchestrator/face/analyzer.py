@@ -33,6 +33,9 @@ class AnalyzerConfig:
     min_detection_score: float = 0.5
     nms_iou: float = 0.3
     min_face_score: float = 0.5  # FaceMesh presence
+    # When the whole image shows no face, search windows of 1/2, 1/4 ... of its longest side (see ``small_faces``):
+    # the short-range detector needs a face >= ~10% of its input, each level halves that.
+    small_face_levels: int = 2
     order: str = "large-small"
     max_batch: int = 8  # the served models' max_batch_size
     crop: CropConfig = field(default_factory=CropConfig)
@@ -79,23 +82,29 @@ class FaceAnalyzer:
         self.runner = runner
         self.config = config
 
-    async def detect(self, image: np.ndarray, order: str | None = None,
-                     hint: np.ndarray | None = None) -> list[Face]:
+    async def detect(self, image: np.ndarray, order: str | None = None, hint: np.ndarray | None = None, *,
+                     small_face_levels: int | None = None) -> list[Face]:
         """Every face in an RGB uint8 image, ordered (default ``large-small``); [] when there is none.
 
-        With a box ``hint`` and no detection overlapping it, the landmark model is run on the hint box itself, so a
-        face the detector misses (too small, stylised) can still be used.
+        When the whole image shows no face, windows of it are searched for small ones (``small_face_levels``, default
+        from the config). With a box ``hint`` and no detection overlapping it, the landmark model is run on the hint
+        box itself, so a face the detector misses (stylised, tiny) can still be used.
         """
-        detections = await self.detections([image])
-        found = detections[0]
-        rois = [facemesh.roi_from_detection(d) for d in found]
-        if hint is not None and not _overlaps([d.box for d in found], hint):
+        faces = await self._faces(image, (await self.detections([image]))[0])
+        levels = self.config.small_face_levels if small_face_levels is None else small_face_levels
+        if not faces and levels > 0:
+            faces = await self._faces(image, await self.small_faces(image, levels))
+        if hint is not None and not _overlaps([f.box for f in faces], hint):
             hint = np.asarray(hint, np.float64)
-            found = [blazeface.Detection(hint, None, 0.0)]
-            rois = [facemesh.roi_from_box(hint, 1.2)]
-        meshes = await self.landmarks(image, rois)
-        faces = [self._face(d, lm, fs) for d, (lm, fs) in zip(found, meshes) if fs >= self.config.min_face_score]
+            faces = await self._faces(image, [blazeface.Detection(hint, None, 0.0)], [facemesh.roi_from_box(hint, 1.2)])
         return order_faces(faces, order or self.config.order)
+
+    async def _faces(self, image: np.ndarray, found: list[blazeface.Detection],
+                     rois: list[facemesh.Roi] | None = None) -> list[Face]:
+        """Landmarks for each detection (ROI from its keypoints unless given); those the mesh accepts as faces."""
+        rois = rois or [facemesh.roi_from_detection(d) for d in found]
+        meshes = await self.landmarks(image, rois)
+        return [self._face(d, lm, fs) for d, (lm, fs) in zip(found, meshes) if fs >= self.config.min_face_score]
 
     async def detections(self, images: list[np.ndarray]) -> list[list[blazeface.Detection]]:
         """Detector stage for a batch of images (each letterboxed to 128x128)."""
@@ -105,6 +114,17 @@ class FaceAnalyzer:
         c = self.config
         return [blazeface.postprocess(out["boxes"][i], out["keypoints"][i], out["scores"][i], boxed[i][1],
                                       c.min_detection_score, c.nms_iou) for i in range(len(images))]
+
+    async def small_faces(self, image: np.ndarray, levels: int) -> list[blazeface.Detection]:
+        """Detector stage on half-overlapping windows of 1/2 ... 1/2**levels of the longest side, all windows in one
+        batch; faces cut by a window edge are left to the neighbour that holds them whole; overlaps suppressed."""
+        windows = [t for level in range(1, levels + 1) for t in blazeface.tiles(*image.shape[:2], level)]
+        if not windows:
+            return []
+        per_window = await self.detections([t.crop(image) for t in windows])
+        found = [blazeface.shift(d, t) for t, ds in zip(windows, per_window) for d in ds
+                 if blazeface.in_tile_interior(blazeface.shift(d, t), t, image.shape)]
+        return blazeface.suppress(found, self.config.nms_iou)
 
     async def landmarks(self, image: np.ndarray, rois: list[facemesh.Roi]) -> list[tuple[np.ndarray, float]]:
         """Landmark stage: (468x2 image px, presence) per ROI, all ROIs in one batch."""

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 INPUT_SIZE = 128
+MIN_TILE = 160  # image px: smaller tiles would be upscaled for the 128 px detector input
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,63 @@ def postprocess(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, fr
         corners = frame.to_image(box.reshape(2, 2)).reshape(4)
         detections.append(Detection(corners, frame.to_image(kps), score))
     return detections
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A window of the image searched on its own: its top-left corner and extent in image pixels."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        return image[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width]
+
+
+def _starts(length: int, side: int) -> list[int]:
+    """Window starts along one axis: half-overlapping windows of ``side`` that cover ``length`` exactly."""
+    if length <= side:
+        return [0]
+    count = int(np.ceil((length - side) / (side / 2))) + 1
+    return [int(round(v)) for v in np.linspace(0, length - side, count)]
+
+
+def tiles(height: int, width: int, level: int, min_side: int = MIN_TILE) -> list[Tile]:
+    """Square windows of side longest-side / 2**level overlapping by half, so that any face up to half a window
+    across lies wholly inside one of them; [] when the windows would be smaller than ``min_side``."""
+    side = int(np.ceil(max(height, width) / 2 ** level))
+    if level < 1 or side < min_side:
+        return []
+    return [Tile(x0, y0, min(side, width), min(side, height))
+            for y0 in _starts(height, side) for x0 in _starts(width, side)]
+
+
+def in_tile_interior(detection: Detection, tile: Tile, image_shape: tuple[int, ...], margin: float = 0.01) -> bool:
+    """False when the box touches a window edge that is not an image edge (a face cut by the window: the
+    half-overlapping neighbour holds it whole)."""
+    h, w = image_shape[:2]
+    m = margin * max(tile.width, tile.height)
+    x1, y1, x2, y2 = detection.box
+    cut_left = tile.x0 > 0 and x1 < tile.x0 + m
+    cut_top = tile.y0 > 0 and y1 < tile.y0 + m
+    cut_right = tile.x0 + tile.width < w and x2 > tile.x0 + tile.width - 1 - m
+    cut_bottom = tile.y0 + tile.height < h and y2 > tile.y0 + tile.height - 1 - m
+    return not (cut_left or cut_top or cut_right or cut_bottom)
+
+
+def shift(detection: Detection, tile: Tile) -> Detection:
+    """A detection in tile pixels -> image pixels."""
+    offset = np.array([tile.x0, tile.y0], np.float64)
+    keypoints = None if detection.keypoints is None else detection.keypoints + offset
+    return Detection(detection.box + np.tile(offset, 2), keypoints, detection.score)
+
+
+def suppress(detections: list[Detection], iou_threshold: float) -> list[Detection]:
+    """Plain NMS across windows: the best-scoring box of each overlapping group, best first."""
+    kept: list[Detection] = []
+    for d in sorted(detections, key=lambda d: -d.score):
+        if not kept or iou(d.box, np.stack([k.box for k in kept])).max() <= iou_threshold:
+            kept.append(d)
+    return kept

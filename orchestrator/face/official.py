@@ -82,8 +82,9 @@ class OfficialFaceAnalyzer(FaceAnalyzer):
     def __init__(self, runner, config: OfficialConfig = OfficialConfig()):
         super().__init__(runner, config)
 
-    async def detect(self, image: np.ndarray, order: str | None = None,
-                     hint: np.ndarray | None = None) -> list:
+    async def detect(self, image: np.ndarray, order: str | None = None, hint: np.ndarray | None = None, *,
+                     small_face_levels: int | None = None) -> list:
+        """As ``FaceAnalyzer.detect``; the 512 px SCRFD input finds small faces without a window search."""
         detections = await self._detect(image)
         if hint is not None and not any(box_iou(d.box, np.asarray(hint, np.float64)) > 0 for d in detections):
             detections = [Detection(np.asarray(hint, np.float64), None, 0.0)]

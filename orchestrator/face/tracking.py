@@ -24,6 +24,7 @@ class TrackerConfig:
     smoothing: float = 0.35  # weight of the newest box in the moving average (1 = no smoothing)
     reset_iou: float = 0.3  # a new box overlapping the smoothed one less than this replaces it
     output_size: int = 256
+    small_face_levels: int = 1  # window search on re-detection (see AnalyzerConfig); each level costs per faceless frame
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class DrivingCropTracker:
             landmarks = await self.analyzer.track(frame, self._landmarks)
             if landmarks is not None:
                 return landmarks, False
-        faces = await self.analyzer.detect(frame)
+        faces = await self.analyzer.detect(frame, small_face_levels=self.config.small_face_levels)
         if not faces:
             return None, True
         if self._box is not None:  # re-detection: keep following the face nearest the current crop
