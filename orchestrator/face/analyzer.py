@@ -86,14 +86,16 @@ class FaceAnalyzer:
                      small_face_levels: int | None = None) -> list[Face]:
         """Every face in an RGB uint8 image, ordered (default ``large-small``); [] when there is none.
 
-        When the whole image shows no face, windows of it are searched for small ones (``small_face_levels``, default
-        from the config). With a box ``hint`` and no detection overlapping it, the landmark model is run on the hint
+        When the whole image shows no face, windows of 1/2, then 1/4 ... of it are searched for small ones, up to
+        ``small_face_levels`` (default from the config). With a box ``hint`` and no detection overlapping it, the landmark model is run on the hint
         box itself, so a face the detector misses (stylised, tiny) can still be used.
         """
         faces = await self._faces(image, (await self.detections([image]))[0])
         levels = self.config.small_face_levels if small_face_levels is None else small_face_levels
-        if not faces and levels > 0:
-            faces = await self._faces(image, await self.small_faces(image, levels))
+        for level in range(1, levels + 1):  # finer windows only while nothing is found
+            if faces:
+                break
+            faces = await self._faces(image, await self.small_faces(image, level))
         if hint is not None and not _overlaps([f.box for f in faces], hint):
             hint = np.asarray(hint, np.float64)
             faces = await self._faces(image, [blazeface.Detection(hint, None, 0.0)], [facemesh.roi_from_box(hint, 1.2)])
@@ -115,10 +117,10 @@ class FaceAnalyzer:
         return [blazeface.postprocess(out["boxes"][i], out["keypoints"][i], out["scores"][i], boxed[i][1],
                                       c.min_detection_score, c.nms_iou) for i in range(len(images))]
 
-    async def small_faces(self, image: np.ndarray, levels: int) -> list[blazeface.Detection]:
-        """Detector stage on half-overlapping windows of 1/2 ... 1/2**levels of the longest side, all windows in one
-        batch; faces cut by a window edge are left to the neighbour that holds them whole; overlaps suppressed."""
-        windows = [t for level in range(1, levels + 1) for t in blazeface.tiles(*image.shape[:2], level)]
+    async def small_faces(self, image: np.ndarray, level: int) -> list[blazeface.Detection]:
+        """Detector stage on half-overlapping windows of 1/2**level of the longest side, all windows in one batch;
+        faces cut by a window edge are left to the neighbour that holds them whole; overlaps suppressed."""
+        windows = blazeface.tiles(*image.shape[:2], level)
         if not windows:
             return []
         per_window = await self.detections([t.crop(image) for t in windows])
