@@ -1,7 +1,6 @@
-"""The LivePortrait crop geometry equals the official implementation on golden case A (crop stage)."""
+"""The LivePortrait crop geometry equals the official implementation on every golden case (crop stage)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +8,14 @@ import pytest
 from orchestrator.face import geometry
 from orchestrator.face.mesh_layout import MESH_TO_68
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from golden import cases_with
+
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def golden():
-    return dict(np.load(SHARED / "reference" / "golden_A" / "caseA_crop.npz"))
+@pytest.fixture(scope="module", params=cases_with("crop"))
+def golden(request):
+    return request.param.load("crop")
 
 
 def test_anchor_points_and_rect_match_official(golden):

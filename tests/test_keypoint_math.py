@@ -1,7 +1,5 @@
-"""Keypoint math, ratio combination and paste-back against the official golden case A (rel-L2 <= 1e-5)."""
+"""Keypoint math, ratio combination and paste-back against every official golden case (rel-L2 <= 1e-5)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,8 @@ from orchestrator.keypoints import (KeypointComposer, KeypointOptions, Motion, c
                                     convex_hull_volume, motion_multiplier, rotation_matrix, source_keypoints)
 from orchestrator.paste import PasteBack, feathered_mask
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "golden_A"
+from golden import cases_with
+
 TOL = 1e-5
 
 
@@ -21,17 +20,9 @@ def rel_l2(ours, golden) -> float:
     return float(np.linalg.norm(ours.reshape(-1) - golden.reshape(-1)) / max(np.linalg.norm(golden), 1e-30))
 
 
-def load(stage: str) -> dict[str, np.ndarray]:
-    path = GOLDEN / f"caseA_{stage}.npz"
-    if not path.is_file():
-        pytest.fail(f"golden file missing: {path}")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
-
-
-@pytest.fixture(scope="module")
-def relative():
-    return load("relative_motion")
+@pytest.fixture(scope="module", params=cases_with("relative_motion"))
+def relative(request):
+    return request.param.load("relative_motion")
 
 
 def golden_source(g):
@@ -51,8 +42,9 @@ def test_source_rotation_and_keypoints(relative):
     assert rel_l2(source.x_s, relative["out_x_s"]) <= TOL
 
 
-def test_rotation_matrix_on_large_angles():
-    g = load("motion")
+@pytest.mark.parametrize("case", cases_with("motion"))
+def test_rotation_matrix_on_large_angles(case):
+    g = case.load("motion")
     angles = g["in_rot_test_angles_deg"]
     assert rel_l2(rotation_matrix(angles[:, 0], angles[:, 1], angles[:, 2]), g["out_rot_test_R"]) <= TOL
 
@@ -86,8 +78,9 @@ def test_driving_multiplier_scales_the_motion_around_the_source(relative):
     np.testing.assert_allclose(composer.finalize(after) - source.x_s, 1.5 * (after - source.x_s), atol=1e-6)
 
 
-def test_convex_hull_multiplier_on_a_non_trivial_pair():
-    g = load("stitching")
+@pytest.mark.parametrize("case", cases_with("stitching"))
+def test_convex_hull_multiplier_on_a_non_trivial_pair(case):
+    g = case.load("stitching")
     expected = float(g["out_motion_multiplier_source_vs_stitched"])
     ours = motion_multiplier(g["in_kp_source"][0], g["out_kp_driving_stitched"][0])
     assert ours == pytest.approx(expected, rel=1e-9)
@@ -100,16 +93,18 @@ def test_convex_hull_volume_of_known_solids():
     assert convex_hull_volume(tetra) == pytest.approx(1 / 6)
 
 
-def test_eye_and_lip_ratio_combination():
-    g = load("stitching")
+@pytest.mark.parametrize("case", cases_with("stitching"))
+def test_eye_and_lip_ratio_combination(case):
+    g = case.load("stitching")
     eyes, lip = official_ratios(g["in_lmk203"])
     assert rel_l2(combined_eye_ratio(tuple(eyes), g["in_c_d_eyes_i"]), g["out_combined_eye_ratio"]) <= TOL
     assert rel_l2(combined_lip_ratio(lip, g["in_c_d_lip_i"]), g["out_combined_lip_ratio"]) <= TOL
     assert rel_l2(combined_lip_ratio(lip, np.zeros(1)), g["out_combined_lip_ratio_normalize"]) <= TOL
 
 
-def test_paste_back_with_the_official_mask_is_exact():
-    g = load("crop")
+@pytest.mark.parametrize("case", cases_with("crop"))
+def test_paste_back_with_the_official_mask_is_exact(case):
+    g = case.load("crop")
     paste = PasteBack(g["in_crop_source_image"], g["out_M_c2o"], g["in_mask_crop"])
     assert rel_l2(paste.mask, g["out_mask_ori_float"]) <= TOL
     np.testing.assert_array_equal(paste(g["in_paste_I_p"]), g["out_pasted_back"])
