@@ -1,9 +1,12 @@
 """The official golden cases in ../shared/reference: every `golden_<X>/case<X>_<stage>.npz` found, with the weight
-seed its metadata names. Golden tests run once per case holding their stage, so further cases computed the same way
-are checked by dropping them in."""
+seed its metadata names. Golden tests run once per case holding their stages, so further cases computed the same way
+are checked by dropping them in. Also a pytest plugin (see conftest.py): session fixtures for the full-size networks
+and repository built from each case's synthetic checkpoints in the official layout."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,3 +50,57 @@ def cases_with(*stages: str) -> list:
     if not found:
         raise FileNotFoundError(f"no golden case with stages {stages} under {REFERENCE}")
     return found
+
+
+# What a complete case holds (GOLDEN.md section 6); the full-size checks run on every complete case.
+STAGES = ("inputs", "appearance", "motion", "stitching", "warp", "decode", "relative_motion", "crop")
+
+
+@pytest.fixture(scope="session", params=cases_with(*STAGES))
+def golden_case(request) -> GoldenCase:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def golden(golden_case) -> dict[str, dict[str, np.ndarray]]:
+    """stage -> that stage's arrays, for the current case."""
+    return {stage: golden_case.load(stage) for stage in STAGES}
+
+
+@pytest.fixture(scope="session")
+def official_weights_for_seed(tmp_path_factory):
+    """seed -> a directory of synthetic checkpoints in the official download layout (write_checkpoints.py)."""
+    written: dict[int, Path] = {}
+
+    def weights(seed: int) -> Path:
+        if seed not in written:
+            out = tmp_path_factory.mktemp(f"official-weights-seed{seed}")
+            subprocess.run([sys.executable, str(REFERENCE / "write_checkpoints.py"), "--seed", str(seed),
+                            "--out", str(out)], check=True, capture_output=True)
+            written[seed] = out
+        return written[seed]
+
+    return weights
+
+
+@pytest.fixture(scope="session")
+def full_golden_repository(golden_case, official_weights_for_seed, tmp_path_factory) -> Path:
+    """The full-size CPU repository exported from the current case's checkpoints (``liveportrait-export``)."""
+    from export_scripts.cli import ExportRequest, run_export
+
+    output = tmp_path_factory.mktemp(f"repo-full-seed{golden_case.seed}")
+    run_export(ExportRequest(weights=str(official_weights_for_seed(golden_case.seed)), profile="full", target="cpu",
+                             output=output), log=lambda *_: None)
+    return output
+
+
+@pytest.fixture(scope="session")
+def full_golden_networks(golden_case, official_weights_for_seed):
+    """The full-size PyTorch networks with the current case's checkpoints loaded strictly, in eval mode."""
+    from export_scripts.build import build_networks
+    from export_scripts.checkpoints import CheckpointPaths, load_official_checkpoints
+    from export_scripts.profiles import FULL
+
+    networks = build_networks(FULL)
+    load_official_checkpoints(networks, CheckpointPaths.in_directory(official_weights_for_seed(golden_case.seed)))
+    return networks

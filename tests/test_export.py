@@ -19,52 +19,12 @@ from export_scripts.profiles import FULL, TINY
 from export_scripts.served_models import ensembles, served_models
 from export_scripts.synthetic_weights import load_synthetic_weights
 
-from golden import cases_with
-
 GOLDEN_TOLERANCE = 1e-4
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def session(repository: Path, model: str) -> ort.InferenceSession:
     return ort.InferenceSession(str(repository / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-
-
-GOLDEN_STAGES = ("appearance", "motion", "stitching", "warp", "decode")
-
-
-@pytest.fixture(scope="session")
-def full_repository_for_seed(shared_dir, tmp_path_factory):
-    """seed -> the full-size networks exported from that seed's synthetic checkpoints in the official layout (written
-    by ../shared/reference/write_checkpoints.py), built once per seed."""
-    built: dict[int, Path] = {}
-
-    def repository(seed: int) -> Path:
-        if seed not in built:
-            weights = tmp_path_factory.mktemp(f"golden-weights-seed{seed}")
-            subprocess.run([sys.executable, str(shared_dir / "reference" / "write_checkpoints.py"), "--seed",
-                            str(seed), "--out", str(weights)], check=True, capture_output=True)
-            output = tmp_path_factory.mktemp(f"repo-full-seed{seed}")
-            run_export(ExportRequest(weights=str(weights), profile="full", target="cpu", output=output),
-                       log=lambda *_: None)
-            built[seed] = output
-        return built[seed]
-
-    return repository
-
-
-@pytest.fixture(scope="session", params=cases_with(*GOLDEN_STAGES))
-def golden_case(request):
-    return request.param
-
-
-@pytest.fixture(scope="session")
-def full_golden_repository(golden_case, full_repository_for_seed) -> Path:
-    return full_repository_for_seed(golden_case.seed)
-
-
-@pytest.fixture(scope="session")
-def golden(golden_case):
-    return {stage: golden_case.load(stage) for stage in GOLDEN_STAGES}
 
 
 @pytest.mark.full
