@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.child_process import stop_process_group
+from orchestrator.child_process import ChildServer
 from orchestrator.triton_process import free_port
 
 
@@ -56,7 +56,7 @@ def binary() -> str:
 
 
 @dataclass
-class PrometheusProcess:
+class PrometheusProcess(ChildServer):
     targets: list[ScrapeTarget]
     rule_files: list[Path]
     work_dir: Path
@@ -133,12 +133,3 @@ class PrometheusProcess:
                 return
             time.sleep(0.5)
         raise PrometheusError(f"not every target is up after {timeout_s:.0f} s: {self.query('up')}")
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        stop_process_group(self._process, timeout_s)
-
-    def __enter__(self) -> "PrometheusProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -19,6 +19,25 @@ def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> No
         process.wait()
 
 
+class ChildServer:
+    """What every server the project runs as a child process group (in ``self._process``) shares: ``stop()`` and
+    use as a context manager around ``start()``."""
+
+    stop_timeout_s = 20.0
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        stop_process_group(self._process, self.stop_timeout_s if timeout_s is None else timeout_s)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .child_process import log_tail, stop_process_group
+from .child_process import ChildServer, log_tail
 from .triton_process import REPO_ROOT, TritonProcess, free_port
 
 
@@ -49,7 +49,7 @@ def export_repository(config: StackConfig, log=print) -> Path:
 
 
 @dataclass
-class OrchestratorProcess:
+class OrchestratorProcess(ChildServer):
     """``liveportrait-orchestrator`` as a child process."""
 
     triton_url: str
@@ -107,15 +107,6 @@ class OrchestratorProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return log_tail(self.log_file, lines)
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        stop_process_group(self._process, timeout_s)
-
-    def __enter__(self) -> "OrchestratorProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class EmbeddedStack:

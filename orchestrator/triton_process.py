@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .child_process import log_tail, stop_process_group
+from .child_process import ChildServer, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +67,10 @@ class TritonPorts:
 
 
 @dataclass
-class TritonProcess:
+class TritonProcess(ChildServer):
     """A tritonserver child process serving ``model_repository`` on loopback."""
+
+    stop_timeout_s = 30.0
 
     model_repository: Path
     log_file: Path
@@ -131,12 +133,3 @@ class TritonProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return log_tail(self.log_file, lines)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        stop_process_group(self._process, timeout_s)
-
-    def __enter__(self) -> "TritonProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -1,7 +1,6 @@
 """liveportrait-export: ONNX files that reproduce the official outputs, batch invariance, a correct repository."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from export_scripts.cli import ExportRequest, run_export
 from export_scripts.onnx_export import (ExportVerificationError, example_inputs, export_onnx, relative_l2,
                                         serving_modules, verify_onnx)
 from export_scripts.profiles import FULL, TINY
-from export_scripts.served_models import ensembles, served_models
+from export_scripts.served_models import served_models
 from export_scripts.synthetic_weights import load_synthetic_weights
 
 GOLDEN_TOLERANCE = 1e-4
