@@ -22,7 +22,7 @@ from .onnx_export import ExportVerificationError, export_verified, serving_modul
 from .profiles import get_profile
 from .face_models import export_face_models, face_served_models
 from .face_models.cache import default_cache_dir
-from .face_models.official import official_files_present
+from .face_models.official import OFFICIAL_FILES, official_files_present
 from .served_models import ensembles, repository_models, served_models
 from .synthetic_weights import load_synthetic_weights
 
@@ -42,10 +42,17 @@ class ExportRequest:
     model_set: str = "human"
     force: bool = False
     configs_only: bool = False
+    face_weights: str | None = None  # where the official face stack files are; default: the weights directory
 
     @property
     def synthetic(self) -> bool:
         return self.weights == "synthetic"
+
+    @property
+    def face_weights_dir(self) -> Path | None:
+        if self.face_weights:
+            return Path(self.face_weights)
+        return None if self.synthetic else Path(self.weights)
 
     def weights_label(self) -> str:
         if self.synthetic:
@@ -59,14 +66,21 @@ def _fingerprint(request: ExportRequest) -> dict:
         for path in CheckpointPaths.in_directory(Path(request.weights), request.model_set).all_files():
             if not path.is_file():
                 raise CheckpointError(f"checkpoint file not found: {path}")
-            stat = path.stat()
-            files[str(path.resolve())] = [stat.st_size, int(stat.st_mtime)]
+            files[str(path.resolve())] = _stamp(path)
+    face_dir = request.face_weights_dir
+    if face_dir is not None and official_files_present(face_dir):
+        files.update({str((face_dir / f).resolve()): _stamp(face_dir / f) for f in OFFICIAL_FILES})
     source_dir = Path(__file__).resolve().parent
     code = hashlib.sha256()
     for path in sorted(source_dir.rglob("*.py")) + [repo.PYTHON_MODEL]:
         code.update(path.read_bytes())
     return {"weights": request.weights_label(), "profile": request.profile, "target": request.target,
             "checkpoint_files": files, "code_sha256": code.hexdigest()}
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, int(stat.st_mtime)]
 
 
 def _up_to_date(request: ExportRequest, fingerprint: dict) -> bool:
@@ -141,7 +155,7 @@ def _export_liveportrait_models(request: ExportRequest, profile, networks, param
 
 def _export_face_models(request: ExportRequest, log) -> list[dict]:
     """The face detector and landmarks (MediaPipe by default; the official stack too when its files are supplied)."""
-    weights_dir = None if request.synthetic else Path(request.weights)
+    weights_dir = request.face_weights_dir
     official = weights_dir is not None and official_files_present(weights_dir)
     log(f"face models: {'MediaPipe + official InsightFace/LivePortrait stack' if official else 'MediaPipe'} ...")
     specs = {s.name: s for s in face_served_models(official)}
@@ -177,14 +191,20 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
     parser.add_argument("--output", type=Path, required=True, help="model repository directory to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights")
     parser.add_argument("--model-set", choices=["human", "animal"], default="human")
+    parser.add_argument("--face-weights", metavar="DIR",
+                        help="directory holding the official face stack (insightface/models/buffalo_l/det_10g.onnx, "
+                             "2d106det.onnx, liveportrait/landmark.onnx); default: the --weights directory")
     parser.add_argument("--force", action="store_true", help="rebuild even if the repository is up to date")
     parser.add_argument("--configs-only", action="store_true",
                         help="write only the config.pbtxt files (no weights), as committed under model_repository/")
     a = parser.parse_args(argv)
     if a.weights is None and not a.configs_only:
         parser.error("--weights is required (a weights directory or 'synthetic')")
+    if a.face_weights and not official_files_present(Path(a.face_weights)):
+        missing = [str(f) for f in OFFICIAL_FILES if not (Path(a.face_weights) / f).is_file()]
+        parser.error(f"--face-weights {a.face_weights} lacks {', '.join(missing)}")
     return ExportRequest(a.weights or "synthetic", a.profile, a.target, a.output, a.seed, a.model_set, a.force,
-                         a.configs_only)
+                         a.configs_only, a.face_weights)
 
 
 def main(argv: list[str] | None = None) -> int:

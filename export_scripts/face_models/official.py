@@ -29,8 +29,11 @@ L203_SIZE = 224
 BATCHING = BatchingSpec(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=1000)
 
 
+OFFICIAL_FILES = (DETECTOR_FILE, LANDMARKS106_FILE, LANDMARKS203_FILE)
+
+
 def official_files_present(weights_dir: Path) -> bool:
-    return all((weights_dir / f).is_file() for f in (DETECTOR_FILE, LANDMARKS106_FILE, LANDMARKS203_FILE))
+    return all((weights_dir / f).is_file() for f in OFFICIAL_FILES)
 
 
 def _cells(stride: int) -> int:
