@@ -3,7 +3,8 @@
 source bytes -> decode (EXIF, longest side <= 1280, even sides) -> face crop -> source motion (Triton) ->
 for each driving chunk: keypoints (numpy + stitching/retargeting MLPs in Triton) -> render (Triton ``render_i420``:
 appearance recomputed inside Triton, the 8 MiB feature volume never crosses the network) -> paste-back ->
-H.264 encode -> MP4 fragments streamed to the client.
+H.264 encode -> MP4 fragments streamed to the client. The next chunk is decoded and rendered while this one is
+pasted back and encoded (``read_ahead``, one chunk ahead).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .keypoints import (KeypointComposer, Motion, RetargetPlan, SourceKeypoints,
 from .media import EncodeSettings, FragmentedMp4Writer
 from .options import AnimateOptions
 from .paste import PasteBack, feathered_mask
+from .read_ahead import read_ahead
 from .templates import fps_to_proto
 from .timing import Timings
 from .triton_client import RequestRunner
@@ -150,11 +152,7 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
                                  audio_from=driving.audio_path if options.audio else None)
     offset = done = 0
     try:
-        async for motion in driving.chunks():
-            with ctx.timings.stage("keypoints"):
-                kp_driving = await keypoints(motion)
-            with ctx.timings.stage("render"):
-                crops = await render(ctx.runner, source.crop_256, keypoints.kp.x_s, kp_driving)
+        async for crops in read_ahead(rendered_chunks(driving, keypoints, source, ctx)):
             with ctx.timings.stage("paste_back"):
                 frames = await asyncio.to_thread(lambda: [paste(c) for c in crops]) if paste else list(crops)
             with ctx.timings.stage("encode"):
@@ -174,6 +172,17 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
     offset += len(data)
     yield pb.AnimateResponse(summary=summary(done, driving, width, height, offset, writer.has_audio, source, ctx,
                                              time.perf_counter() - started))
+
+
+async def rendered_chunks(driving: DrivingSource, keypoints: KeypointStage, source: Source,
+                          ctx: RequestContext) -> AsyncIterator[np.ndarray]:
+    """The 512x512 crops of each driving chunk: driving motion -> keypoints -> render."""
+    async for motion in driving.chunks():
+        with ctx.timings.stage("keypoints"):
+            kp_driving = await keypoints(motion)
+        with ctx.timings.stage("render"):
+            crops = await render(ctx.runner, source.crop_256, keypoints.kp.x_s, kp_driving)
+        yield crops
 
 
 async def render(runner: RequestRunner, crop_256: np.ndarray, x_s: np.ndarray, kp_driving: np.ndarray) -> np.ndarray:
