@@ -262,8 +262,8 @@ def scaleout_table(report: dict) -> str:
         out.write(f"  {p['phase']:>5} {p['concurrency']:>4} {_n(p['signal_max_us']):>14} {_n(p['signal_mean_us']):>10} "
                   f"{_n(p['signal_end_us']):>10} {_n(p['pending_max']):>11}\n")
     r = report["reaction"]
-    out.write(f"  signal above threshold {r['up_s']} s into phase {r['up_phase']}; back below {r['down_s']} s after the "
-              f"load stopped (1 m rate window)\n")
+    out.write(f"  signal above threshold {r['up_s']} s into phase {r['up_phase']}; back below {r['down_s']} s "
+              f"after the load stopped (1 m rate window)\n")
     out.write(f"  verdict: {report['verdict']}\n")
     return out.getvalue()
 

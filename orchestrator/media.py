@@ -26,7 +26,7 @@ class InvalidVideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int  # coded frame size (a display rotation may swap the sides of the decoded frames)
     height: int
     fps: Fraction
     frames: int  # from the container header (0 when unknown); the decoded count is authoritative
@@ -55,6 +55,14 @@ def probe(path: Path) -> VideoInfo:
                          bool(container.streams.audio))
 
 
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as it is meant to be seen: RGB uint8, turned by its display matrix (phones store portrait videos
+    sideways with a +-90 degree rotation; ffmpeg's players and the official reader apply it)."""
+    image = frame.to_ndarray(format="rgb24")
+    quarter_turns = round((frame.rotation or 0) / 90) % 4  # counterclockwise
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def read_frames(path: Path, chunk: int, max_frames: int) -> Iterator[list[np.ndarray]]:
     """RGB uint8 frames in lists of at most ``chunk``; more than ``max_frames`` frames raises InvalidVideoError."""
     with _open(path) as container:
@@ -67,7 +75,7 @@ def read_frames(path: Path, chunk: int, max_frames: int) -> Iterator[list[np.nda
                 count += 1
                 if count > max_frames:
                     raise InvalidVideoError(f"the driving video has more than {max_frames} frames (the limit)")
-                batch.append(frame.to_ndarray(format="rgb24"))
+                batch.append(upright(frame))
                 if len(batch) == chunk:
                     yield batch
                     batch = []

@@ -91,3 +91,27 @@ def test_lost_face_keeps_the_last_box_and_is_redetected(analyzer, d0):
     assert not results[2].face_found and results[2].image_256 is not None
     np.testing.assert_allclose(results[2].box, results[1].box)
     assert results[3].face_found and results[3].redetected
+
+
+def test_a_phone_video_stored_sideways_is_tracked_upright(analyzer, d0, tmp_path):
+    """Phones store portrait videos sideways plus a display rotation; the driving crops must show the face upright
+    (the official driving crop does not rotate, so a sideways face would drive a 90-degree head roll)."""
+    from orchestrator.face.mesh_layout import EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT
+    from orchestrator.media import read_frames
+
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = d0[0].shape[1], d0[0].shape[0]  # stored turned: sides swapped
+        stream.pix_fmt = "yuv420p"
+        stream.set_display_rotation(-90)  # shown turned 90 degrees clockwise
+        for image in d0[:6]:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image, 1)), format="rgb24")))
+        out.mux(stream.encode(None))
+    (decoded,) = list(read_frames(path, chunk=8, max_frames=10))
+    tracked = run(DrivingCropTracker(analyzer, TrackerConfig(crop=True)), decoded)
+    for result in tracked:
+        lm = result.landmarks
+        left, right = lm[EYE_IMAGE_LEFT["outer"]], lm[EYE_IMAGE_RIGHT["outer"]]
+        dx, dy = right - left
+        assert dx > 0 and abs(dy) < 0.2 * dx, "eyes side by side: the face is upright"

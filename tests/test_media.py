@@ -93,3 +93,25 @@ def test_bytes_arrive_progressively_and_audio_is_muxed(tmp_path):
 def test_odd_sizes_are_refused():
     with pytest.raises(ValueError, match="even"):
         FragmentedMp4Writer(63, 48, Fraction(25))
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_frames_come_out_upright_whatever_the_display_rotation(tmp_path, rotation):
+    """A phone stores a portrait video sideways plus a display rotation; the decoded frames are turned upright."""
+    rng = np.random.default_rng(0)
+    upright_frame = np.kron(rng.integers(0, 256, (6, 4, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8))  # 96x64
+    stored = np.ascontiguousarray(np.rot90(upright_frame, -rotation // 90))  # what the camera wrote
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        stream.options = {"crf": "10"}
+        stream.set_display_rotation(rotation)
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode(None))
+    (frames,) = list(read_frames(path, chunk=8, max_frames=10))
+    assert len(frames) == 3
+    for frame in frames:
+        assert frame.shape == upright_frame.shape
+        assert np.abs(frame.astype(int) - upright_frame.astype(int)).mean() < 6

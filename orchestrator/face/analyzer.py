@@ -87,8 +87,8 @@ class FaceAnalyzer:
         """Every face in an RGB uint8 image, ordered (default ``large-small``); [] when there is none.
 
         When the whole image shows no face, windows of 1/2, then 1/4 ... of it are searched for small ones, up to
-        ``small_face_levels`` (default from the config). With a box ``hint`` and no detection overlapping it, the landmark model is run on the hint
-        box itself, so a face the detector misses (stylised, tiny) can still be used.
+        ``small_face_levels`` (default from the config). With a box ``hint`` and no face overlapping it, the landmark
+        model is run on the hint box itself, so a face the detector misses (stylised, tiny) can still be used.
         """
         faces = await self._faces(image, (await self.detections([image]))[0])
         levels = self.config.small_face_levels if small_face_levels is None else small_face_levels

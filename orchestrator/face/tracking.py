@@ -24,7 +24,7 @@ class TrackerConfig:
     smoothing: float = 0.35  # weight of the newest box in the moving average (1 = no smoothing)
     reset_iou: float = 0.3  # a new box overlapping the smoothed one less than this replaces it
     output_size: int = 256
-    small_face_levels: int = 1  # window search on re-detection (see AnalyzerConfig); each level costs per faceless frame
+    small_face_levels: int = 1  # window search on re-detection (AnalyzerConfig); costs time on faceless frames
 
 
 @dataclass(frozen=True)
