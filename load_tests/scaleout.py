@@ -100,12 +100,22 @@ def trace(result: list[dict]) -> list[tuple[float, dict[str, float]]]:
     return sorted(points.items())
 
 
-def credited(windows: list[dict], i: int, t: float, lag_s: float) -> bool:
-    """Whether a value recorded at time t may describe phase i: it ran between t - lag_s and t. The rule is evaluated
-    once per rule interval on samples scraped once per scrape interval, so a value recorded up to ``lag_s`` after a
-    phase ended may still describe it (and then counts for both phases). The last phase runs on until the trace ends."""
+def running(windows: list[dict], i: int, t: float) -> bool:
+    """Phase i runs at time t; the last phase runs on until the trace ends."""
     w = windows[i]
-    return w["start"] <= t and (i == len(windows) - 1 or t <= w["end"] + lag_s)
+    return w["start"] <= t and (i == len(windows) - 1 or t <= w["end"])
+
+
+def credited(windows: list[dict], i: int, t: float, lag_s: float) -> bool:
+    """Whether a value recorded at time t describes phase i: it runs at t, or it is a loaded phase that ended at most
+    ``lag_s`` before t and an idle phase runs at t. The rule is evaluated once per rule interval on samples scraped
+    once per scrape interval, so what is recorded just after the load stopped still describes the load (an idle phase
+    cannot drive the signal up); the value then counts for both phases."""
+    if running(windows, i, t):
+        return True
+    w = windows[i]
+    now_idle = any(running(windows, j, t) and windows[j]["concurrency"] == 0 for j in range(len(windows)))
+    return w["concurrency"] > 0 and w["end"] < t <= w["end"] + lag_s and now_idle
 
 
 def phase_summary(signal: list[tuple[float, dict[str, float]]], pending: list[tuple[float, dict[str, float]]],
@@ -126,9 +136,9 @@ def phase_summary(signal: list[tuple[float, dict[str, float]]], pending: list[tu
 
 def reaction(signal: list[tuple[float, dict[str, float]]], windows: list[dict], threshold: float,
              lag_s: float = 0.0) -> dict:
-    """Seconds from the start of the loaded phase that drove the signal above the threshold (the first one the value
-    may describe, see ``credited``) to the first point above it, and from the end of the load to the first point back
-    below it (None when it never happened)."""
+    """Seconds from the start of the loaded phase that drove the signal above the threshold (see ``credited``) to the
+    first point above it, and from the end of the load to the first point back below it (None when it never
+    happened)."""
     loaded = [w for w in windows if w["concurrency"] > 0]
     if not loaded:
         return {"up_phase": None, "up_s": None, "down_s": None}

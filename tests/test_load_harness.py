@@ -102,9 +102,22 @@ def test_reaction_times_are_measured_from_the_load_edges():
                {"phase": 2, "concurrency": 0, "start": 40, "end": 120}]
     signal = [(t, {"p": v}) for t, v in [(5, 0), (20, 10), (26, 80_000), (50, 90_000), (104, 100), (110, 0)]]
     assert reaction(signal, windows, 50_000) == {"up_phase": 1, "up_s": 16.0, "down_s": 64.0}
+    assert reaction(signal[:2], windows, 50_000) == {"up_phase": None, "up_s": None, "down_s": None}
     # an idle phase never drives the signal up, even when the value could still describe it
     assert reaction(signal, windows, 50_000, lag_s=16) == {"up_phase": 1, "up_s": 16.0, "down_s": 64.0}
-    assert reaction(signal[:2], windows, 50_000) == {"up_phase": None, "up_s": None, "down_s": None}
+
+
+def test_between_two_loaded_phases_a_value_belongs_to_the_phase_running_then():
+    from load_tests.scaleout import reaction
+
+    windows = [{"phase": 0, "concurrency": 1, "start": 0, "end": 40},
+               {"phase": 1, "concurrency": 4, "start": 40, "end": 80},
+               {"phase": 2, "concurrency": 0, "start": 80, "end": 200}]
+    signal = [(t, {"p": v}) for t, v in [(30, 3_000), (55, 67_000), (70, 200_000), (90, 210_000), (160, 0)]]
+    rows = phase_summary(signal, [], windows, 50_000, lag_s=16)
+    assert rows[0]["signal_max_us"] == 3_000 and not rows[0]["above_threshold"]  # c1 stayed below
+    assert rows[1]["signal_max_us"] == 210_000  # what was recorded 10 s into the idle phase describes c4
+    assert reaction(signal, windows, 50_000, lag_s=16) == {"up_phase": 1, "up_s": 15.0, "down_s": 80.0}
 
 
 def test_the_last_phase_summary_includes_points_after_its_recorded_end():
