@@ -129,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_text)
         s.add_argument("--profile", choices=["tiny", "full"], default="tiny")
         s.add_argument("--weights", default="synthetic", help="official weights directory [synthetic]")
+        s.add_argument("--face-stack", choices=["mediapipe", "official"], default="mediapipe",
+                       help="face detection and landmarks: MediaPipe (default), or the official InsightFace + "
+                            "LivePortrait models when their files are in the weights directory")
         s.add_argument("--port", type=int, default=50051 if name == "up" else 0, help="orchestrator gRPC port")
         s.add_argument("--metrics-port", type=int, default=9100 if name == "up" else 0)
         if name == "demo":
@@ -216,7 +219,7 @@ def _stack(args):
     from orchestrator.triton_process import free_port
 
     return EmbeddedStack(StackConfig(profile=args.profile, weights=args.weights, port=args.port or free_port(),
-                                     metrics_port=args.metrics_port or free_port()))
+                                     metrics_port=args.metrics_port or free_port(), face_stack=args.face_stack))
 
 
 def cmd_up(args) -> int:
@@ -280,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nerror: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     except (TemplateError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the local stack did not start (StackError, TritonStartError)
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

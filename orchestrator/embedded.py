@@ -29,6 +29,7 @@ class StackConfig:
     port: int = 50051
     metrics_port: int = 9100
     work_dir: Path = REPO_ROOT / "build" / "embedded"
+    face_stack: str = "mediapipe"  # "official": the InsightFace/LivePortrait files found in the weights directory
     orchestrator_args: tuple[str, ...] = ()
 
     @property
@@ -125,13 +126,18 @@ class EmbeddedStack:
     def start(self) -> "EmbeddedStack":
         c = self.config
         repository = export_repository(c, self.log)
+        if c.face_stack == "official" and not (repository / "official_face_detector").is_dir():
+            raise StackError(f"--face-stack official needs the official face files in the weights directory "
+                             f"({c.weights}): insightface/models/buffalo_l/det_10g.onnx, 2d106det.onnx and "
+                             f"liveportrait/landmark.onnx")
         try:
             self.log("starting tritonserver (CPU; NVML/DCGM warnings are expected without a GPU) ...")
             self.triton = TritonProcess(repository, log_file=c.work_dir / "tritonserver.log").start()
             self.log(f"tritonserver ready on {self.triton.grpc_url} (log {self.triton.log_file})")
             self.orchestrator = OrchestratorProcess(self.triton.grpc_url, c.work_dir / "orchestrator.log",
                                                     port=c.port, metrics_port=c.metrics_port,
-                                                    extra_args=c.orchestrator_args).start()
+                                                    extra_args=("--face-stack", c.face_stack,
+                                                                *c.orchestrator_args)).start()
         except BaseException:
             self.stop()
             raise

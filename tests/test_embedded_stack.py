@@ -61,3 +61,11 @@ def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_up_with_the_official_face_stack_but_no_files_says_what_is_missing():
+    cli = [sys.executable, "-m", "client.cli"]
+    result = subprocess.run([*cli, "up", "--face-stack", "official", "--port", str(free_port())], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert "det_10g.onnx" in result.stderr and "Traceback" not in result.stderr
