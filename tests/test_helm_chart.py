@@ -232,6 +232,7 @@ def test_helm_is_v4(helm):
     ("values.yaml", ["autoscaling.engine=vpa"], "/autoscaling/engine"),
     ("values.yaml", ["triton.resourcez.cpu=1"], "additional properties 'resourcez'"),
     ("values.yaml", ["orchestrator.tls.enabled=true"], "/orchestrator/tls/secretName"),
+    ("values.yaml", ["orchestrator.faceStack=retinaface"], "/orchestrator/faceStack"),
 ])
 def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
     args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
@@ -521,6 +522,7 @@ def test_orchestrator_config(helm):
     assert env["LIVEPORTRAIT_MAX_QUEUED"] == "32"
     assert env["LIVEPORTRAIT_MAX_MESSAGE_BYTES"] == "33554432"
     assert env["LIVEPORTRAIT_MAX_REQUEST_SECONDS"] == "120"
+    assert env["LIVEPORTRAIT_FACE_STACK"] == "mediapipe"  # the orchestrator's --face-stack
     assert env["LIVEPORTRAIT_PORT"] == "50051" and env["LIVEPORTRAIT_METRICS_PORT"] == "9100"
     assert env["LIVEPORTRAIT_TLS_CERT"] == "/etc/liveportrait/tls/tls.crt"
     assert env["LIVEPORTRAIT_TLS_KEY"] == "/etc/liveportrait/tls/tls.key"
