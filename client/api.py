@@ -168,11 +168,11 @@ class PortraitClient:
     def animate(self, source: Path | bytes, driving: Path | pb.MotionTemplate, output: Path | None = None,
                 sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
                 timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
-                **options) -> pb.Summary:
+                low_latency: bool | None = None, **options) -> pb.Summary:
         """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary."""
         out = _Output(output, sink)
         requests = animate_requests(source, driving, animation_options(**options),
-                                    pb.OutputOptions(crf=crf, audio=audio))
+                                    pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency))
         summary = None
         try:
             for response in self.stub.AnimatePortrait(requests, timeout=timeout):
@@ -228,10 +228,10 @@ class AsyncPortraitClient:
     async def animate(self, source: Path | bytes, driving: Path | pb.MotionTemplate, output: Path | None = None,
                       sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
                       timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
-                      **options) -> pb.Summary:
+                      low_latency: bool | None = None, **options) -> pb.Summary:
         out = _Output(output, sink)
         requests = _aiter(animate_requests(source, driving, animation_options(**options),
-                                           pb.OutputOptions(crf=crf, audio=audio)))
+                                           pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency)))
         summary = None
         try:
             async for response in self.stub.AnimatePortrait(requests, timeout=timeout):

@@ -85,6 +85,8 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--face-hint", type=float, nargs=4, default=None, metavar=("X1", "Y1", "X2", "Y2"))
     g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
     g.add_argument("--audio", action=flag, default=None, help="mux the driving video's audio [on]")
+    g.add_argument("--low-latency", action=flag, default=None,
+                   help="first video bytes right after the first rendered chunk, for playback while rendering [off]")
 
 
 OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching",
@@ -152,7 +154,7 @@ def cmd_animate(args) -> int:
     bar = ProgressBar()
     with _client(args) as client:
         summary = client.animate(args.source, args.driving, args.output, on_progress=bar, timeout=args.timeout,
-                                 crf=args.crf, audio=args.audio, **options)
+                                 crf=args.crf, audio=args.audio, low_latency=args.low_latency, **options)
     bar.done()
     print_summary(summary, args.output)
     return 0

@@ -39,6 +39,7 @@ class AnimateOptions:
     face_hint: np.ndarray | None = None
     crf: int = 18
     audio: bool = True
+    low_latency: bool = False
 
     @property
     def pastes_back(self) -> bool:
@@ -117,4 +118,5 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         face_hint=hint,
         crf=crf,
         audio=_get(output, "audio", True),
+        low_latency=_get(output, "low_latency", False),
     )

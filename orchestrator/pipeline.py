@@ -148,7 +148,7 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
         height, width = source.image.shape[:2]
     else:
         height = width = 512
-    writer = FragmentedMp4Writer(width, height, driving.fps, EncodeSettings(crf=options.crf),
+    writer = FragmentedMp4Writer(width, height, driving.fps, EncodeSettings(crf=options.crf, low_latency=options.low_latency),
                                  audio_from=driving.audio_path if options.audio else None)
     offset = done = 0
     try:

@@ -16,6 +16,8 @@ from client.cli import main as cli
 from client.templates import read_template
 from orchestrator.embedded import OrchestratorProcess
 
+from video_checks import playable_frames
+
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
 BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
 
@@ -250,3 +252,31 @@ def test_small_face_in_a_wide_scene_is_found_and_only_its_region_changes(client,
     distance = np.hypot(xx - centre[0], yy - centre[1])
     assert difference[distance > 300].mean() < 4, "the scene away from the face is left as it was"
     assert difference[distance < 40].mean() > 8, "the face is animated (synthetic weights: visibly changed)"
+
+
+class _EventLog:
+    """The MP4 bytes a client had received when each progress message arrived."""
+
+    def __init__(self):
+        self.data = b""
+        self.at_progress: list[tuple[int, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def progress(self, p) -> None:
+        self.at_progress.append((p.frames_done, self.data))
+
+
+@pytest.mark.parametrize("low_latency", [False, True])
+def test_low_latency_streams_video_while_rendering(client, tmp_path, low_latency):
+    """24 frames (under a second of video): by default nothing is playable before the last frame is rendered; with
+    low_latency the frames of the chunks rendered so far are."""
+    log = _EventLog()
+    summary = client.animate(EXAMPLES / "source" / "s9.jpg", short_template("d7.pkl", 24), sink=log,
+                             on_progress=log.progress, low_latency=low_latency)
+    assert summary.frames == 24 and playable_frames(log.data, tmp_path / "whole.mp4") == 24
+    done, received = log.at_progress[-1]
+    assert done == 24
+    playable = playable_frames(received, tmp_path / "partial.mp4")
+    assert playable >= 16 if low_latency else playable == 0, log.at_progress

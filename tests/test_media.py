@@ -8,7 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from orchestrator.media import FragmentedMp4Writer, InvalidVideoError, probe, read_frames
+from orchestrator.media import EncodeSettings, FragmentedMp4Writer, InvalidVideoError, probe, read_frames
+
+from video_checks import playable_frames
 
 DRIVING = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "driving"
 
@@ -88,6 +90,26 @@ def test_bytes_arrive_progressively_and_audio_is_muxed(tmp_path):
         audio = c.streams.audio[0]
         seconds = sum(f.samples for f in c.decode(audio)) / audio.codec_context.sample_rate
     assert 1.9 <= seconds <= 2.2
+
+
+def test_low_latency_makes_every_chunk_playable_at_once(tmp_path):
+    """A 24-frame clip (under a second) written 8 frames at a time: by default no frame can be shown before the end
+    (the fragment closes at the next keyframe); with low latency the frames leave the encoder at most one chunk
+    later, and the finished file is the same video."""
+    source = make_video(tmp_path / "in.mp4", 24, Fraction(25))
+    chunks = list(read_frames(source, chunk=8, max_frames=100))
+    for low_latency in (False, True):
+        writer = FragmentedMp4Writer(64, 48, Fraction(25), EncodeSettings(low_latency=low_latency))
+        received, playable = b"", []
+        for chunk in chunks:
+            received += writer.write(chunk)
+            playable.append(playable_frames(received, tmp_path / "partial.mp4"))
+        if low_latency:  # at most one chunk behind: the encoder holds ~6 frames
+            assert playable[0] > 0 and all(n >= 8 * k for k, n in enumerate(playable)), playable
+        else:
+            assert playable == [0, 0, 0]
+        rate, decoded, _, _ = read_back(received + writer.close(), tmp_path / f"out-{low_latency}.mp4")
+        assert len(decoded) == 24 and rate == 25
 
 
 def test_odd_sizes_are_refused():

@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.protos/liveportrait/v1/portrait_animator.proto\x12\x0fliveportrait.v1\"a\n\x0e\x41nimateRequest\x12.\n\x05setup\x18\x01 \x01(\x0b\x32\x1d.liveportrait.v1.AnimateSetupH\x00\x12\x17\n\rdriving_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xa1\x02\n\x0c\x41nimateSetup\x12\x14\n\x0csource_image\x18\x01 \x01(\x0c\x12\x36\n\rdriving_video\x18\x02 \x01(\x0b\x32\x1d.liveportrait.v1.DrivingVideoH\x00\x12\x17\n\rdriving_image\x18\x03 \x01(\x0cH\x00\x12;\n\x10\x64riving_template\x18\x04 \x01(\x0b\x32\x1f.liveportrait.v1.MotionTemplateH\x00\x12\x32\n\x07options\x18\x05 \x01(\x0b\x32!.liveportrait.v1.AnimationOptions\x12.\n\x06output\x18\x06 \x01(\x0b\x32\x1e.liveportrait.v1.OutputOptionsB\t\n\x07\x64riving\"4\n\x0c\x44rivingVideo\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"\xc7\x07\n\x10\x41nimationOptions\x12\x1c\n\x0frelative_motion\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x36\n\x0e\x64riving_option\x18\x02 \x01(\x0e\x32\x1e.liveportrait.v1.DrivingOption\x12\x1f\n\x12\x64riving_multiplier\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12:\n\x10\x61nimation_region\x18\x04 \x01(\x0e\x32 .liveportrait.v1.AnimationRegion\x12\x16\n\tstitching\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0f\x65ye_retargeting\x18\x06 \x01(\x08H\x03\x88\x01\x01\x12\x1c\n\x0flip_retargeting\x18\x07 \x01(\x08H\x04\x88\x01\x01\x12\x1a\n\rnormalize_lip\x18\x08 \x01(\x08H\x05\x88\x01\x01\x12\x17\n\npaste_back\x18\t \x01(\x08H\x06\x88\x01\x01\x12\x18\n\x0b\x63rop_source\x18\n \x01(\x08H\x07\x88\x01\x01\x12\x17\n\ncrop_scale\x18\x0b \x01(\x02H\x08\x88\x01\x01\x12\x1a\n\rcrop_vy_ratio\x18\x0c \x01(\x02H\t\x88\x01\x01\x12\x18\n\x0b\x63rop_rotate\x18\r \x01(\x08H\n\x88\x01\x01\x12\x38\n\x12\x63rop_driving_video\x18\x0e \x01(\x0e\x32\x1c.liveportrait.v1.DrivingCrop\x12\x1f\n\x12\x64riving_crop_scale\x18\x0f \x01(\x02H\x0b\x88\x01\x01\x12\"\n\x15\x64riving_crop_vy_ratio\x18\x10 \x01(\x02H\x0c\x88\x01\x01\x12\x1b\n\x0esource_max_dim\x18\x11 \x01(\rH\r\x88\x01\x01\x12\x1c\n\x0fsource_division\x18\x12 \x01(\rH\x0e\x88\x01\x01\x12\x12\n\nface_index\x18\x13 \x01(\r\x12\x12\n\nface_order\x18\x14 \x01(\t\x12\x11\n\tface_hint\x18\x15 \x03(\x02\x42\x12\n\x10_relative_motionB\x15\n\x13_driving_multiplierB\x0c\n\n_stitchingB\x12\n\x10_eye_retargetingB\x12\n\x10_lip_retargetingB\x10\n\x0e_normalize_lipB\r\n\x0b_paste_backB\x0e\n\x0c_crop_sourceB\r\n\x0b_crop_scaleB\x10\n\x0e_crop_vy_ratioB\x0e\n\x0c_crop_rotateB\x15\n\x13_driving_crop_scaleB\x18\n\x16_driving_crop_vy_ratioB\x11\n\x0f_source_max_dimB\x12\n\x10_source_division\"G\n\rOutputOptions\x12\x10\n\x03\x63rf\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x12\n\x05\x61udio\x18\x02 \x01(\x08H\x01\x88\x01\x01\x42\x06\n\x04_crfB\x08\n\x06_audio\"\xa4\x01\n\x0f\x41nimateResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.liveportrait.v1.ProgressH\x00\x12,\n\x05video\x18\x02 \x01(\x0b\x32\x1b.liveportrait.v1.VideoChunkH\x00\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x18.liveportrait.v1.SummaryH\x00\x42\x07\n\x05\x65vent\"m\n\x08Progress\x12%\n\x05stage\x18\x01 \x01(\x0e\x32\x16.liveportrait.v1.Stage\x12\x13\n\x0b\x66rames_done\x18\x02 \x01(\r\x12\x14\n\x0c\x66rames_total\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"=\n\nVideoChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x11\n\tmime_type\x18\x03 \x01(\t\"%\n\tFrameRate\x12\x0b\n\x03num\x18\x01 \x01(\r\x12\x0b\n\x03\x64\x65n\x18\x02 \x01(\r\"-\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\xbf\x02\n\x07Summary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\r\x12\'\n\x03\x66ps\x18\x02 \x01(\x0b\x32\x1a.liveportrait.v1.FrameRate\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x13\n\x0bvideo_bytes\x18\x05 \x01(\x04\x12\x11\n\thas_audio\x18\x06 \x01(\x08\x12-\n\x07timings\x18\x07 \x03(\x0b\x32\x1c.liveportrait.v1.StageTiming\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12\x0f\n\x07weights\x18\t \x01(\t\x12\x0f\n\x07seconds\x18\n \x01(\x01\x12\x19\n\x11triton_bytes_sent\x18\x0b \x01(\x04\x12\x1d\n\x15triton_bytes_received\x18\x0c \x01(\x04\x12\x17\n\x0fsource_face_box\x18\r \x03(\x02\"\x7f\n\x0bMotionFrame\x12\r\n\x05scale\x18\x01 \x01(\x02\x12\x10\n\x08rotation\x18\x02 \x03(\x02\x12\x0b\n\x03\x65xp\x18\x03 \x03(\x02\x12\t\n\x01t\x18\x04 \x03(\x02\x12\x11\n\teye_ratio\x18\x05 \x03(\x02\x12\x16\n\tlip_ratio\x18\x06 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_lip_ratio\"\xa1\x01\n\x0eMotionTemplate\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\'\n\x03\x66ps\x18\x02 \x01(\x0b\x32\x1a.liveportrait.v1.FrameRate\x12\x10\n\x08n_frames\x18\x03 \x01(\r\x12,\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x1c.liveportrait.v1.MotionFrame\x12\x0e\n\x06origin\x18\x05 \x01(\t\"m\n\x14\x45xtractMotionRequest\x12\x34\n\x05setup\x18\x01 \x01(\x0b\x32#.liveportrait.v1.ExtractMotionSetupH\x00\x12\x17\n\rdriving_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xfa\x01\n\x12\x45xtractMotionSetup\x12\x34\n\rdriving_video\x18\x01 \x01(\x0b\x32\x1d.liveportrait.v1.DrivingVideo\x12\x38\n\x12\x63rop_driving_video\x18\x02 \x01(\x0e\x32\x1c.liveportrait.v1.DrivingCrop\x12\x1f\n\x12\x64riving_crop_scale\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\"\n\x15\x64riving_crop_vy_ratio\x18\x04 \x01(\x02H\x01\x88\x01\x01\x42\x15\n\x13_driving_crop_scaleB\x18\n\x16_driving_crop_vy_ratio\"\\\n\x15\x45xtractMotionResponse\x12\x31\n\x08template\x18\x01 \x01(\x0b\x32\x1f.liveportrait.v1.MotionTemplate\x12\x10\n\x08warnings\x18\x02 \x03(\t\"C\n\x12\x44\x65tectFacesRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08ordering\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x03(\x02\"p\n\x04\x46\x61\x63\x65\x12\x0b\n\x03\x62ox\x18\x01 \x03(\x02\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x11\n\tlandmarks\x18\x03 \x03(\x02\x12\x11\n\teye_ratio\x18\x04 \x03(\x02\x12\x11\n\tlip_ratio\x18\x05 \x01(\x02\x12\x13\n\x0b\x63rop_matrix\x18\x06 \x03(\x02\"Z\n\x13\x44\x65tectFacesResponse\x12$\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x15.liveportrait.v1.Face\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r*[\n\rDrivingOption\x12\x1e\n\x1a\x44RIVING_OPTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPRESSION_FRIENDLY\x10\x01\x12\x11\n\rPOSE_FRIENDLY\x10\x02*b\n\x0f\x41nimationRegion\x12 \n\x1c\x41NIMATION_REGION_UNSPECIFIED\x10\x00\x12\x07\n\x03\x41LL\x10\x01\x12\x07\n\x03\x45XP\x10\x02\x12\x08\n\x04POSE\x10\x03\x12\x07\n\x03LIP\x10\x04\x12\x08\n\x04\x45YES\x10\x05*O\n\x0b\x44rivingCrop\x12\x15\n\x11\x44RIVING_CROP_AUTO\x10\x00\x12\x13\n\x0f\x44RIVING_CROP_ON\x10\x01\x12\x14\n\x10\x44RIVING_CROP_OFF\x10\x02*\x86\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RECEIVE\x10\x01\x12\n\n\x06\x44\x45\x43ODE\x10\x02\x12\n\n\x06\x44\x45TECT\x10\x03\x12\n\n\x06MOTION\x10\x04\x12\r\n\tKEYPOINTS\x10\x05\x12\n\n\x06RENDER\x10\x06\x12\x0e\n\nPASTE_BACK\x10\x07\x12\n\n\x06\x45NCODE\x10\x08\x32\xa8\x02\n\x10PortraitAnimator\x12X\n\x0f\x41nimatePortrait\x12\x1f.liveportrait.v1.AnimateRequest\x1a .liveportrait.v1.AnimateResponse(\x01\x30\x01\x12`\n\rExtractMotion\x12%.liveportrait.v1.ExtractMotionRequest\x1a&.liveportrait.v1.ExtractMotionResponse(\x01\x12X\n\x0b\x44\x65tectFaces\x12#.liveportrait.v1.DetectFacesRequest\x1a$.liveportrait.v1.DetectFacesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.protos/liveportrait/v1/portrait_animator.proto\x12\x0fliveportrait.v1\"a\n\x0e\x41nimateRequest\x12.\n\x05setup\x18\x01 \x01(\x0b\x32\x1d.liveportrait.v1.AnimateSetupH\x00\x12\x17\n\rdriving_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xa1\x02\n\x0c\x41nimateSetup\x12\x14\n\x0csource_image\x18\x01 \x01(\x0c\x12\x36\n\rdriving_video\x18\x02 \x01(\x0b\x32\x1d.liveportrait.v1.DrivingVideoH\x00\x12\x17\n\rdriving_image\x18\x03 \x01(\x0cH\x00\x12;\n\x10\x64riving_template\x18\x04 \x01(\x0b\x32\x1f.liveportrait.v1.MotionTemplateH\x00\x12\x32\n\x07options\x18\x05 \x01(\x0b\x32!.liveportrait.v1.AnimationOptions\x12.\n\x06output\x18\x06 \x01(\x0b\x32\x1e.liveportrait.v1.OutputOptionsB\t\n\x07\x64riving\"4\n\x0c\x44rivingVideo\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"\xc7\x07\n\x10\x41nimationOptions\x12\x1c\n\x0frelative_motion\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x36\n\x0e\x64riving_option\x18\x02 \x01(\x0e\x32\x1e.liveportrait.v1.DrivingOption\x12\x1f\n\x12\x64riving_multiplier\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12:\n\x10\x61nimation_region\x18\x04 \x01(\x0e\x32 .liveportrait.v1.AnimationRegion\x12\x16\n\tstitching\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0f\x65ye_retargeting\x18\x06 \x01(\x08H\x03\x88\x01\x01\x12\x1c\n\x0flip_retargeting\x18\x07 \x01(\x08H\x04\x88\x01\x01\x12\x1a\n\rnormalize_lip\x18\x08 \x01(\x08H\x05\x88\x01\x01\x12\x17\n\npaste_back\x18\t \x01(\x08H\x06\x88\x01\x01\x12\x18\n\x0b\x63rop_source\x18\n \x01(\x08H\x07\x88\x01\x01\x12\x17\n\ncrop_scale\x18\x0b \x01(\x02H\x08\x88\x01\x01\x12\x1a\n\rcrop_vy_ratio\x18\x0c \x01(\x02H\t\x88\x01\x01\x12\x18\n\x0b\x63rop_rotate\x18\r \x01(\x08H\n\x88\x01\x01\x12\x38\n\x12\x63rop_driving_video\x18\x0e \x01(\x0e\x32\x1c.liveportrait.v1.DrivingCrop\x12\x1f\n\x12\x64riving_crop_scale\x18\x0f \x01(\x02H\x0b\x88\x01\x01\x12\"\n\x15\x64riving_crop_vy_ratio\x18\x10 \x01(\x02H\x0c\x88\x01\x01\x12\x1b\n\x0esource_max_dim\x18\x11 \x01(\rH\r\x88\x01\x01\x12\x1c\n\x0fsource_division\x18\x12 \x01(\rH\x0e\x88\x01\x01\x12\x12\n\nface_index\x18\x13 \x01(\r\x12\x12\n\nface_order\x18\x14 \x01(\t\x12\x11\n\tface_hint\x18\x15 \x03(\x02\x42\x12\n\x10_relative_motionB\x15\n\x13_driving_multiplierB\x0c\n\n_stitchingB\x12\n\x10_eye_retargetingB\x12\n\x10_lip_retargetingB\x10\n\x0e_normalize_lipB\r\n\x0b_paste_backB\x0e\n\x0c_crop_sourceB\r\n\x0b_crop_scaleB\x10\n\x0e_crop_vy_ratioB\x0e\n\x0c_crop_rotateB\x15\n\x13_driving_crop_scaleB\x18\n\x16_driving_crop_vy_ratioB\x11\n\x0f_source_max_dimB\x12\n\x10_source_division\"q\n\rOutputOptions\x12\x10\n\x03\x63rf\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x12\n\x05\x61udio\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0blow_latency\x18\x03 \x01(\x08H\x02\x88\x01\x01\x42\x06\n\x04_crfB\x08\n\x06_audioB\x0e\n\x0c_low_latency\"\xa4\x01\n\x0f\x41nimateResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.liveportrait.v1.ProgressH\x00\x12,\n\x05video\x18\x02 \x01(\x0b\x32\x1b.liveportrait.v1.VideoChunkH\x00\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x18.liveportrait.v1.SummaryH\x00\x42\x07\n\x05\x65vent\"m\n\x08Progress\x12%\n\x05stage\x18\x01 \x01(\x0e\x32\x16.liveportrait.v1.Stage\x12\x13\n\x0b\x66rames_done\x18\x02 \x01(\r\x12\x14\n\x0c\x66rames_total\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"=\n\nVideoChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x11\n\tmime_type\x18\x03 \x01(\t\"%\n\tFrameRate\x12\x0b\n\x03num\x18\x01 \x01(\r\x12\x0b\n\x03\x64\x65n\x18\x02 \x01(\r\"-\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\xbf\x02\n\x07Summary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\r\x12\'\n\x03\x66ps\x18\x02 \x01(\x0b\x32\x1a.liveportrait.v1.FrameRate\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x13\n\x0bvideo_bytes\x18\x05 \x01(\x04\x12\x11\n\thas_audio\x18\x06 \x01(\x08\x12-\n\x07timings\x18\x07 \x03(\x0b\x32\x1c.liveportrait.v1.StageTiming\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12\x0f\n\x07weights\x18\t \x01(\t\x12\x0f\n\x07seconds\x18\n \x01(\x01\x12\x19\n\x11triton_bytes_sent\x18\x0b \x01(\x04\x12\x1d\n\x15triton_bytes_received\x18\x0c \x01(\x04\x12\x17\n\x0fsource_face_box\x18\r \x03(\x02\"\x7f\n\x0bMotionFrame\x12\r\n\x05scale\x18\x01 \x01(\x02\x12\x10\n\x08rotation\x18\x02 \x03(\x02\x12\x0b\n\x03\x65xp\x18\x03 \x03(\x02\x12\t\n\x01t\x18\x04 \x03(\x02\x12\x11\n\teye_ratio\x18\x05 \x03(\x02\x12\x16\n\tlip_ratio\x18\x06 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_lip_ratio\"\xa1\x01\n\x0eMotionTemplate\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\'\n\x03\x66ps\x18\x02 \x01(\x0b\x32\x1a.liveportrait.v1.FrameRate\x12\x10\n\x08n_frames\x18\x03 \x01(\r\x12,\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x1c.liveportrait.v1.MotionFrame\x12\x0e\n\x06origin\x18\x05 \x01(\t\"m\n\x14\x45xtractMotionRequest\x12\x34\n\x05setup\x18\x01 \x01(\x0b\x32#.liveportrait.v1.ExtractMotionSetupH\x00\x12\x17\n\rdriving_chunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xfa\x01\n\x12\x45xtractMotionSetup\x12\x34\n\rdriving_video\x18\x01 \x01(\x0b\x32\x1d.liveportrait.v1.DrivingVideo\x12\x38\n\x12\x63rop_driving_video\x18\x02 \x01(\x0e\x32\x1c.liveportrait.v1.DrivingCrop\x12\x1f\n\x12\x64riving_crop_scale\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\"\n\x15\x64riving_crop_vy_ratio\x18\x04 \x01(\x02H\x01\x88\x01\x01\x42\x15\n\x13_driving_crop_scaleB\x18\n\x16_driving_crop_vy_ratio\"\\\n\x15\x45xtractMotionResponse\x12\x31\n\x08template\x18\x01 \x01(\x0b\x32\x1f.liveportrait.v1.MotionTemplate\x12\x10\n\x08warnings\x18\x02 \x03(\t\"C\n\x12\x44\x65tectFacesRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08ordering\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x03(\x02\"p\n\x04\x46\x61\x63\x65\x12\x0b\n\x03\x62ox\x18\x01 \x03(\x02\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x11\n\tlandmarks\x18\x03 \x03(\x02\x12\x11\n\teye_ratio\x18\x04 \x03(\x02\x12\x11\n\tlip_ratio\x18\x05 \x01(\x02\x12\x13\n\x0b\x63rop_matrix\x18\x06 \x03(\x02\"Z\n\x13\x44\x65tectFacesResponse\x12$\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x15.liveportrait.v1.Face\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r*[\n\rDrivingOption\x12\x1e\n\x1a\x44RIVING_OPTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPRESSION_FRIENDLY\x10\x01\x12\x11\n\rPOSE_FRIENDLY\x10\x02*b\n\x0f\x41nimationRegion\x12 \n\x1c\x41NIMATION_REGION_UNSPECIFIED\x10\x00\x12\x07\n\x03\x41LL\x10\x01\x12\x07\n\x03\x45XP\x10\x02\x12\x08\n\x04POSE\x10\x03\x12\x07\n\x03LIP\x10\x04\x12\x08\n\x04\x45YES\x10\x05*O\n\x0b\x44rivingCrop\x12\x15\n\x11\x44RIVING_CROP_AUTO\x10\x00\x12\x13\n\x0f\x44RIVING_CROP_ON\x10\x01\x12\x14\n\x10\x44RIVING_CROP_OFF\x10\x02*\x86\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RECEIVE\x10\x01\x12\n\n\x06\x44\x45\x43ODE\x10\x02\x12\n\n\x06\x44\x45TECT\x10\x03\x12\n\n\x06MOTION\x10\x04\x12\r\n\tKEYPOINTS\x10\x05\x12\n\n\x06RENDER\x10\x06\x12\x0e\n\nPASTE_BACK\x10\x07\x12\n\n\x06\x45NCODE\x10\x08\x32\xa8\x02\n\x10PortraitAnimator\x12X\n\x0f\x41nimatePortrait\x12\x1f.liveportrait.v1.AnimateRequest\x1a .liveportrait.v1.AnimateResponse(\x01\x30\x01\x12`\n\rExtractMotion\x12%.liveportrait.v1.ExtractMotionRequest\x1a&.liveportrait.v1.ExtractMotionResponse(\x01\x12X\n\x0b\x44\x65tectFaces\x12#.liveportrait.v1.DetectFacesRequest\x1a$.liveportrait.v1.DetectFacesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.liveportrait.v1.portrait_animator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DRIVINGOPTION']._serialized_start=3330
-  _globals['_DRIVINGOPTION']._serialized_end=3421
-  _globals['_ANIMATIONREGION']._serialized_start=3423
-  _globals['_ANIMATIONREGION']._serialized_end=3521
-  _globals['_DRIVINGCROP']._serialized_start=3523
-  _globals['_DRIVINGCROP']._serialized_end=3602
-  _globals['_STAGE']._serialized_start=3605
-  _globals['_STAGE']._serialized_end=3739
+  _globals['_DRIVINGOPTION']._serialized_start=3372
+  _globals['_DRIVINGOPTION']._serialized_end=3463
+  _globals['_ANIMATIONREGION']._serialized_start=3465
+  _globals['_ANIMATIONREGION']._serialized_end=3563
+  _globals['_DRIVINGCROP']._serialized_start=3565
+  _globals['_DRIVINGCROP']._serialized_end=3644
+  _globals['_STAGE']._serialized_start=3647
+  _globals['_STAGE']._serialized_end=3781
   _globals['_ANIMATEREQUEST']._serialized_start=67
   _globals['_ANIMATEREQUEST']._serialized_end=164
   _globals['_ANIMATESETUP']._serialized_start=167
@@ -48,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANIMATIONOPTIONS']._serialized_start=513
   _globals['_ANIMATIONOPTIONS']._serialized_end=1480
   _globals['_OUTPUTOPTIONS']._serialized_start=1482
-  _globals['_OUTPUTOPTIONS']._serialized_end=1553
-  _globals['_ANIMATERESPONSE']._serialized_start=1556
-  _globals['_ANIMATERESPONSE']._serialized_end=1720
-  _globals['_PROGRESS']._serialized_start=1722
-  _globals['_PROGRESS']._serialized_end=1831
-  _globals['_VIDEOCHUNK']._serialized_start=1833
-  _globals['_VIDEOCHUNK']._serialized_end=1894
-  _globals['_FRAMERATE']._serialized_start=1896
-  _globals['_FRAMERATE']._serialized_end=1933
-  _globals['_STAGETIMING']._serialized_start=1935
-  _globals['_STAGETIMING']._serialized_end=1980
-  _globals['_SUMMARY']._serialized_start=1983
-  _globals['_SUMMARY']._serialized_end=2302
-  _globals['_MOTIONFRAME']._serialized_start=2304
-  _globals['_MOTIONFRAME']._serialized_end=2431
-  _globals['_MOTIONTEMPLATE']._serialized_start=2434
-  _globals['_MOTIONTEMPLATE']._serialized_end=2595
-  _globals['_EXTRACTMOTIONREQUEST']._serialized_start=2597
-  _globals['_EXTRACTMOTIONREQUEST']._serialized_end=2706
-  _globals['_EXTRACTMOTIONSETUP']._serialized_start=2709
-  _globals['_EXTRACTMOTIONSETUP']._serialized_end=2959
-  _globals['_EXTRACTMOTIONRESPONSE']._serialized_start=2961
-  _globals['_EXTRACTMOTIONRESPONSE']._serialized_end=3053
-  _globals['_DETECTFACESREQUEST']._serialized_start=3055
-  _globals['_DETECTFACESREQUEST']._serialized_end=3122
-  _globals['_FACE']._serialized_start=3124
-  _globals['_FACE']._serialized_end=3236
-  _globals['_DETECTFACESRESPONSE']._serialized_start=3238
-  _globals['_DETECTFACESRESPONSE']._serialized_end=3328
-  _globals['_PORTRAITANIMATOR']._serialized_start=3742
-  _globals['_PORTRAITANIMATOR']._serialized_end=4038
+  _globals['_OUTPUTOPTIONS']._serialized_end=1595
+  _globals['_ANIMATERESPONSE']._serialized_start=1598
+  _globals['_ANIMATERESPONSE']._serialized_end=1762
+  _globals['_PROGRESS']._serialized_start=1764
+  _globals['_PROGRESS']._serialized_end=1873
+  _globals['_VIDEOCHUNK']._serialized_start=1875
+  _globals['_VIDEOCHUNK']._serialized_end=1936
+  _globals['_FRAMERATE']._serialized_start=1938
+  _globals['_FRAMERATE']._serialized_end=1975
+  _globals['_STAGETIMING']._serialized_start=1977
+  _globals['_STAGETIMING']._serialized_end=2022
+  _globals['_SUMMARY']._serialized_start=2025
+  _globals['_SUMMARY']._serialized_end=2344
+  _globals['_MOTIONFRAME']._serialized_start=2346
+  _globals['_MOTIONFRAME']._serialized_end=2473
+  _globals['_MOTIONTEMPLATE']._serialized_start=2476
+  _globals['_MOTIONTEMPLATE']._serialized_end=2637
+  _globals['_EXTRACTMOTIONREQUEST']._serialized_start=2639
+  _globals['_EXTRACTMOTIONREQUEST']._serialized_end=2748
+  _globals['_EXTRACTMOTIONSETUP']._serialized_start=2751
+  _globals['_EXTRACTMOTIONSETUP']._serialized_end=3001
+  _globals['_EXTRACTMOTIONRESPONSE']._serialized_start=3003
+  _globals['_EXTRACTMOTIONRESPONSE']._serialized_end=3095
+  _globals['_DETECTFACESREQUEST']._serialized_start=3097
+  _globals['_DETECTFACESREQUEST']._serialized_end=3164
+  _globals['_FACE']._serialized_start=3166
+  _globals['_FACE']._serialized_end=3278
+  _globals['_DETECTFACESRESPONSE']._serialized_start=3280
+  _globals['_DETECTFACESRESPONSE']._serialized_end=3370
+  _globals['_PORTRAITANIMATOR']._serialized_start=3784
+  _globals['_PORTRAITANIMATOR']._serialized_end=4080
 # @@protoc_insertion_point(module_scope)

@@ -140,12 +140,14 @@ class AnimationOptions(_message.Message):
     def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("crf", "audio")
+    __slots__ = ("crf", "audio", "low_latency")
     CRF_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    LOW_LATENCY_FIELD_NUMBER: _ClassVar[int]
     crf: int
     audio: bool
-    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ...) -> None: ...
+    low_latency: bool
+    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ...) -> None: ...
 
 class AnimateResponse(_message.Message):
     __slots__ = ("progress", "video", "summary")
