@@ -36,6 +36,7 @@ class Scenario:
     video: Path = EXAMPLES / "driving" / "d0.mp4"
     image: Path = EXAMPLES / "driving" / "d9.jpg"
     timeout_s: float = 300.0
+    low_latency: bool = False  # output.low_latency: frames stream while later chunks render
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def build_payload(scenario: Scenario, work_dir: Path = CLIPS) -> Payload:
         driving.write_bytes(cut_video(scenario.video, scenario.frames))
     else:
         raise ValueError(f"unknown scenario {scenario.name!r}; expected one of {', '.join(NAMES)}")
-    return Payload(tuple(animate_requests(scenario.source, driving)))
+    output = pb.OutputOptions(low_latency=True) if scenario.low_latency else None
+    return Payload(tuple(animate_requests(scenario.source, driving, output=output)))
 
 
 def open_channel(target: str) -> grpc.aio.Channel:

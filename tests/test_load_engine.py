@@ -236,3 +236,10 @@ def test_orchestrator_breakdown_reads_liveportrait_metrics():
     assert out["stages"]["render"] == {"count": 2, "mean_ms": 1000.0}
     assert out["frames_rendered"] == 7
     assert out["requests"] == {"AnimatePortrait:OK": 1}
+
+
+def test_low_latency_scenarios_ask_for_low_latency_output():
+    plain = build_payload(Scenario("template", frames=3)).messages[0].setup
+    fast = build_payload(Scenario("template", frames=3, low_latency=True)).messages[0].setup
+    assert not plain.output.HasField("low_latency")
+    assert fast.output.low_latency
