@@ -124,9 +124,9 @@ class FaceAnalyzer:
         if not windows:
             return []
         per_window = await self.detections([t.crop(image) for t in windows])
-        found = [blazeface.shift(d, t) for t, ds in zip(windows, per_window) for d in ds
-                 if blazeface.in_tile_interior(blazeface.shift(d, t), t, image.shape)]
-        return blazeface.suppress(found, self.config.nms_iou)
+        found = [(blazeface.shift(d, t), t) for t, ds in zip(windows, per_window) for d in ds]
+        whole = [d for d, t in found if blazeface.in_tile_interior(d, t, image.shape)]
+        return blazeface.suppress(whole, self.config.nms_iou)
 
     async def landmarks(self, image: np.ndarray, rois: list[facemesh.Roi]) -> list[tuple[np.ndarray, float]]:
         """Landmark stage: (468x2 image px, presence) per ROI, all ROIs in one batch."""
