@@ -86,7 +86,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
     g.add_argument("--audio", action=flag, default=None, help="mux the driving video's audio [on]")
     g.add_argument("--low-latency", action=flag, default=None,
-                   help="first video bytes right after the first rendered chunk, for playback while rendering [off]")
+                   help="stream for playback while rendering: each chunk's frames arrive at most one chunk later [off]")
 
 
 OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching",
