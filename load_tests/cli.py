@@ -34,7 +34,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", type=Path, default=defaults.template, help="template scenario: .pkl/.pb/.json")
     p.add_argument("--video", type=Path, default=defaults.video, help="video scenario: driving video")
     p.add_argument("--image", type=Path, default=defaults.image, help="image scenario: driving image")
-    p.add_argument("--low-latency", action="store_true", help="ask for output.low_latency (frames stream while later chunks render)")
+    p.add_argument("--low-latency", action="store_true",
+                   help="ask for output.low_latency (frames stream while later chunks render)")
     p.add_argument("--concurrency", default="1,2,4", help="closed-loop levels, e.g. 1,2,4 ('' for none)")
     p.add_argument("--rates", default="", help="open-loop Poisson levels in requests/s, e.g. 0.2,0.5")
     p.add_argument("--duration", type=float, default=30.0, help="seconds per level (new calls stop after it)")
