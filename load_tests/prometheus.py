@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -57,13 +56,15 @@ def binary() -> str:
 
 @dataclass
 class PrometheusProcess(ChildServer):
+    name = "prometheus"
+    error = PrometheusError
+
     targets: list[ScrapeTarget]
     rule_files: list[Path]
     work_dir: Path
     scrape_interval_s: float = 1.0
     port: int = field(default_factory=free_port)
     startup_timeout_s: float = 60.0
-    _process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -77,31 +78,19 @@ class PrometheusProcess(ChildServer):
         config.write_text(config_text(self.targets, self.rule_files, self.scrape_interval_s))
         command = [binary(), f"--config.file={config}", f"--storage.tsdb.path={self.work_dir / 'data'}",
                    f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=2h"]
-        with open(self.work_dir / "prometheus.log", "ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready()
+        self.spawn(command)
         return self
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise PrometheusError(f"prometheus exited with code {self._process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise PrometheusError(f"prometheus not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+    @property
+    def log_file(self) -> Path:
+        return self.work_dir / "prometheus.log"
 
-    def log_tail(self, lines: int = 20) -> str:
+    def is_ready(self) -> bool:
         try:
-            return "\n".join((self.work_dir / "prometheus.log").read_text(errors="replace").splitlines()[-lines:])
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return response.status == 200
         except OSError:
-            return "(no log)"
+            return False
 
     def api(self, path: str, **params) -> object:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -20,13 +21,42 @@ def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> No
 
 
 class ChildServer:
-    """What every server the project runs as a child process group (in ``self._process``) shares: ``stop()`` and
-    use as a context manager around ``start()``."""
+    """What every server the project runs as a child process group shares: spawning it with its output in
+    ``log_file``, waiting until it is ready (it must not exit first), ``stop()``, and use as a context manager.
 
+    A subclass provides ``name``, ``log_file``, ``startup_timeout_s``, ``start()`` and ``is_ready()``; ``error`` is the
+    exception raised when it does not start."""
+
+    name = "server"
+    error: type[Exception] = RuntimeError
     stop_timeout_s = 20.0
+    _process: subprocess.Popen | None = None
 
     def start(self):
         raise NotImplementedError
+
+    def is_ready(self) -> bool:
+        raise NotImplementedError
+
+    def spawn(self, command: list[str], **popen_args) -> None:
+        """Start ``command`` in its own process group with stdout and stderr appended to ``log_file``, then wait
+        until ``is_ready()``."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                             **popen_args)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise self.error(f"{self.name} exited with code {self._process.returncode}:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise self.error(f"{self.name} not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return log_tail(self.log_file, lines)
 
     def stop(self, timeout_s: float | None = None) -> None:
         stop_process_group(self._process, self.stop_timeout_s if timeout_s is None else timeout_s)

@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .child_process import ChildServer, log_tail
+from .child_process import ChildServer
 from .triton_process import REPO_ROOT, TritonProcess, free_port
 
 
@@ -53,6 +52,9 @@ def export_repository(config: StackConfig, log=print) -> Path:
 class OrchestratorProcess(ChildServer):
     """``liveportrait-orchestrator`` as a child process."""
 
+    name = "the orchestrator"
+    error = StackError
+
     triton_url: str
     log_file: Path
     port: int = field(default_factory=free_port)
@@ -60,7 +62,6 @@ class OrchestratorProcess(ChildServer):
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: float = 120.0
     require_serving: bool = True  # False: return once the gRPC server answers health checks (any status)
-    _process: subprocess.Popen | None = None
 
     @property
     def target(self) -> str:
@@ -79,35 +80,19 @@ class OrchestratorProcess(ChildServer):
                 "--metrics-port", str(self.metrics_port), "--triton-url", self.triton_url, *self.extra_args]
 
     def start(self) -> "OrchestratorProcess":
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer glibc arenas for the worker threads: flatter RSS
-        with open(self.log_file, "ab") as log:
-            self._process = subprocess.Popen(self.command(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                             env=env, start_new_session=True)
-        self._wait_serving()
+        self.spawn(self.command(), cwd=REPO_ROOT, env=env)
         return self
 
-    def _wait_serving(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
+    def is_ready(self) -> bool:
+        """SERVING on the standard health service (with ``require_serving`` off: answering at all)."""
         with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise StackError(f"the orchestrator exited with code {self._process.returncode}:\n"
-                                     f"{self.log_tail()}")
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-                    if status == health_pb2.HealthCheckResponse.SERVING or not self.require_serving:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.5)
-        self.stop()
-        raise StackError(f"the orchestrator was not SERVING after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        return log_tail(self.log_file, lines)
+            try:
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+            except grpc.RpcError:
+                return False
+        return status == health_pb2.HealthCheckResponse.SERVING or not self.require_serving
 
 
 class EmbeddedStack:

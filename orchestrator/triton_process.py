@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .child_process import ChildServer, log_tail
+from .child_process import ChildServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +68,8 @@ class TritonPorts:
 class TritonProcess(ChildServer):
     """A tritonserver child process serving ``model_repository`` on loopback."""
 
+    name = "tritonserver"
+    error = TritonStartError
     stop_timeout_s = 30.0
 
     model_repository: Path
@@ -77,7 +77,6 @@ class TritonProcess(ChildServer):
     ports: TritonPorts = field(default_factory=TritonPorts)
     startup_timeout_s: float = 300.0
     extra_args: tuple[str, ...] = ()
-    _process: subprocess.Popen | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -104,25 +103,9 @@ class TritonProcess(ChildServer):
 
     def start(self) -> "TritonProcess":
         install = TritonInstall.locate()
-        env = dict(os.environ, LIVEPORTRAIT_BACKEND_PYTHONPATH=str(install.backend_python_path))
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            self._process = subprocess.Popen(self.command(install), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             start_new_session=True)
-        self._wait_ready()
+        self.spawn(self.command(install),
+                   env=dict(os.environ, LIVEPORTRAIT_BACKEND_PYTHONPATH=str(install.backend_python_path)))
         return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise TritonStartError(f"tritonserver exited with code {self._process.returncode}; "
-                                       f"last log lines:\n{self.log_tail()}")
-            if self.is_ready():
-                return
-            time.sleep(0.5)
-        self.stop()
-        raise TritonStartError(f"tritonserver not ready after {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
 
     def is_ready(self) -> bool:
         try:
@@ -130,6 +113,3 @@ class TritonProcess(ChildServer):
                 return response.status == 200
         except OSError:
             return False
-
-    def log_tail(self, lines: int = 30) -> str:
-        return log_tail(self.log_file, lines)
