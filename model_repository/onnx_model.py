@@ -43,7 +43,9 @@ class TritonPythonModel:
             for request in requests
         ]
         sizes = [next(iter(b.values())).shape[0] for b in batches]
-        feed = {name: np.concatenate([b[name] for b in batches]) for name in self.input_names}
+        # one request (the common case at low load) is fed as is: concatenating would copy every input
+        feed = batches[0] if len(batches) == 1 else {
+            name: np.concatenate([b[name] for b in batches]) for name in self.input_names}
         try:
             outputs = self.session.run(self.output_names, feed)
         except Exception as exc:  # report per request; the model stays loaded

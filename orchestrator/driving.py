@@ -8,13 +8,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import AsyncIterator, Protocol
 
-import cv2
 import numpy as np
 
 from .errors import InvalidRequest, NoFace
 from .face import FaceAnalyzer
-from .face.geometry import box_transform, resize_crop, warp_crop
-from .face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig, should_crop
+from .face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig
 from .keypoints import Motion, motion_from_extractor
 from .media import DEFAULT_FPS, VideoInfo, read_frames
 from .options import DrivingCropOptions
@@ -23,7 +21,6 @@ from .timing import Timings
 from .triton_client import RequestRunner
 
 MOTION_MODEL = "motion_extractor_u8"
-INPUT_SIZE = 256
 
 
 class DrivingSource(Protocol):
@@ -91,8 +88,8 @@ class VideoDriving:
         self.path = path
         self.info = info
         self.runner = runner
-        self.tracker = DrivingCropTracker(analyzer, TrackerConfig(crop=crop.crop, box=crop.box))
-        self.cropping = should_crop((info.height, info.width), crop.crop)
+        self.tracker = DrivingCropTracker(analyzer, TrackerConfig(crop=crop.crop, box=crop.box),
+                                          (info.height, info.width))
         self.need_ratios = need_ratios
         self.timings = timings
         self.chunk = chunk
@@ -127,8 +124,8 @@ class VideoDriving:
 
     async def _prepare(self, frame: np.ndarray) -> list[tuple[np.ndarray, tuple | None, float | None]]:
         """The frame's network input and ratios (and those of frames that waited for the first face)."""
-        if not self.cropping and not self.need_ratios:
-            return [(cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE)), None, None)]
+        if not self.tracker.cropping and not self.need_ratios:
+            return [(self.tracker.driving_input(frame), None, None)]
         found = await self.tracker.process(frame)
         eyes, lip = self._ratios.update(found)
         if found.image_256 is None:
@@ -136,11 +133,9 @@ class VideoDriving:
             if len(self._pending) > self.max_pending:
                 raise NoFace(f"no face was found in the first {self.max_pending} frames of the driving video")
             return []
-        waited = [(resize_crop(warp_crop(f, box_transform(found.box, self.tracker.config.box.dsize)), INPUT_SIZE),
-                   eyes, lip) for f in self._pending]
+        waited = [(self.tracker.driving_input(f, found.box), eyes, lip) for f in self._pending]
         self._pending = []
-        image = found.image_256 if self.cropping else cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE))
-        return waited + [(image, eyes, lip)]
+        return waited + [(found.image_256, eyes, lip)]
 
     async def _motion(self, items: list[tuple[np.ndarray, tuple | None, float | None]]) -> Motion:
         with self.timings.stage("motion"):

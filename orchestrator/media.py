@@ -148,16 +148,11 @@ class FragmentedMp4Writer:
         self._video.codec_context.gop_size = max(1, round(self.fps))
         self._video.options = settings.codec_options
         self._frames = 0
-        self._audio = _AudioTrack(audio_from, self._out, settings.audio_bitrate) if audio_from else None
-        self.bytes_written = 0
+        self._audio = _AudioTrack.of(audio_from, self._out, settings.audio_bitrate) if audio_from else None
 
     @property
     def has_audio(self) -> bool:
-        return self._audio is not None and self._audio.active
-
-    @property
-    def frames(self) -> int:
-        return self._frames
+        return self._audio is not None
 
     def write(self, frames: list[np.ndarray]) -> bytes:
         """Encode RGB uint8 frames; returns the MP4 bytes that became available (possibly none)."""
@@ -188,21 +183,24 @@ class FragmentedMp4Writer:
             self._audio.close()
 
     def _take(self) -> bytes:
-        data = self._sink.take()
-        self.bytes_written += len(data)
-        return data
+        return self._sink.take()
 
 
 class _AudioTrack:
     """The first audio stream of a file, decoded, resampled and re-encoded to AAC as far as the video has come
     (it ends within one audio frame after the last video frame)."""
 
-    def __init__(self, path: Path, out: av.container.OutputContainer, bitrate: int):
-        self._input = av.open(str(path), "r")
-        self.active = bool(self._input.streams.audio)
-        if not self.active:
-            self._input.close()
-            return
+    @classmethod
+    def of(cls, path: Path, out: av.container.OutputContainer, bitrate: int) -> "_AudioTrack | None":
+        """The track of ``path``'s first audio stream; None when it has none."""
+        source = av.open(str(path), "r")
+        if not source.streams.audio:
+            source.close()
+            return None
+        return cls(source, out, bitrate)
+
+    def __init__(self, container: av.container.InputContainer, out: av.container.OutputContainer, bitrate: int):
+        self._input = container
         source = self._input.streams.audio[0]
         rate = source.codec_context.sample_rate or 44100
         self._stream = out.add_stream("aac", rate=rate)
@@ -230,9 +228,8 @@ class _AudioTrack:
                 self._out.mux(self._stream.encode(chunk))
 
     def flush(self) -> None:
-        if self.active:
-            self._out.mux(self._stream.encode(None))
-            self.close()
+        self._out.mux(self._stream.encode(None))
+        self.close()
 
     def close(self) -> None:
         self._input.close()

@@ -30,18 +30,18 @@ class PasteBack:
         self.image = image
         self.M_c2o = np.asarray(M_c2o, np.float32)
         self.mask = paste_back_mask(mask_crop, self.M_c2o, image.shape[:2])
-        ys, xs = np.nonzero(self.mask.max(axis=2))
-        if len(xs):
-            self.box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
-        else:
-            self.box = (0, 0, 0, 0)
+        ys, xs = np.nonzero(np.maximum.reduce([self.mask[..., c] for c in range(3)]))  # 10x faster than axis=2
+        self.box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1) if len(xs) else (0, 0, 0, 0)
+        y0, y1, x0, x1 = self.box
+        # the request's constant part of the blend, inside the box: the mask and the source under (1 - mask)
+        self._mask = self.mask[y0:y1, x0:x1]
+        self._source_part = (1 - self._mask) * image[y0:y1, x0:x1]
 
     def __call__(self, crop: np.ndarray) -> np.ndarray:
         h, w = self.image.shape[:2]
         warped = cv2.warpAffine(crop, self.M_c2o[:2], (w, h), flags=cv2.INTER_LINEAR)
         y0, y1, x0, x1 = self.box
         out = self.image.copy()
-        mask = self.mask[y0:y1, x0:x1]
-        blend = mask * warped[y0:y1, x0:x1] + (1 - mask) * self.image[y0:y1, x0:x1]
+        blend = self._mask * warped[y0:y1, x0:x1] + self._source_part
         out[y0:y1, x0:x1] = np.clip(blend, 0, 255).astype(np.uint8)
         return out

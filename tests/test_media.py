@@ -137,3 +137,12 @@ def test_frames_come_out_upright_whatever_the_display_rotation(tmp_path, rotatio
     for frame in frames:
         assert frame.shape == upright_frame.shape
         assert np.abs(frame.astype(int) - upright_frame.astype(int)).mean() < 6
+
+
+def test_audio_requested_from_a_file_without_audio_gives_a_silent_video(tmp_path):
+    source = make_video(tmp_path / "silent.mp4", 10, Fraction(25))
+    writer = FragmentedMp4Writer(64, 48, Fraction(25), audio_from=source)
+    assert not writer.has_audio
+    data = b"".join(writer.write(chunk) for chunk in read_frames(source, chunk=5, max_frames=100)) + writer.close()
+    rate, decoded, has_audio, _ = read_back(data, tmp_path / "o.mp4")
+    assert len(decoded) == 10 and not has_audio

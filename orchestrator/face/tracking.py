@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .analyzer import FaceAnalyzer
-from .geometry import DRIVING_CROP, CropConfig, box_transform, crop_rect, resize_crop, square_box, warp_crop
+from .geometry import DRIVING_CROP, CropConfig, box_transform, crop_rect, square_box, warp_crop
 from .ordering import box_iou
 
 
@@ -45,33 +45,41 @@ def should_crop(frame_shape: tuple[int, ...], requested: bool | None) -> bool:
 
 
 class DrivingCropTracker:
-    def __init__(self, analyzer: FaceAnalyzer, config: TrackerConfig = TrackerConfig()):
+    def __init__(self, analyzer: FaceAnalyzer, config: TrackerConfig = TrackerConfig(),
+                 frame_shape: tuple[int, ...] | None = None):
+        """``frame_shape`` (when known) decides cropping now; otherwise the first frame decides it."""
         self.analyzer = analyzer
         self.config = config
+        self.cropping = None if frame_shape is None else should_crop(frame_shape, config.crop)
         self._landmarks: np.ndarray | None = None
         self._box: np.ndarray | None = None
-        self._crop: bool | None = None
 
     async def process(self, frame: np.ndarray) -> DrivingFrame:
         """Next RGB uint8 frame -> its 256x256 driving input, landmarks and ratios."""
-        if self._crop is None:
-            self._crop = should_crop(frame.shape, self.config.crop)
+        if self.cropping is None:
+            self.cropping = should_crop(frame.shape, self.config.crop)
         landmarks, redetected = await self._find(frame)
         self._landmarks = landmarks
         eyes = lip = None
         if landmarks is not None:
             eyes, lip = self.analyzer.ratios(landmarks)
-        if not self._crop:
-            image = cv2.resize(frame, (self.config.output_size,) * 2, interpolation=cv2.INTER_AREA)
-            return DrivingFrame(image, landmarks is not None, landmarks, eyes, lip, None, redetected)
+        if not self.cropping:
+            return DrivingFrame(self.driving_input(frame), landmarks is not None, landmarks, eyes, lip, None,
+                                redetected)
         if landmarks is not None:
             self._box = self._smooth(square_box(crop_rect(self.analyzer.crop_points(landmarks), self.config.box.scale,
                                                           vy_ratio=self.config.box.vy_ratio)))
         if self._box is None:
             return DrivingFrame(None, False, None, None, None, None, redetected)
-        crop = warp_crop(frame, box_transform(self._box, self.config.box.dsize))
-        image = resize_crop(crop, self.config.output_size)
-        return DrivingFrame(image, landmarks is not None, landmarks, eyes, lip, self._box.copy(), redetected)
+        return DrivingFrame(self.driving_input(frame, self._box), landmarks is not None, landmarks, eyes, lip,
+                            self._box.copy(), redetected)
+
+    def driving_input(self, frame: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
+        """The network input of a frame: the official driving crop of ``box`` (or the whole frame), resized to 256
+        with ``cv2.resize``'s default bilinear filter, as the official pipeline resizes driving frames."""
+        if box is not None:
+            frame = warp_crop(frame, box_transform(box, self.config.box.dsize))
+        return cv2.resize(frame, (self.config.output_size,) * 2)
 
     async def _find(self, frame: np.ndarray) -> tuple[np.ndarray | None, bool]:
         if self._landmarks is not None:
