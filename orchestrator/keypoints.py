@@ -232,10 +232,9 @@ class KeypointComposer:
         return x
 
     def raw(self, motion: Motion) -> np.ndarray:
-        """``scale_new * (x_c_s @ R_new + delta_new) + t_new`` per frame."""
+        """``scale_new * (x_c_s @ R_new + delta_new) + t_new`` per frame (t_new has no z: ``transform_keypoints``)."""
         new = self.new_motion(motion)
-        x = new.scale.reshape(-1, 1, 1) * (self.source.kp @ new.R + new.exp) + new.t[:, None, :]
-        return x.astype(F32)
+        return transform_keypoints(self.source.kp, new.R, new.exp, new.scale, new.t)
 
     def new_motion(self, motion: Motion) -> Motion:
         """Per frame ``R_new``, ``delta_new`` (as ``exp``), ``scale_new`` and ``t_new`` (z set to 0)."""
@@ -294,9 +293,12 @@ class RetargetPlan:
     replace_by_source: bool  # retargeting with relative motion: x = x_s + deltas
 
 
-def retarget_plan(options: KeypointOptions, lip_normalization: bool) -> RetargetPlan:
+def retarget_plan(options: KeypointOptions, has_landmarks: bool, source_lip: float | None) -> RetargetPlan:
+    """Retargeting and lip normalisation need the source's landmarks (official); stitching does not."""
+    if not has_landmarks:
+        return RetargetPlan(options.stitching, False, False, False, options.retargeting and options.relative_motion)
     if not options.retargeting:
-        return RetargetPlan(options.stitching, False, False, lip_normalization, False)
+        return RetargetPlan(options.stitching, False, False, needs_lip_normalization(options, source_lip), False)
     return RetargetPlan(options.stitching, options.eye_retargeting, options.lip_retargeting, False,
                         options.relative_motion)
 

@@ -22,7 +22,7 @@ from .driving import DrivingSource, require_ratios
 from .errors import NoFace
 from .face import FaceAnalyzer, NoFaceError, decode_image, limit_size
 from .keypoints import (KeypointComposer, Motion, RetargetPlan, SourceKeypoints, combine_retargeting,
-                        combined_eye_ratio, combined_lip_ratio, needs_lip_normalization, retarget_plan,
+                        combined_eye_ratio, combined_lip_ratio, retarget_plan,
                         source_keypoints)
 from .media import EncodeSettings, FragmentedMp4Writer
 from .options import AnimateOptions
@@ -81,13 +81,8 @@ class KeypointStage:
                  runner: RequestRunner):
         self.source = source
         self.kp = keypoints
-        self.options = options.keypoints
         self.composer = KeypointComposer(keypoints, options.keypoints, driving_is_video)
-        has_landmarks = source.eye_ratio is not None
-        self.plan: RetargetPlan = retarget_plan(
-            options.keypoints, needs_lip_normalization(options.keypoints, source.lip_ratio))
-        if not has_landmarks:  # official: retargeting needs the source landmarks
-            self.plan = RetargetPlan(self.plan.stitch, False, False, False, self.plan.replace_by_source)
+        self.plan: RetargetPlan = retarget_plan(options.keypoints, source.eye_ratio is not None, source.lip_ratio)
         self.runner = runner
         self.lip_normalization: np.ndarray | None = None
 

@@ -134,3 +134,15 @@ def test_a_driving_image_is_relative_to_the_neutral_expression():
     np.testing.assert_allclose(new.exp[0], source.exp + motion.exp[0] - LIP_ARRAY, atol=1e-6)
     assert composer.multiplier is None  # expression-friendly rescaling is for driving videos only
     assert x.shape == (1, 21, 3)
+
+
+def test_retargeting_and_lip_normalisation_need_the_source_landmarks():
+    from orchestrator.keypoints import RetargetPlan, retarget_plan
+
+    both = KeypointOptions(eye_retargeting=True, lip_retargeting=True)
+    assert retarget_plan(both, True, 0.2) == RetargetPlan(True, True, True, False, True)
+    assert retarget_plan(both, False, None) == RetargetPlan(True, False, False, False, True)  # stitching stays
+    normalize = KeypointOptions(normalize_lip=True)
+    assert retarget_plan(normalize, True, 0.2).add_lip_normalization  # open mouth (>= 0.03)
+    assert not retarget_plan(normalize, True, 0.01).add_lip_normalization
+    assert not retarget_plan(normalize, False, None).add_lip_normalization
