@@ -69,14 +69,15 @@ def golden(golden_case) -> dict[str, dict[str, np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def official_weights_for_seed(tmp_path_factory):
-    """seed -> a directory of synthetic checkpoints in the official download layout (write_checkpoints.py)."""
+    """seed -> a directory of synthetic checkpoints in the official download layout, human and animal sets
+    (write_checkpoints.py --animal), written once per seed for the whole session."""
     written: dict[int, Path] = {}
 
     def weights(seed: int) -> Path:
         if seed not in written:
             out = tmp_path_factory.mktemp(f"official-weights-seed{seed}")
             subprocess.run([sys.executable, str(REFERENCE / "write_checkpoints.py"), "--seed", str(seed),
-                            "--out", str(out)], check=True, capture_output=True)
+                            "--out", str(out), "--animal"], check=True, capture_output=True)
             written[seed] = out
         return written[seed]
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -41,16 +39,11 @@ def test_retargeting_mlps_equal_official_manifest(shared_dir):
     assert ours == manifest_entries(shared_dir, "stitching_retargeting_module")
 
 
-def write_official_layout(shared_dir: Path, out: Path, seed: int = 1, animal: bool = False) -> Path:
-    args = [sys.executable, str(shared_dir / "reference" / "write_checkpoints.py"), "--seed", str(seed), "--out", str(out)]
-    subprocess.run(args + (["--animal"] if animal else []), check=True, capture_output=True)
-    return out
-
-
 @pytest.fixture(scope="session")
-def official_layout_weights(shared_dir, tmp_path_factory) -> Path:
-    """Synthetic checkpoints (seed 1, the golden case A weights) in the official download layout."""
-    return write_official_layout(shared_dir, tmp_path_factory.mktemp("weights"), seed=1, animal=True)
+def official_layout_weights(official_weights_for_seed) -> Path:
+    """Synthetic checkpoints (seed 1, the golden case A weights) in the official download layout, animal set too.
+    Shared with the golden tests; the tests that break files work on a copy."""
+    return official_weights_for_seed(1)
 
 
 def copy_of(weights: Path, tmp_path: Path) -> Path:
