@@ -70,11 +70,9 @@ def count_gflop(module, inputs) -> float:
 def triton_infer(client, spec, feeds):
     import tritonclient.grpc as grpcclient
 
-    tensors = []
-    for t in spec.inputs:
-        tensor = grpcclient.InferInput(t.name, list(feeds[t.name].shape), t.dtype)
-        tensor.set_data_from_numpy(feeds[t.name])
-        tensors.append(tensor)
+    from orchestrator.triton_client import infer_inputs
+
+    tensors = infer_inputs({t.name: feeds[t.name] for t in spec.inputs})
     return client.infer(spec.name, tensors, outputs=[grpcclient.InferRequestedOutput(t.name) for t in spec.outputs])
 
 

@@ -75,15 +75,9 @@ class Timer:
 
 
 def triton_fn(client, model: str, inputs: dict[str, np.ndarray]):
-    import tritonclient.grpc as grpcclient
+    from orchestrator.triton_client import infer_inputs
 
-    from orchestrator.triton_client import NP_TO_TRITON
-
-    tensors = []
-    for name, value in inputs.items():
-        tensor = grpcclient.InferInput(name, list(value.shape), NP_TO_TRITON[value.dtype])
-        tensor.set_data_from_numpy(value)
-        tensors.append(tensor)
+    tensors = infer_inputs(inputs)
     return lambda: client.infer(model, tensors)
 
 

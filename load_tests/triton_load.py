@@ -8,7 +8,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from orchestrator.triton_client import NP_TO_TRITON, TritonConfig
+from orchestrator.triton_client import TritonConfig, infer_inputs, status_code_name
 
 from .stats import OK, Outcome
 
@@ -40,11 +40,7 @@ class TritonCall:
                  timeout_s: float = 120.0):
         self.client = client
         self.model = model
-        self.tensors = []
-        for name, value in inputs.items():
-            tensor = grpcclient.InferInput(name, list(value.shape), NP_TO_TRITON[value.dtype])
-            tensor.set_data_from_numpy(value)
-            self.tensors.append(tensor)
+        self.tensors = infer_inputs(inputs)
         self.frames = int(next(iter(inputs.values())).shape[0])
         self.timeout_s = timeout_s
 
@@ -53,7 +49,6 @@ class TritonCall:
         try:
             await self.client.infer(self.model, self.tensors, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            code = (exc.status() or "UNKNOWN").rsplit(".", 1)[-1]
-            return Outcome(code, time.perf_counter() - started)
+            return Outcome(status_code_name(exc.status()), time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         return Outcome(OK, elapsed, elapsed, self.frames)

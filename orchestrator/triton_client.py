@@ -19,6 +19,22 @@ from .metrics import Metrics
 NP_TO_TRITON = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}
 
 
+def infer_inputs(arrays: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
+    """Triton request tensors from named uint8 / float32 arrays (the sync and aio clients share the class)."""
+    tensors = []
+    for name, value in arrays.items():
+        value = np.ascontiguousarray(value)
+        tensor = grpcclient.InferInput(name, list(value.shape), NP_TO_TRITON[value.dtype])
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    return tensors
+
+
+def status_code_name(status: str | None) -> str:
+    """'StatusCode.UNAVAILABLE' -> 'UNAVAILABLE'."""
+    return (status or "UNKNOWN").rsplit(".", 1)[-1]
+
+
 class TritonError(RuntimeError):
     """A Triton call failed; ``code`` is the gRPC status name (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...)."""
 
@@ -95,14 +111,8 @@ class TritonRunner:
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray], traffic: Traffic | None = None,
                     timeout_s: float | None = None) -> dict[str, np.ndarray]:
-        tensors = []
-        sent = 0
-        for name, value in inputs.items():
-            value = np.ascontiguousarray(value)
-            tensor = grpcclient.InferInput(name, list(value.shape), NP_TO_TRITON[value.dtype])
-            tensor.set_data_from_numpy(value)
-            tensors.append(tensor)
-            sent += value.nbytes
+        tensors = infer_inputs(inputs)
+        sent = sum(value.nbytes for value in inputs.values())
         timeout = self.config.call_timeout_s if timeout_s is None else min(timeout_s, self.config.call_timeout_s)
         started = time.perf_counter()
         try:
@@ -110,7 +120,7 @@ class TritonRunner:
             result = await client.infer(model, tensors, client_timeout=max(timeout, 0.001))
         except InferenceServerException as exc:
             self.metrics.triton_errors.labels(model).inc()
-            raise TritonError(model, _code_name(exc.status()), exc.message() or str(exc)) from None
+            raise TritonError(model, status_code_name(exc.status()), exc.message() or str(exc)) from None
         finally:
             self.metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
         response = result.get_response()
@@ -131,7 +141,7 @@ class TritonRunner:
                 if not await self.client.is_model_ready(model, client_timeout=timeout_s):
                     return False, f"model {model!r} is not ready"
         except InferenceServerException as exc:
-            return False, f"Triton is unreachable: {_code_name(exc.status())}"
+            return False, f"Triton is unreachable: {status_code_name(exc.status())}"
         return True, "ready"
 
     async def model_parameter(self, model: str, key: str, timeout_s: float = 5.0) -> str | None:
@@ -158,8 +168,3 @@ class RequestRunner:
         if remaining is not None and remaining <= 0:
             raise TritonError(model, "DEADLINE_EXCEEDED", "the request's deadline passed")
         return await self.runner.infer(model, inputs, self.traffic, remaining)
-
-
-def _code_name(status: str | None) -> str:
-    """'StatusCode.UNAVAILABLE' -> 'UNAVAILABLE'."""
-    return (status or "UNKNOWN").rsplit(".", 1)[-1]

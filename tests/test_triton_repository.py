@@ -11,6 +11,7 @@ import tritonclient.grpc as grpcclient
 from export_scripts.onnx_export import example_inputs, relative_l2
 from export_scripts.profiles import TINY
 from export_scripts.served_models import repository_models, served_models
+from orchestrator.triton_client import infer_inputs
 
 SERVED, ENSEMBLES = repository_models(TINY)
 
@@ -24,12 +25,7 @@ def client(triton_server):
 
 
 def infer(client, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-    tensors = []
-    for name, value in inputs.items():
-        tensor = grpcclient.InferInput(name, list(value.shape), "UINT8" if value.dtype == np.uint8 else "FP32")
-        tensor.set_data_from_numpy(value)
-        tensors.append(tensor)
-    result = client.infer(model, tensors, outputs=[grpcclient.InferRequestedOutput(o) for o in outputs])
+    result = client.infer(model, infer_inputs(inputs), outputs=[grpcclient.InferRequestedOutput(o) for o in outputs])
     return {o: result.as_numpy(o) for o in outputs}
 
 
