@@ -143,13 +143,14 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
         height, width = source.image.shape[:2]
     else:
         height = width = 512
-    writer = FragmentedMp4Writer(width, height, driving.fps, EncodeSettings(crf=options.crf, low_latency=options.low_latency),
+    writer = FragmentedMp4Writer(width, height, driving.fps,
+                                 EncodeSettings(crf=options.crf, low_latency=options.low_latency),
                                  audio_from=driving.audio_path if options.audio else None)
     offset = done = 0
     try:
-        async for crops in read_ahead(rendered_chunks(driving, keypoints, source, ctx)):
+        async for planes in read_ahead(rendered_chunks(driving, keypoints, source, ctx)):
             with ctx.timings.stage("paste_back"):
-                frames = await asyncio.to_thread(lambda: [paste(c) for c in crops]) if paste else list(crops)
+                frames = await asyncio.to_thread(output_frames, planes, paste)
             with ctx.timings.stage("encode"):
                 data = await asyncio.to_thread(writer.write, frames)
             done += len(frames)
@@ -171,28 +172,34 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
 
 async def rendered_chunks(driving: DrivingSource, keypoints: KeypointStage, source: Source,
                           ctx: RequestContext) -> AsyncIterator[np.ndarray]:
-    """The 512x512 crops of each driving chunk: driving motion -> keypoints -> render."""
+    """The rendered crops of each driving chunk: driving motion -> keypoints -> render."""
     async for motion in driving.chunks():
         with ctx.timings.stage("keypoints"):
             kp_driving = await keypoints(motion)
         with ctx.timings.stage("render"):
-            crops = await render(ctx.runner, source.crop_256, keypoints.kp.x_s, kp_driving)
-        yield crops
+            planes = await render(ctx.runner, source.crop_256, keypoints.kp.x_s, kp_driving)
+        yield planes
 
 
 async def render(runner: RequestRunner, crop_256: np.ndarray, x_s: np.ndarray, kp_driving: np.ndarray) -> np.ndarray:
-    """512x512 RGB uint8 crops of a chunk, one ``render_i420`` call.
+    """The 512x512 crops of a chunk as planar YUV 4:2:0 ([n, 768, 512] uint8), one ``render_i420`` call.
 
-    Triton returns planar YUV 4:2:0 (half the bytes of RGB: ~0.59 MB per frame with the source crop going in);
-    the video is encoded as yuv420p anyway.
+    Half the bytes of RGB (~0.59 MB per frame with the source crop going in); the video is encoded as yuv420p anyway.
     """
     n = len(kp_driving)
     outputs = await runner.infer("render_i420", {
-        "source_u8": np.ascontiguousarray(np.broadcast_to(crop_256, (n, 256, 256, 3))),
-        "kp_source": np.ascontiguousarray(np.broadcast_to(x_s, (n, 21, 3)), F32),
-        "kp_driving": np.ascontiguousarray(kp_driving, F32),
+        "source_u8": np.broadcast_to(crop_256, (n, 256, 256, 3)),
+        "kp_source": np.broadcast_to(x_s, (n, 21, 3)).astype(F32),
+        "kp_driving": kp_driving.astype(F32, copy=False),
     })
-    return np.stack([cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420) for planes in outputs["image_i420"]])
+    return outputs["image_i420"]
+
+
+def output_frames(planes: np.ndarray, paste: PasteBack | None) -> list[np.ndarray]:
+    """The video frames of a rendered chunk: RGB, pasted back into the source when pasting (runs in a worker
+    thread, off the event loop)."""
+    crops = [cv2.cvtColor(p, cv2.COLOR_YUV2RGB_I420) for p in planes]
+    return [paste(c) for c in crops] if paste else crops
 
 
 def summary(frames: int, driving: DrivingSource, width: int, height: int, size: int, has_audio: bool,
