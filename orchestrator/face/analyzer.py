@@ -12,7 +12,7 @@ import numpy as np
 from . import blazeface, facemesh
 from .geometry import CropConfig, CropTransform, crop_transform, resize_crop, warp_crop
 from .mesh_layout import mesh_to_68
-from .ordering import order_faces, select_face
+from .ordering import order_faces, overlaps_any, select_face
 from .ratios import RatioMapping, liveportrait_ratios
 from .runner import FaceModelRunner, infer_chunked
 
@@ -96,7 +96,7 @@ class FaceAnalyzer:
             if faces:
                 break
             faces = await self._faces(image, await self.small_faces(image, level))
-        if hint is not None and not _overlaps([f.box for f in faces], hint):
+        if hint is not None and not overlaps_any([f.box for f in faces], hint):
             hint = np.asarray(hint, np.float64)
             faces = await self._faces(image, [blazeface.Detection(hint, None, 0.0)], [facemesh.roi_from_box(hint, 1.2)])
         return order_faces(faces, order or self.config.order)
@@ -171,9 +171,3 @@ def crop_face(image: np.ndarray, face: Face) -> SourceCrop:
     crop512 = warp_crop(image, face.crop)
     return SourceCrop(resize_crop(crop512), crop512, face.crop.M_o2c, face.crop.M_c2o, face.eye_ratio,
                       face.lip_ratio, face)
-
-
-def _overlaps(boxes: list[np.ndarray], hint: np.ndarray) -> bool:
-    from .ordering import box_iou
-
-    return any(box_iou(np.asarray(b, np.float64), np.asarray(hint, np.float64)) > 0 for b in boxes)

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 
 from .analyzer import AnalyzerConfig, FaceAnalyzer
-from .blazeface import Detection
+from .blazeface import Detection, suppress
 from .geometry import CropConfig, crop_transform, transform_points, warp_crop
-from .ordering import box_iou, order_faces
+from .ordering import order_faces, overlaps_any
 from .ratios import official_ratios
 from .runner import infer_chunked
 
@@ -61,16 +61,6 @@ def scrfd_decode(outputs: dict[str, np.ndarray], index: int, threshold: float) -
     return np.concatenate(boxes), np.concatenate(kps), np.concatenate(scores)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    order = list(np.argsort(-scores, kind="stable"))
-    keep = []
-    while order:
-        i = order.pop(0)
-        keep.append(i)
-        order = [j for j in order if box_iou(boxes[i], boxes[j]) <= iou_threshold]
-    return keep
-
-
 def box_crop_matrix(box: np.ndarray, size: int = L106_SIZE) -> np.ndarray:
     """InsightFace Landmark crop: centred on the box, 1.5 x its long side, no rotation (2x3, image -> crop)."""
     scale = size / (max(box[2] - box[0], box[3] - box[1]) * 1.5)
@@ -86,7 +76,7 @@ class OfficialFaceAnalyzer(FaceAnalyzer):
                      small_face_levels: int | None = None) -> list:
         """As ``FaceAnalyzer.detect``; the 512 px SCRFD input finds small faces without a window search."""
         detections = await self._detect(image)
-        if hint is not None and not any(box_iou(d.box, np.asarray(hint, np.float64)) > 0 for d in detections):
+        if hint is not None and not overlaps_any([d.box for d in detections], hint):
             detections = [Detection(np.asarray(hint, np.float64), None, 0.0)]
         if not detections:
             return []
@@ -107,8 +97,8 @@ class OfficialFaceAnalyzer(FaceAnalyzer):
         boxed, det_scale = scrfd_letterbox(image)
         out = await self.runner.infer(DETECTOR, {"image": boxed[None]})
         boxes, kps, scores = scrfd_decode(out, 0, self.config.min_detection_score)
-        return [Detection(boxes[i] / det_scale, kps[i] / det_scale, float(scores[i]))
-                for i in nms(boxes, scores, self.config.nms_iou)]
+        found = [Detection(box / det_scale, k / det_scale, float(s)) for box, k, s in zip(boxes, kps, scores)]
+        return suppress(found, self.config.nms_iou)
 
     async def _landmarks106(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
         matrices = [box_crop_matrix(b) for b in boxes]

@@ -5,6 +5,8 @@ from typing import Sequence, TypeVar
 
 import numpy as np
 
+from .blazeface import iou
+
 ORDERINGS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
 
 T = TypeVar("T")
@@ -35,11 +37,12 @@ def order_faces(faces: Sequence[T], direction: str = "large-small") -> list[T]:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
+    return float(iou(np.asarray(a, np.float64), np.asarray(b, np.float64)[None])[0])
+
+
+def overlaps_any(boxes: Sequence[np.ndarray], hint: np.ndarray) -> bool:
+    """Whether any of ``boxes`` overlaps the ``hint`` box at all."""
+    return any(box_iou(box, hint) > 0 for box in boxes)
 
 
 def select_face(faces: Sequence[T], index: int = 0, hint: np.ndarray | None = None) -> T:
