@@ -17,11 +17,11 @@ import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .build import build_networks
 from .cli import ExportRequest, run_export
 from .onnx_export import example_inputs, serving_modules
 from .profiles import get_profile
 from .served_models import served_models
+from .synthetic_weights import synthetic_networks
 
 BUILD = Path(__file__).resolve().parents[1] / "build" / "bench"
 
@@ -84,7 +84,7 @@ def bench_profile(profile_name: str, settings: Settings) -> list[Row]:
     repository = BUILD / f"repo-{profile_name}-cpu"
     run_export(ExportRequest(weights="synthetic", profile=profile_name, target="cpu", output=repository),
                log=lambda *_: None)
-    modules = serving_modules(_networks(profile))
+    modules = serving_modules(synthetic_networks(profile))
     specs = [s for s in served_models(profile) if settings.models is None or s.name in settings.models]
     server = TritonProcess(repository, log_file=BUILD / f"triton-{profile_name}.log") if settings.triton else None
     rows = []
@@ -115,14 +115,6 @@ def bench_profile(profile_name: str, settings: Settings) -> list[Row]:
         if server:
             server.stop()
     return rows
-
-
-def _networks(profile):
-    from .synthetic_weights import load_synthetic_weights
-
-    networks = build_networks(profile)
-    load_synthetic_weights(networks, seed=0)
-    return networks
 
 
 def _cuda_session(path: Path):

@@ -92,4 +92,3 @@ def load_official_checkpoints(networks: LivePortraitNetworks, paths: CheckpointP
         if group not in groups:
             raise CheckpointError(f"{paths.retargeting}: missing group {group!r} (found {sorted(groups)})")
         load_state_strict(getattr(networks, part), strip_ddp_prefix(groups[group]), f"{paths.retargeting}[{group}]")
-    networks.eval()

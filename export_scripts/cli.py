@@ -24,7 +24,7 @@ from .face_models import export_face_models, face_served_models
 from .face_models.cache import default_cache_dir
 from .face_models.official import OFFICIAL_FILES, official_files_present
 from .served_models import ensembles, repository_models, served_models
-from .synthetic_weights import load_synthetic_weights
+from .synthetic_weights import synthetic_networks
 
 MANIFEST = "export_manifest.json"
 MEDIAPIPE_FACE_LABEL = "mediapipe 0.10.14 BlazeFace short range + FaceMesh (Apache-2.0)"
@@ -97,13 +97,12 @@ def _up_to_date(request: ExportRequest, fingerprint: dict) -> bool:
 
 def load_networks(request: ExportRequest):
     profile = get_profile(request.profile)
-    networks = build_networks(profile)
     if request.synthetic:
-        load_synthetic_weights(networks, request.seed)
-    else:
-        if profile.name != "full":
-            raise CheckpointError("official checkpoints have the full-size architecture: use --profile full")
-        load_official_checkpoints(networks, CheckpointPaths.in_directory(Path(request.weights), request.model_set))
+        return profile, synthetic_networks(profile, request.seed)
+    if profile.name != "full":
+        raise CheckpointError("official checkpoints have the full-size architecture: use --profile full")
+    networks = build_networks(profile)
+    load_official_checkpoints(networks, CheckpointPaths.in_directory(Path(request.weights), request.model_set))
     return profile, networks
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .build import LivePortraitNetworks
+from .build import LivePortraitNetworks, build_networks
+from .profiles import Profile
 
 HEAD_SCALES = {"fc_kp": (0.3, 0.0), "fc_exp": (0.03, 0.0), "fc_t": (0.05, 0.0), "fc_scale": (0.05, 1.5)}
 
@@ -71,4 +72,10 @@ def load_synthetic_weights(networks: LivePortraitNetworks, seed: int) -> None:
     """Fill every network with synthetic weights (in place)."""
     for name, module in networks.modules().items():
         module.load_state_dict(synthetic_state_dict(module, seed, prefix=f"{name}."), strict=True)
-    networks.eval()
+
+
+def synthetic_networks(profile: Profile, seed: int = 0) -> LivePortraitNetworks:
+    """The networks of ``profile`` built and filled with synthetic weights of ``seed`` (eval mode, no gradients)."""
+    networks = build_networks(profile)
+    load_synthetic_weights(networks, seed)
+    return networks

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export_scripts.benchmark import _networks, count_gflop
+from export_scripts.benchmark import count_gflop
 from export_scripts.build import build_networks
+from export_scripts.synthetic_weights import synthetic_networks
 from export_scripts.onnx_export import example_inputs, serving_modules
 from export_scripts.profiles import get_profile
 from export_scripts.served_models import served_models
@@ -86,7 +87,7 @@ def run_reference(config: ReferenceConfig, log=print) -> dict:
 
     repository = config.repository or tiny_cpu_repository()
     profile = get_profile("tiny")
-    modules = serving_modules(_networks(profile))
+    modules = serving_modules(synthetic_networks(profile))
     specs = {s.name: s for s in served_models(profile)}
     source = example_inputs(specs["appearance_feature_extractor"], 1)
     warp_in = example_inputs(specs["warping_spade"], 1)
