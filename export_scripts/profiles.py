@@ -2,7 +2,7 @@
 ``tiny`` is the same architecture with reduced widths (and a thinner feature volume) for tests and the demo."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,6 @@ class Profile:
     def feature_3d_dims(self) -> tuple[int, int, int, int]:
         side = 256 // (2**self.appearance.num_down_blocks)
         return (self.appearance.reshape_channel, self.appearance.reshape_depth, side, side)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 FULL = Profile(

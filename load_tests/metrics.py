@@ -59,11 +59,6 @@ def scrape_all(urls: list[str]) -> Snapshot:
     return parse("\n".join(scrape(u) for u in urls) + "\n") if urls else Snapshot({})
 
 
-def per_replica(urls: list[str], name: str) -> dict[str, float]:
-    """{url: sum of ``name`` over all its series} (e.g. nv_inference_request_success per replica)."""
-    return {u: sum(parse(scrape(u)).by(name, "model").values()) for u in urls}
-
-
 TRITON_COMPUTE = ("nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
                   "nv_inference_compute_output_duration_us")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-STAGES = ("receive", "decode", "detect", "motion", "keypoints", "render", "paste_back", "encode")
 
 
 class Metrics:

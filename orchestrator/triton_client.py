@@ -8,7 +8,7 @@ honours, and no further call is made for that request.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -72,17 +72,10 @@ class Traffic:
 
     sent: int = 0
     received: int = 0
-    calls: int = 0
-    by_model: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, model: str, sent: int, received: int) -> None:
+    def add(self, sent: int, received: int) -> None:
         self.sent += sent
         self.received += received
-        self.calls += 1
-        row = self.by_model.setdefault(model, [0, 0, 0])
-        row[0] += sent
-        row[1] += received
-        row[2] += 1
 
 
 # Models called on their own channel. round_robin picks the next replica per call on each channel; a request makes
@@ -129,7 +122,7 @@ class TritonRunner:
         self.metrics.triton_bytes.labels("sent").inc(sent)
         self.metrics.triton_bytes.labels("received").inc(received)
         if traffic is not None:
-            traffic.add(model, sent, received)
+            traffic.add(sent, received)
         return outputs
 
     async def ready(self, models: tuple[str, ...], timeout_s: float = 5.0) -> tuple[bool, str]:

@@ -14,6 +14,7 @@ import pytest
 from client.api import PortraitClient
 from client.cli import main as cli
 from client.templates import read_template
+from load_tests import scenarios
 from orchestrator.embedded import OrchestratorProcess
 
 from video_checks import playable_frames
@@ -86,10 +87,7 @@ def expected_size(image_path: Path) -> tuple[int, int]:
 
 
 def short_template(name: str, frames: int):
-    template = read_template(EXAMPLES / "templates" / name)
-    del template.frames[frames:]
-    template.n_frames = frames
-    return template
+    return scenarios.short_template(EXAMPLES / "templates" / name, frames)
 
 
 def test_video_with_audio(client, tmp_path):

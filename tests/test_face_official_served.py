@@ -14,6 +14,7 @@ from client.api import PortraitClient
 from client.templates import read_template
 from export_scripts.cli import ExportRequest, parse_args, run_export
 from export_scripts.face_models.standins import STANDIN_EYE_RATIOS, STANDIN_LIP_RATIO, write_official_standins
+from load_tests.scenarios import short_template
 from orchestrator.embedded import OrchestratorProcess
 from orchestrator.triton_process import TritonProcess
 
@@ -75,9 +76,7 @@ def test_detect_faces_uses_the_official_stack(client, tmp_path):
 
 
 def test_animate_with_the_official_stack(client, tmp_path):
-    template = read_template(EXAMPLES / "templates" / "d7.pkl")
-    del template.frames[3:]
-    template.n_frames = 3
+    template = short_template(EXAMPLES / "templates" / "d7.pkl", 3)
     summary = client.animate(bright_square_png(tmp_path / "square.png"), template, tmp_path / "out.mp4", timeout=120)
     assert summary.frames == 3 and (summary.width, summary.height) == (800, 600)
     assert (tmp_path / "out.mp4").stat().st_size > 0

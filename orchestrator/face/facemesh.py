@@ -33,12 +33,6 @@ class Roi:
         t = np.asarray(self.center, np.float64) - linear @ np.array([size / 2, size / 2])
         return np.hstack([linear, t[:, None]])
 
-    def box(self) -> np.ndarray:
-        """Axis-aligned bounding box [x1, y1, x2, y2] of the rotated square."""
-        corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64) * INPUT_SIZE
-        pts = corners @ self.crop_to_image()[:, :2].T + self.crop_to_image()[:, 2]
-        return np.concatenate([pts.min(0), pts.max(0)])
-
 
 def _roi(box: np.ndarray, start: np.ndarray, end: np.ndarray, scale: float) -> Roi:
     angle = math.atan2(float(end[1] - start[1]), float(end[0] - start[0]))

@@ -16,7 +16,6 @@ RIGHT_EYE_OUTER_IMAGE_RIGHT = 263
 # lips
 MOUTH_CORNERS = (61, 291)
 INNER_LIP = (13, 14)  # upper, lower
-OUTER_LIP = (0, 17)
 NOSE_TIP = 1
 
 MESH_TO_68 = np.array([
