@@ -171,8 +171,7 @@ class PortraitClient:
                 low_latency: bool | None = None, **options) -> pb.Summary:
         """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary."""
         out = _Output(output, sink)
-        requests = animate_requests(source, driving, animation_options(**options),
-                                    pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency))
+        requests = _animate_call(source, driving, crf, audio, low_latency, options)
         summary = None
         try:
             for response in self.stub.AnimatePortrait(requests, timeout=timeout):
@@ -230,8 +229,7 @@ class AsyncPortraitClient:
                       timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
                       low_latency: bool | None = None, **options) -> pb.Summary:
         out = _Output(output, sink)
-        requests = _aiter(animate_requests(source, driving, animation_options(**options),
-                                           pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency)))
+        requests = _aiter(_animate_call(source, driving, crf, audio, low_latency, options))
         summary = None
         try:
             async for response in self.stub.AnimatePortrait(requests, timeout=timeout):
@@ -262,6 +260,13 @@ class AsyncPortraitClient:
 async def _aiter(requests: Iterator) -> AsyncIterator:
     for request in requests:
         yield request
+
+
+def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: int | None, audio: bool | None,
+                  low_latency: bool | None, options: dict) -> Iterator[pb.AnimateRequest]:
+    """The request stream of ``animate`` (both clients): animation options by name, output options."""
+    return animate_requests(source, driving, animation_options(**options),
+                            pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency))
 
 
 def _handle(response: pb.AnimateResponse, out: _Output, on_progress: ProgressCallback | None) -> pb.Summary | None:

@@ -278,3 +278,17 @@ def test_low_latency_streams_video_while_rendering(client, tmp_path, low_latency
     assert done == 24
     playable = playable_frames(received, tmp_path / "partial.mp4")
     assert playable >= 16 if low_latency else playable == 0, log.at_progress
+
+
+def test_the_asyncio_client_animates_too(server, tmp_path):
+    import asyncio
+
+    from client.api import AsyncPortraitClient
+
+    async def go():
+        async with AsyncPortraitClient(server.target) as client:
+            assert await client.health() == "SERVING"
+            return await client.animate(EXAMPLES / "source" / "s9.jpg", short_template("d7.pkl", 3), tmp_path / "a.mp4")
+
+    summary = asyncio.run(go())
+    assert summary.frames == 3 and inspect(tmp_path / "a.mp4")["frames"] == 3
