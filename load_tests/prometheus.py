@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.child_process import ChildServer
+from orchestrator.child_process import ChildServer, http_ok
 from orchestrator.triton_process import free_port
 
 
@@ -86,11 +86,7 @@ class PrometheusProcess(ChildServer):
         return self.work_dir / "prometheus.log"
 
     def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return http_ok(f"{self.url}/-/ready")
 
     def api(self, path: str, **params) -> object:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"

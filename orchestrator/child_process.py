@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -66,6 +67,15 @@ class ChildServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 within 2 s (a readiness endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

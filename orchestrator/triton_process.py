@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import socket
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .child_process import ChildServer
+from .child_process import ChildServer, http_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,8 +107,4 @@ class TritonProcess(ChildServer):
         return self
 
     def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return http_ok(f"{self.http_url}/v2/health/ready")
