@@ -43,6 +43,13 @@ class ExportRequest:
     force: bool = False
     configs_only: bool = False
     face_weights: str | None = None  # where the official face stack files are; default: the weights directory
+    device: str = "cuda"  # pytorch target: "cuda" (KIND_GPU) or "cpu" (KIND_CPU, the same backend code for tests)
+    face_models: bool = True  # False: the LivePortrait models only (e.g. a machine that cannot fetch MediaPipe)
+    grid_sampler: str | None = None  # warping_spade's ONNX volume sampling; default: "gather" on gpu, else "native"
+
+    @property
+    def sampler(self) -> str:
+        return self.grid_sampler or ("gather" if self.target == "gpu" else "native")
 
     @property
     def synthetic(self) -> bool:
@@ -72,9 +79,11 @@ def _fingerprint(request: ExportRequest) -> dict:
         files.update({str((face_dir / f).resolve()): _stamp(face_dir / f) for f in OFFICIAL_FILES})
     source_dir = Path(__file__).resolve().parent
     code = hashlib.sha256()
-    for path in sorted(source_dir.rglob("*.py")) + [repo.PYTHON_MODEL]:
+    for path in sorted(source_dir.rglob("*.py")) + [repo.PYTHON_MODEL, repo.TORCH_MODEL]:
         code.update(path.read_bytes())
     return {"weights": request.weights_label(), "profile": request.profile, "target": request.target,
+            "device": request.device if request.target == "pytorch" else None, "face_models": request.face_models,
+            "grid_sampler": request.sampler,
             "checkpoint_files": files, "code_sha256": code.hexdigest()}
 
 
@@ -121,11 +130,16 @@ def run_export(request: ExportRequest, log=print) -> dict:
             "LivePortrait weights directory for real results.")
     parameters = {"weights": request.weights_label(), "profile": profile.name}
     request.output.mkdir(parents=True, exist_ok=True)
-    rows = _export_liveportrait_models(request, profile, networks, parameters, log)
-    rows += _export_face_models(request, log)
-    for ensemble in ensembles(profile):
-        repo.write_ensemble(request.output, ensemble, parameters)
-        rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
+    if request.target == "pytorch":
+        rows = _export_torch_models(request, profile, networks, parameters, log)
+    else:
+        rows = _export_liveportrait_models(request, profile, networks, parameters, log)
+    if request.face_models:
+        rows += _export_face_models(request, log)
+    if request.target != "pytorch":
+        for ensemble in ensembles(profile):
+            repo.write_ensemble(request.output, ensemble, parameters)
+            rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
     manifest = {"fingerprint": fingerprint, "models": [r["model"] for r in rows], "exports": rows}
     (request.output / MANIFEST).write_text(json.dumps(manifest, indent=2))
     _summary(request, rows, log)
@@ -134,7 +148,7 @@ def run_export(request: ExportRequest, log=print) -> dict:
 
 def _export_liveportrait_models(request: ExportRequest, profile, networks, parameters: dict[str, str], log) -> list[dict]:
     """Each served model: export to ONNX, verify against PyTorch, write its folder of the repository."""
-    modules = serving_modules(networks)
+    modules = serving_modules(networks, request.sampler)
     specs = served_models(profile)
     rows = []
     for index, spec in enumerate(specs, 1):
@@ -149,6 +163,22 @@ def _export_liveportrait_models(request: ExportRequest, profile, networks, param
                      "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
         log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
             f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
+    return rows
+
+
+def _export_torch_models(request: ExportRequest, profile, networks, parameters: dict[str, str], log) -> list[dict]:
+    """pytorch target: each served model and each (fused) ensemble as its module's state dict + the network code."""
+    from .torch_serving import build_served_module
+
+    models = [*served_models(profile), *ensembles(profile)]
+    rows = []
+    for index, model in enumerate(models, 1):
+        started = time.perf_counter()
+        state = build_served_module(networks, profile.name, model.name).state_dict()
+        repo.write_torch_model(request.output, model, state, parameters, request.device)
+        size = (request.output / model.name / str(repo.VERSION) / "weights.pt").stat().st_size
+        rows.append({"model": model.name, "weights_bytes": size, "seconds": round(time.perf_counter() - started, 2)})
+        log(f"[{index}/{len(models)}] {model.name}: {size / 1e6:.1f} MB of weights ({request.device})")
     return rows
 
 
@@ -177,6 +207,8 @@ def _summary(request: ExportRequest, rows: list[dict], log) -> None:
             log(f"  {row['model']:<30} ensemble: {' -> '.join(row['ensemble_of'])}")
         elif "source" in row:
             log(f"  {row['model']:<30} {row['onnx_bytes'] / 1e6:8.1f} MB  {row['source']}")
+        elif "weights_bytes" in row:
+            log(f"  {row['model']:<30} {row['weights_bytes'] / 1e6:8.1f} MB  PyTorch")
         else:
             log(f"  {row['model']:<30} {row['onnx_bytes'] / 1e6:8.1f} MB  max error {row['error']:.1e}")
 
@@ -193,6 +225,13 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
     parser.add_argument("--face-weights", metavar="DIR",
                         help="directory holding the official face stack (insightface/models/buffalo_l/det_10g.onnx, "
                              "2d106det.onnx, liveportrait/landmark.onnx); default: the --weights directory")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="pytorch target: run the models on the GPU (KIND_GPU, default) or on the CPU (tests)")
+    parser.add_argument("--grid-sampler", choices=["native", "gather"],
+                        help="how warping_spade samples its 3-D volumes in ONNX: 'gather' (default on --target gpu: "
+                             "operators stock TensorRT builds, one engine) or 'native' (5-D GridSample nodes)")
+    parser.add_argument("--skip-face-models", action="store_true",
+                        help="write the LivePortrait models only (the face models need the MediaPipe wheel)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the repository is up to date")
     parser.add_argument("--configs-only", action="store_true",
                         help="write only the config.pbtxt files (no weights), as committed under model_repository/")
@@ -203,7 +242,7 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
         missing = [str(f) for f in OFFICIAL_FILES if not (Path(a.face_weights) / f).is_file()]
         parser.error(f"--face-weights {a.face_weights} lacks {', '.join(missing)}")
     return ExportRequest(a.weights or "synthetic", a.profile, a.target, a.output, a.seed, a.model_set, a.force,
-                         a.configs_only, a.face_weights)
+                         a.configs_only, a.face_weights, a.device, not a.skip_face_models, a.grid_sampler)
 
 
 def main(argv: list[str] | None = None) -> int:

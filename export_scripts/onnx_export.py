@@ -10,9 +10,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from . import serving_heads as heads
-from .build import LivePortraitNetworks
 from .model_spec import ServedModel
+from .serving_heads import serving_modules  # noqa: F401  (the modules exported)
 
 OPSET = 20  # GridSample on 5-D inputs needs opset >= 20
 REL_TOLERANCE = 1e-4
@@ -29,21 +28,6 @@ class Verification:
     batch: int
     worst_output: str
     worst_error: float  # rel-L2 for float outputs, max abs difference for uint8
-
-
-def serving_modules(networks: LivePortraitNetworks) -> dict[str, nn.Module]:
-    modules = {
-        "appearance_feature_extractor": heads.AppearanceHead(networks.appearance_feature_extractor),
-        "motion_extractor": heads.MotionHead(networks.motion_extractor),
-        "stitching": heads.StitchingHead(networks.stitching),
-        "retarget_eye": heads.RetargetHead(networks.eye),
-        "retarget_lip": heads.RetargetHead(networks.lip),
-        "warping_spade": heads.WarpingSpadeHead(networks.warping_module, networks.spade_generator),
-        "preprocess_image": heads.PreprocessImage(),
-        "postprocess_image": heads.PostprocessImage(),
-        "postprocess_image_i420": heads.PostprocessImageI420(),
-    }
-    return {name: module.eval() for name, module in modules.items()}
 
 
 def example_inputs(spec: ServedModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

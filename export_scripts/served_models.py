@@ -13,11 +13,13 @@ IMAGE_OUT = (3, 512, 512)
 
 
 GRID_SAMPLE_NOTE = """\
-TensorRT has no native 5-D GridSample (the warping module samples a 3-D feature volume). onnxruntime's TensorRT
-execution provider partitions the graph: TensorRT (FP16) builds the convolutional subgraphs (hourglass, SPADE
-decoder: nearly all of the FLOPs) and the GridSample nodes run on onnxruntime's CUDA execution provider, which
-implements 5-D GridSample in recent releases; with an older onnxruntime in the container they fall back to its
-CPU provider (correct, slower). A TensorRT GridSample-3D plugin would keep the whole graph in one engine.
+The warping module samples a 3-D feature volume; stock TensorRT 10 has no 5-D GridSample. By default this target's
+warping_spade.onnx samples with gathers (export_scripts/networks/sampling.py: Floor/Clip/Where/GatherElements and
+arithmetic, equal to GridSample within 1e-5), so TensorRT builds the whole model as one engine, no plugin, no other
+provider. `liveportrait-export --grid-sampler native` writes 5-D GridSample nodes instead: onnxruntime's CUDA EP runs
+them from onnxruntime 1.25 (Triton 26.07 ships 1.27); older releases run them on the CPU EP between TensorRT engines.
+trt_layer_norm_fp32_fallback keeps the normalisation variances in FP32; Triton's TensorRT parameters set no other
+per-layer precision, so the measured fp16 policy (fp32 islands) is served by the pytorch target.
 """
 
 

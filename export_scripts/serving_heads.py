@@ -15,11 +15,15 @@
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
+from .build import LivePortraitNetworks
 from .networks import (AppearanceFeatureExtractor, MotionExtractor, SPADEDecoder, StitchingRetargetingNetwork,
                        WarpingNetwork)
+from .networks.sampling import use_grid_sampler
 
 MOTION_OUTPUTS = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
 
@@ -116,3 +120,25 @@ class PostprocessImageI420(nn.Module):
         chroma = torch.cat([u, v], dim=1).reshape(batch, height // 2, width)
         planes = torch.cat([y, chroma], dim=1)
         return torch.clamp(torch.round(planes), 0.0, 255.0).to(torch.uint8)
+
+
+def serving_modules(networks: LivePortraitNetworks, grid_sampler: str = "native") -> dict[str, nn.Module]:
+    """Every served model of the contract as a module over ``networks`` (eval mode). ``grid_sampler="gather"``
+    makes ``warping_spade`` sample its feature volumes with gathers instead of 5-D GridSample nodes (same values; a
+    graph stock TensorRT builds as one engine); it is set on a copy of the warping module, so ``networks`` is left as
+    it is."""
+    warping = networks.warping_module
+    if grid_sampler != warping.grid_sampler:
+        warping = use_grid_sampler(copy.deepcopy(warping), grid_sampler)
+    modules = {
+        "appearance_feature_extractor": AppearanceHead(networks.appearance_feature_extractor),
+        "motion_extractor": MotionHead(networks.motion_extractor),
+        "stitching": StitchingHead(networks.stitching),
+        "retarget_eye": RetargetHead(networks.eye),
+        "retarget_lip": RetargetHead(networks.lip),
+        "warping_spade": WarpingSpadeHead(warping, networks.spade_generator),
+        "preprocess_image": PreprocessImage(),
+        "postprocess_image": PostprocessImage(),
+        "postprocess_image_i420": PostprocessImageI420(),
+    }
+    return {name: module.eval() for name, module in modules.items()}

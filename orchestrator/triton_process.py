@@ -5,6 +5,7 @@ the server binary, the Python backend with its 3.11 stub, and ``python/`` with n
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass, field
@@ -46,8 +47,14 @@ class TritonInstall:
         return self.server_dir / "backends"
 
     @property
-    def backend_python_path(self) -> Path:
-        return self.home / "python"
+    def backend_python_path(self) -> str:
+        """Where the Python-backend models find their packages: numpy + onnxruntime installed for the stub, then
+        the folder holding this interpreter's torch, if any (the pytorch target's models need it)."""
+        paths = [str(self.home / "python")]
+        torch = importlib.util.find_spec("torch")
+        if torch is not None and torch.origin:
+            paths.append(str(Path(torch.origin).parents[1]))
+        return os.pathsep.join(paths)
 
 
 def free_port() -> int:
@@ -76,6 +83,7 @@ class TritonProcess(ChildServer):
     ports: TritonPorts = field(default_factory=TritonPorts)
     startup_timeout_s: float = 300.0
     extra_args: tuple[str, ...] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. PYTHONHOME / LD_LIBRARY_PATH for the stub
 
     @property
     def grpc_url(self) -> str:
@@ -102,8 +110,10 @@ class TritonProcess(ChildServer):
 
     def start(self) -> "TritonProcess":
         install = TritonInstall.locate()
-        self.spawn(self.command(install),
-                   env=dict(os.environ, LIVEPORTRAIT_BACKEND_PYTHONPATH=str(install.backend_python_path)))
+        # PYTHONPATH: the stub imports numpy (triton_python_backend_utils) before any model code runs
+        paths = install.backend_python_path
+        self.spawn(self.command(install), env=dict(os.environ, LIVEPORTRAIT_BACKEND_PYTHONPATH=paths,
+                                                   PYTHONPATH=paths, **self.extra_env))
         return self
 
     def is_ready(self) -> bool:

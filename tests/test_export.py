@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 from export_scripts import model_repository as repo
 from export_scripts.build import build_networks
@@ -148,18 +150,52 @@ def test_gpu_target_configs_parse_as_triton_model_config(tmp_path):
         assert parsed.model_warmup, "GPU models are warmed up before they report ready"
         accelerators = parsed.optimization.execution_accelerators.gpu_execution_accelerator
         assert accelerators[0].name == "tensorrt" and accelerators[0].parameters["precision_mode"] == "FP16"
+        assert accelerators[0].parameters["trt_layer_norm_fp32_fallback"] == "1"
     warping = (REPO_ROOT / "model_repository" / "gpu" / "warping_spade" / "config.pbtxt").read_text()
-    assert "GridSample" in warping and "CUDA execution provider" in warping
+    assert "gathers" in warping and "--grid-sampler native" in warping
 
 
 @pytest.mark.parametrize("target", repo.TARGETS)
-def test_both_targets_share_names_tensors_and_batching(target):
-    cpu = {s.name: repo.served_model_config(s, "cpu", {}) for s in served_models(FULL)}
-    other = {s.name: repo.served_model_config(s, target, {}) for s in served_models(FULL)}
+def test_every_target_shares_names_tensors_and_batching(target):
+    """Same contract everywhere; only the pytorch target widens its render path's batches to 32."""
+    cpu = repo.reference_configs(FULL, "cpu")
+    other = repo.reference_configs(FULL, target)
+    assert cpu.keys() == other.keys()
     for name in cpu:
-        assert cpu[name].input == other[name].input and cpu[name].output == other[name].output
-        assert cpu[name].dynamic_batching == other[name].dynamic_batching
-        assert cpu[name].max_batch_size == other[name].max_batch_size
+        ours, theirs = (text_format.Parse(t, mc.ModelConfig()) for t in (cpu[name], other[name]))
+        assert ours.input == theirs.input and ours.output == theirs.output
+        if target == "pytorch" and name in repo.TORCH_RENDER_PATH:
+            assert theirs.max_batch_size == 32 and ours.max_batch_size == 8
+        elif ours.platform != "ensemble":
+            assert ours.dynamic_batching == theirs.dynamic_batching
+            assert ours.max_batch_size == theirs.max_batch_size
+
+
+def test_pytorch_target_fuses_the_ensembles_and_keeps_the_face_models_on_onnx():
+    configs = {name: text_format.Parse(text, mc.ModelConfig())
+               for name, text in repo.reference_configs(FULL, "pytorch").items()}
+    for name in ("render_u8", "render_i420", "motion_extractor_u8"):
+        assert configs[name].backend == "python" and not configs[name].platform
+    assert configs["render_i420"].parameters["compile"].string_value == "reduce-overhead"
+    assert configs["render_i420"].parameters["precision"].string_value == "fp16"
+    assert configs["stitching"].parameters["precision"].string_value == "fp32"
+    kinds = {name: c.instance_group[0].kind for name, c in configs.items()}
+    assert kinds["render_i420"] == mc.ModelInstanceGroup.KIND_GPU
+    assert kinds["face_detector"] == mc.ModelInstanceGroup.KIND_CPU
+    assert "onnx_file" in configs["face_detector"].parameters
+
+
+def test_gpu_target_exports_warping_without_grid_sample_by_default(tmp_path):
+    """--target gpu writes the gather-based volume sampling (one TensorRT engine); --grid-sampler native keeps
+    GridSample."""
+    import onnx
+
+    for target, sampler, expect_grid_sample in (("gpu", None, False), ("gpu", "native", True), ("cpu", None, True)):
+        request = ExportRequest(weights="synthetic", profile="tiny", target=target, output=tmp_path / f"{target}{sampler}",
+                                face_models=False, grid_sampler=sampler)
+        run_export(request, log=lambda *_: None)
+        graph = onnx.load(str(request.output / "warping_spade" / "1" / "model.onnx")).graph
+        assert any(n.op_type == "GridSample" for n in graph.node) == expect_grid_sample
 
 
 @pytest.mark.parametrize("target", repo.TARGETS)

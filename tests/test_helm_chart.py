@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import os
 import re
 import shutil
@@ -233,6 +234,7 @@ def test_helm_is_v4(helm):
     ("values.yaml", ["triton.resourcez.cpu=1"], "additional properties 'resourcez'"),
     ("values.yaml", ["orchestrator.tls.enabled=true"], "/orchestrator/tls/secretName"),
     ("values.yaml", ["orchestrator.faceStack=retinaface"], "/orchestrator/faceStack"),
+    ("values.yaml", ["orchestrator.cpuPerGpuReplica=-1"], "/orchestrator/cpuPerGpuReplica"),
 ])
 def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
     args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
@@ -247,6 +249,7 @@ def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
 
 @pytest.mark.parametrize("sets,message", [
     (["triton.gpu.count=0"], "triton.gpu.count must be >= 1 when triton.target is gpu"),
+    (["triton.target=pytorch", "triton.gpu.count=0"], "triton.gpu.count must be >= 1 when triton.target is pytorch"),
     (["triton.modelRepository.source=pvc"], "triton.modelRepository.pvc.claimName is required"),
     (["triton.modelRepository.source=cloud"], "triton.modelRepository.cloud.uri must be an s3://, gs:// or as://"),
     (["triton.modelRepository.source=initContainer"], "initContainer.image.repository and .command are required"),
@@ -254,6 +257,7 @@ def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
     (["orchestrator.terminationGracePeriodSeconds=100"], "must be larger than orchestrator.drain.preStopSleepSeconds"),
     (["metrics.podMonitor.enabled=true"], "enable only one of metrics.serviceMonitor and metrics.podMonitor"),
     (["triton.autoscaling.minReplicas=5"], "minReplicas must not exceed"),
+    (["orchestrator.resources.requests=null"], "orchestrator.resources.requests.cpu must be set"),
 ])
 def test_template_guards_without_schema(helm, sets, message):
     """Cross-field rules the schema cannot express, and the same guards when schema validation is skipped."""
@@ -279,6 +283,14 @@ def test_gpu_scheduling(helm, values, gpus):
         term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
         assert term["matchExpressions"] == [{"key": "nvidia.com/gpu.product", "operator": "In",
                                              "values": ["NVIDIA-L4"]}]
+
+
+def test_pytorch_target_is_scheduled_on_a_gpu_and_sizes_the_orchestrator_like_gpu(helm):
+    pytorch = render(helm, sets=("triton.target=pytorch",))
+    c = container(triton(pytorch), "triton")
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1 and "--allow-gpu-metrics=true" in c["args"]
+    assert [d for d in render(helm) if d["kind"] == "HorizontalPodAutoscaler"] == \
+        [d for d in pytorch if d["kind"] == "HorizontalPodAutoscaler"]
 
 
 def test_scheduling_knobs_from_values(helm):
@@ -652,6 +664,38 @@ def test_autoscaling_off_keeps_replicas(helm):
     docs = render(helm, sets=("triton.autoscaling.enabled=false", "triton.replicaCount=3"))
     assert triton(docs)["spec"]["replicas"] == 3
     assert [h["metadata"]["name"] for h in kinds(docs, "HorizontalPodAutoscaler")] == [f"{FULL}-orchestrator"]
+
+
+def test_orchestrator_bounds_feed_the_gpus(helm):
+    """orchestrator.cpuPerGpuReplica (from `python -m load_tests.cpu_cost`) raises the orchestrator's replica bounds to
+    ceil(GPUs x cores per GPU / CPU request per pod)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    o, t = values["orchestrator"], values["triton"]
+    per_gpu, cores = o["cpuPerGpuReplica"], float(o["resources"]["requests"]["cpu"])
+    assert per_gpu > 0 and o["resources"]["limits"]["cpu"] == o["resources"]["requests"]["cpu"]
+    hpa = find(render(helm), "HorizontalPodAutoscaler", f"{FULL}-orchestrator")["spec"]
+    assert hpa["minReplicas"] == max(o["autoscaling"]["minReplicas"],
+                                     math.ceil(t["autoscaling"]["minReplicas"] * per_gpu / cores))
+    assert hpa["maxReplicas"] == max(o["autoscaling"]["maxReplicas"],
+                                     math.ceil(t["autoscaling"]["maxReplicas"] * per_gpu / cores))
+    assert hpa["minReplicas"] * cores >= per_gpu  # the always-on GPU is fed without waiting for a scale-up
+    # GPUs per pod, millicores, the KEDA engine
+    sets = ("orchestrator.cpuPerGpuReplica=10", "orchestrator.resources.requests.cpu=2500m", "triton.gpu.count=2",
+            "triton.autoscaling.maxReplicas=3")
+    hpa = find(render(helm, sets=sets), "HorizontalPodAutoscaler", f"{FULL}-orchestrator")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (8, 24)  # ceil(1 x 2 x 10 / 2.5), ceil(3 x 2 x 10 / 2.5)
+    so = find(render(helm, ("values-keda.yaml",), sets), "ScaledObject", f"{FULL}-orchestrator")["spec"]
+    assert (so["minReplicaCount"], so["maxReplicaCount"], so["fallback"]["replicas"]) == (8, 24, 8)
+    # fixed sizes feed every GPU the release runs
+    docs = render(helm, sets=("orchestrator.autoscaling.enabled=false", "triton.autoscaling.enabled=false",
+                              "triton.replicaCount=3", "orchestrator.cpuPerGpuReplica=6"))
+    assert orchestrator(docs)["spec"]["replicas"] == max(o["replicaCount"], math.ceil(3 * 6 / cores))
+    # explicit bounds only: turned off, CPU Triton (the figure is per GPU), no Triton in this release
+    for sets in (("orchestrator.cpuPerGpuReplica=0",), ("triton.enabled=false",)):
+        hpa = find(render(helm, sets=sets), "HorizontalPodAutoscaler", f"{FULL}-orchestrator")["spec"]
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (o["autoscaling"]["minReplicas"],
+                                                            o["autoscaling"]["maxReplicas"])
+    assert orchestrator(render(helm, ("values-dev-cpu.yaml",)))["spec"]["replicas"] == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -6,12 +6,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Hourglass, SameBlock2d, coordinate_grid_3d, keypoint_gaussians
+from .sampling import sample_volume
 
 KEYPOINT_VARIANCE = 0.01
 
 
 class DenseMotionNetwork(nn.Module):
     """Predicts a dense 3-D deformation (and an occlusion map) from sparse keypoint motion."""
+
+    grid_sampler = "native"  # or "gather" (TensorRT-buildable); set with sampling.use_grid_sampler
 
     def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int, feature_channel: int,
                  reshape_depth: int, compress: int, estimate_occlusion_map: bool = True):
@@ -41,7 +44,7 @@ class DenseMotionNetwork(nn.Module):
         motions = self.sparse_motions(grid, kp_driving, kp_source)
 
         repeated = feature[:, None].expand(b, k1, *feature.shape[1:]).reshape(b * k1, -1, d, h, w)
-        deformed = F.grid_sample(repeated, motions.reshape(b * k1, d, h, w, 3), align_corners=False)
+        deformed = sample_volume(repeated, motions.reshape(b * k1, d, h, w, 3), self.grid_sampler)
         deformed = deformed.reshape(b, k1, -1, d, h, w)
 
         heatmap = keypoint_gaussians(kp_driving, grid, KEYPOINT_VARIANCE) - keypoint_gaussians(kp_source, grid, KEYPOINT_VARIANCE)
@@ -58,6 +61,8 @@ class DenseMotionNetwork(nn.Module):
 
 class WarpingNetwork(nn.Module):
     """(feature_3d, kp_driving, kp_source) -> warped 2-D feature map [B, block_expansion * 2**num_down_blocks, H, W]."""
+
+    grid_sampler = "native"  # or "gather" (TensorRT-buildable); set with sampling.use_grid_sampler
 
     def __init__(self, num_kp: int, block_expansion: int, max_features: int, num_down_blocks: int,
                  reshape_channel: int, estimate_occlusion_map: bool = False, dense_motion_params: dict | None = None,
@@ -76,7 +81,7 @@ class WarpingNetwork(nn.Module):
 
     def forward(self, feature_3d: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor) -> dict[str, torch.Tensor]:
         motion = self.dense_motion_network(feature_3d, kp_driving=kp_driving, kp_source=kp_source)
-        out = F.grid_sample(feature_3d, motion["deformation"], align_corners=False)
+        out = sample_volume(feature_3d, motion["deformation"], self.grid_sampler)
         b, c, d, h, w = out.shape
         out = self.fourth(self.third(out.reshape(b, c * d, h, w)))
         occlusion = motion.get("occlusion_map")

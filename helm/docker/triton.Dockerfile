@@ -8,6 +8,10 @@
 #   CPU repository for values-dev-cpu.yaml (Python-backend models running onnxruntime), tiny profile:
 #     docker build -f helm/docker/triton.Dockerfile --build-arg TARGET=cpu --build-arg PROFILE=tiny \
 #       -t ghcr.io/liveportrait-serving/triton:0.1.0-cpu .
+#   GPU with PyTorch in the Python backend (the pytorch target; NGC's image with PyTorch + the Python backend):
+#     docker build -f helm/docker/triton.Dockerfile --build-arg TARGET=pytorch \
+#       --build-arg TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-pyt-python-py3 \
+#       -t ghcr.io/liveportrait-serving/triton:0.1.0-pytorch .
 #   The exporter stage alone is an image for the chart's initContainer model source
 #   (triton.modelRepository.source=initContainer, command liveportrait-export ... --output /models):
 #     docker build -f helm/docker/triton.Dockerfile --target exporter -t ghcr.io/liveportrait-serving/exporter:0.1.0 .
@@ -34,9 +38,12 @@ RUN liveportrait-export --weights "$WEIGHTS" --profile "$PROFILE" --target "$TAR
 FROM ${TRITON_IMAGE}
 ARG TARGET=gpu
 # The CPU repository's model.py imports numpy + onnxruntime from LIVEPORTRAIT_BACKEND_PYTHONPATH (the Python-backend
-# stub ignores PYTHONPATH); the GPU repository needs nothing extra (onnxruntime backend ships in the image).
+# stub ignores PYTHONPATH); the pytorch repository's face models need onnxruntime (CPU) too, its PyTorch models use the
+# image's torch; the GPU repository needs nothing extra (onnxruntime backend ships in the image).
 RUN if [ "$TARGET" = "cpu" ]; then \
       python3 -m pip install --no-cache-dir --target /opt/liveportrait/python 'numpy<2' 'onnxruntime>=1.20'; \
+    elif [ "$TARGET" = "pytorch" ]; then \
+      python3 -m pip install --no-cache-dir --target /opt/liveportrait/python 'onnxruntime>=1.20'; \
     else mkdir -p /opt/liveportrait/python; fi
 ENV LIVEPORTRAIT_BACKEND_PYTHONPATH=/opt/liveportrait/python
 COPY --from=export --chown=1000:1000 /models /models

@@ -81,6 +81,39 @@ namespace="{{ .Release.Namespace }}",pod=~"{{ include "liveportrait.orchestrator
 {{- end -}}
 
 {{/*
+Orchestrator pods for the GPUs this release runs (orchestrator.cpuPerGpuReplica, see values.yaml):
+max(floor, ceil(GPUs x cpuPerGpuReplica / orchestrator.resources.requests.cpu)), where GPUs = Triton replicas x
+triton.gpu.count and the Triton replicas are triton.autoscaling.minReplicas or .maxReplicas (`bound` "min" / "max"),
+or triton.replicaCount without Triton autoscaling. Just `floor` when cpuPerGpuReplica is 0 or Triton is not a GPU
+deployment of this release. Call with (dict "root" $ "bound" "min"|"max" "floor" N).
+*/}}
+{{- define "liveportrait.orchestrator.replicas" -}}
+{{- $o := .root.Values.orchestrator -}}
+{{- $t := .root.Values.triton -}}
+{{- $replicas := int .floor -}}
+{{- $perGpu := float64 (default 0 $o.cpuPerGpuReplica) -}}
+{{- if and $t.enabled (ne $t.target "cpu") (gt $perGpu 0.0) -}}
+{{- $tritonReplicas := $t.replicaCount -}}
+{{- if $t.autoscaling.enabled -}}
+{{- $tritonReplicas = ternary $t.autoscaling.minReplicas $t.autoscaling.maxReplicas (eq .bound "min") -}}
+{{- end -}}
+{{- $request := toString (dig "requests" "cpu" "" ($o.resources | default dict)) -}}
+{{- $cores := 0.0 -}}
+{{- if hasSuffix "m" $request -}}
+{{- $cores = divf (float64 (trimSuffix "m" $request)) 1000.0 -}}
+{{- else -}}
+{{- $cores = float64 $request -}}
+{{- end -}}
+{{- if le $cores 0.0 -}}
+{{- fail (printf "orchestrator.resources.requests.cpu must be set (> 0) when orchestrator.cpuPerGpuReplica is %v: the pods per GPU are derived from it" $o.cpuPerGpuReplica) -}}
+{{- end -}}
+{{- $gpus := mul (int $tritonReplicas) (int $t.gpu.count) -}}
+{{- $replicas = max $replicas (int (ceil (divf (mulf (float64 $gpus) $perGpu) $cores))) -}}
+{{- end -}}
+{{- $replicas -}}
+{{- end -}}
+
+{{/*
 Cross-field checks that a JSON schema cannot express. Included from every workload template so that
 `helm lint` and `helm template` stop with a clear message.
 */}}
@@ -88,8 +121,8 @@ Cross-field checks that a JSON schema cannot express. Included from every worklo
 {{- $t := .Values.triton -}}
 {{- $o := .Values.orchestrator -}}
 {{- if $t.enabled -}}
-{{- if and (eq $t.target "gpu") (lt (int $t.gpu.count) 1) -}}
-{{- fail (printf "triton.gpu.count must be >= 1 when triton.target is gpu (got %v); use triton.target=cpu for a CPU-only cluster" $t.gpu.count) -}}
+{{- if and (ne $t.target "cpu") (lt (int $t.gpu.count) 1) -}}
+{{- fail (printf "triton.gpu.count must be >= 1 when triton.target is %s (got %v); use triton.target=cpu for a CPU-only cluster" $t.target $t.gpu.count) -}}
 {{- end -}}
 {{- $src := $t.modelRepository.source -}}
 {{- if and (eq $src "pvc") (not $t.modelRepository.pvc.claimName) -}}

@@ -1,6 +1,6 @@
 """Benchmark of the served path against the same models in-process (a script, not a test).
 
-    python -m orchestrator.benchmark [--profile tiny] [--frames 48] [--concurrency 1 4]
+    python -m load_tests.served_benchmark [--profile tiny] [--frames 48] [--concurrency 1 4]
 
 * served: template-driven AnimatePortrait requests through the embedded stack (tritonserver + orchestrator):
   frames/s over all concurrent requests, per-frame latency (request time / frames), Triton bytes per frame;
@@ -23,9 +23,8 @@ import numpy as np
 
 from client.api import PortraitClient
 from client.demo_motion import demo_template
-
-from .embedded import EmbeddedStack, StackConfig
-from .triton_process import free_port
+from orchestrator.embedded import EmbeddedStack, StackConfig
+from orchestrator.triton_process import free_port
 
 
 def portrait(path: Path) -> Path:
@@ -128,7 +127,7 @@ class _Null:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m orchestrator.benchmark")
+    p = argparse.ArgumentParser(prog="python -m load_tests.served_benchmark")
     p.add_argument("--profile", default="tiny")
     p.add_argument("--weights", default="synthetic")
     p.add_argument("--frames", type=int, default=48)
