@@ -18,9 +18,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .cli import ExportRequest, run_export
-from .onnx_export import example_inputs, serving_modules
+from .onnx_export import example_inputs
 from .profiles import get_profile
 from .served_models import served_models
+from .serving_heads import serving_modules
 from .synthetic_weights import synthetic_networks
 
 BUILD = Path(__file__).resolve().parents[1] / "build" / "bench"

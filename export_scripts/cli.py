@@ -18,8 +18,9 @@ from pathlib import Path
 from . import model_repository as repo
 from .build import build_networks
 from .checkpoints import CheckpointError, CheckpointPaths, load_official_checkpoints
-from .onnx_export import ExportVerificationError, export_verified, serving_modules
+from .onnx_export import ExportVerificationError, export_verified
 from .profiles import get_profile
+from .serving_heads import serving_modules
 from .face_models import export_face_models, face_served_models
 from .face_models.cache import default_cache_dir
 from .face_models.official import OFFICIAL_FILES, official_files_present

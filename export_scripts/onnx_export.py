@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from .model_spec import ServedModel
-from .serving_heads import serving_modules  # noqa: F401  (the modules exported)
 
 OPSET = 20  # GridSample on 5-D inputs needs opset >= 20
 REL_TOLERANCE = 1e-4

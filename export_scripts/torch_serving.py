@@ -171,15 +171,15 @@ class ServedTorchModel:
             if options.compile != "none" else []
         self.compile_s: dict[int, float] = {}
 
-    def _autocast(self):
+    def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.options.precision == "fp16")
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
 
-    def _features(self, crops: np.ndarray) -> torch.Tensor:
-        with self._autocast():
-            return self.renderer.features(self._tensor(crops))
+    def features(self, crops: np.ndarray) -> torch.Tensor:
+        with self.autocast():
+            return self.renderer.features(self.to_device(crops))
 
     def bucket(self, n: int) -> int:
         return next((b for b in self.buckets if b >= n), n)
@@ -189,13 +189,13 @@ class ServedTorchModel:
         n = arrays[0].shape[0]
         if self.renderer:
             source, *kps = arrays
-            args = [self.cache.features(source, self._features), *(self._tensor(k) for k in kps)]
+            args = [self.cache.features(source, self.features), *(self.to_device(k) for k in kps)]
         else:
-            args = [self._tensor(a) for a in arrays]
+            args = [self.to_device(a) for a in arrays]
         size = self.bucket(n)
         if size > n:
             args = [torch.cat([a, a[-1:].expand(size - n, *a.shape[1:])]) for a in args]
-        with self._autocast():
+        with self.autocast():
             outputs = self.hot(*args)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         return [(o[:n].float() if o.is_floating_point() else o[:n]).cpu().numpy() for o in outputs]

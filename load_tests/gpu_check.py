@@ -100,18 +100,18 @@ class Variant:
     def features(self, source_u8: np.ndarray) -> torch.Tensor:
         if self.half:
             with torch.inference_mode():
-                image = self.renderer.preprocess(self.served._tensor(source_u8)).half()
+                image = self.renderer.preprocess(self.served.to_device(source_u8)).half()
                 return self.renderer.appearance(image)
-        return self.served._features(source_u8)
+        return self.served.features(source_u8)
 
     def image(self, arrays: list[np.ndarray]) -> np.ndarray:
         """The float image of warping + decoder (before the uint8 postprocess)."""
         source, kp_s, kp_d = arrays
         feature = self.features(source)
-        kps = [self.served._tensor(k) for k in (kp_s, kp_d)]
+        kps = [self.served.to_device(k) for k in (kp_s, kp_d)]
         if self.half:
             kps = [k.half() for k in kps]
-        with torch.inference_mode(), self.served._autocast():
+        with torch.inference_mode(), self.served.autocast():
             return self.renderer.warping_spade(feature, *kps).float().cpu().numpy()
 
 
@@ -169,10 +169,10 @@ def speed_study(repo: Path, profile: str, device: str, batches: list[int], repea
         for batch in batches:
             source, kp_s, kp_d = render_batch(batch, batch)
             feature = variant.features(source)
-            kps = [variant.served._tensor(k) for k in (kp_s, kp_d)]
+            kps = [variant.served.to_device(k) for k in (kp_s, kp_d)]
 
             def run():
-                with torch.inference_mode(), variant.served._autocast():
+                with torch.inference_mode(), variant.served.autocast():
                     variant.served.hot(feature, *kps)
 
             row[f"batch {batch}"] = round(ms_per_item(run, batch, dev, repeats), 3)
@@ -185,9 +185,6 @@ def speed_study(repo: Path, profile: str, device: str, batches: list[int], repea
         row["same, appearance per frame, frames/s"] = round(
             1e3 / ms_per_item(lambda: served(arrays), batches[-1], dev, repeats), 1)
         rows[name] = row
-        del variant, served
-        if device != "cpu":
-            torch.cuda.empty_cache()
     return rows
 
 
@@ -204,10 +201,10 @@ def extractor_study(repo: Path, profile: str, device: str, batch: int, repeats: 
         reference = ServedTorchModel(load_module(repo / model / "1", profile, model), [], RuntimeOptions(
             device=device, precision="fp32"))
         arrays = inputs()
-        tensors = [served._tensor(a) for a in arrays]
+        tensors = [served.to_device(a) for a in arrays]
 
         def run():
-            with torch.inference_mode(), served._autocast():
+            with torch.inference_mode(), served.autocast():
                 served.hot(*tensors)
 
         errors = [relative_l2(a, b) for a, b in zip(served(arrays), reference(arrays))]
@@ -241,11 +238,7 @@ def flop_floor(repo: Path, profile: str, device: str) -> dict:
 
 def triton_env(device: str) -> dict[str, str]:
     """The stub's embedded Python must find its standard library and libpython (a venv's python is not enough)."""
-    if device == "cpu":
-        return {}
-    import sysconfig
-
-    return {"PYTHONHOME": sys.base_prefix}
+    return {} if device == "cpu" else {"PYTHONHOME": sys.base_prefix}
 
 
 def cache_counters(metrics_url: str, model: str = "render_i420") -> dict[str, float]:
@@ -288,7 +281,7 @@ async def load_levels(grpc_url: str, levels: list[int], seconds: float, rows: di
         await client.close()
 
 
-def served_study(repo: Path, device: str, out: Path, cases: dict, expected: dict, levels: list[int],
+def served_study(repo: Path, profile: str, device: str, out: Path, cases: dict, expected: dict, levels: list[int],
                  seconds: float, result: dict, save, deadline: float) -> dict:
     """Fills ``result`` step by step (``save`` after each), so a run cut short still reports what it measured."""
     import tritonclient.grpc as grpcclient
@@ -310,13 +303,15 @@ def served_study(repo: Path, device: str, out: Path, cases: dict, expected: dict
         result["gpu_processes"] = gpu_processes()
         save()
         served = {}
+        fp32 = ServedTorchModel(load_module(repo / "render_u8" / "1", profile, "render_u8"), [],
+                                RuntimeOptions(device=device))  # warping_spade's input: the fp32 appearance volume
         for case, (source, kp_s, kp_d) in ((c, cases[c]) for c in expected):
             feed = {"source_u8": source, "kp_source": kp_s, "kp_driving": kp_d}
             frames = client.infer("render_u8", infer_inputs(feed)).as_numpy("image_u8")
             reference = np.floor(np.clip(expected[case], 0, 1) * 255).transpose(0, 2, 3, 1).astype(np.int32)
             within = float(np.mean(np.abs(frames.astype(np.int32) - reference) <= LEVEL_TOLERANCE))
             image = client.infer("warping_spade", infer_inputs({
-                "feature_3d": _features_fp32(repo, cases[case][0], device), "kp_source": kp_s,
+                "feature_3d": fp32.features(source).float().cpu().numpy(), "kp_source": kp_s,
                 "kp_driving": kp_d})).as_numpy("image")
             served[case] = {"render_u8 within 2 levels": within,
                             "warping_spade rel_l2 vs fp32": relative_l2(image, expected[case])}
@@ -333,17 +328,6 @@ def served_study(repo: Path, device: str, out: Path, cases: dict, expected: dict
         asyncio.run(load_levels(server.grpc_url, levels, seconds, result["load"], save, deadline))
         result["feature_cache_after_load"] = cache_counters(server.metrics_url)
     return result
-
-
-def _features_fp32(repo: Path, source: np.ndarray, device: str) -> np.ndarray:
-    served = ServedTorchModel(load_module(repo / "render_u8" / "1", *_profile_of(repo), "render_u8"), [],
-                              RuntimeOptions(device=device))
-    return served._features(source).float().cpu().numpy()
-
-
-def _profile_of(repo: Path) -> tuple[str]:
-    config = (repo / "render_u8" / "config.pbtxt").read_text()
-    return (re.search(r'key: "profile"\s*value \{\s*string_value: "(\w+)"', config).group(1),)
 
 
 # --- report --------------------------------------------------------------------------------------------------------
@@ -456,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     section("extractors", lambda: extractor_study(repo, profile, device, 32 if cuda else 2, 10 if cuda else 2))
     section("speed", lambda: speed_study(repo, profile, device, [1, 8, 32] if cuda else [1, 2], 5 if cuda else 2))
     report["served"] = {}
-    section("served", lambda: served_study(repo, device, a.out, cases, expected, levels, seconds, report["served"],
+    section("served", lambda: served_study(repo, profile, device, a.out, cases, expected, levels, seconds, report["served"],
                                            save, deadline))
     text = markdown(report)
     print(text)

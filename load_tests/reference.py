@@ -16,9 +16,10 @@ import torch
 from export_scripts.benchmark import count_gflop
 from export_scripts.build import build_networks
 from export_scripts.synthetic_weights import synthetic_networks
-from export_scripts.onnx_export import example_inputs, serving_modules
+from export_scripts.onnx_export import example_inputs
 from export_scripts.profiles import get_profile
 from export_scripts.served_models import served_models
+from export_scripts.serving_heads import serving_modules
 
 from .replicas import BUILD, tiny_cpu_repository, triton_replicas
 from .report import new_report

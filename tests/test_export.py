@@ -15,9 +15,10 @@ from export_scripts import model_repository as repo
 from export_scripts.build import build_networks
 from export_scripts.cli import ExportRequest, run_export
 from export_scripts.onnx_export import (ExportVerificationError, example_inputs, export_onnx, relative_l2,
-                                        serving_modules, verify_onnx)
+                                        verify_onnx)
 from export_scripts.profiles import FULL, TINY
 from export_scripts.served_models import served_models
+from export_scripts.serving_heads import serving_modules
 from export_scripts.synthetic_weights import load_synthetic_weights
 
 GOLDEN_TOLERANCE = 1e-4

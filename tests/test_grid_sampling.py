@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from export_scripts.networks.sampling import grid_sample_3d, sample_volume, use_grid_sampler
-from export_scripts.onnx_export import (OPSET, example_inputs, export_onnx, relative_l2, run_onnx, serving_modules,
-                                        verify_onnx)
+from export_scripts.onnx_export import OPSET, example_inputs, export_onnx, relative_l2, run_onnx, verify_onnx
 from export_scripts.profiles import get_profile
 from export_scripts.served_models import served_models
+from export_scripts.serving_heads import serving_modules
 from export_scripts.synthetic_weights import synthetic_networks
 
 SAMPLE_TOLERANCE = 1e-5  # max abs difference of sampled values, float32

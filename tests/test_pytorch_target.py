@@ -3,10 +3,8 @@ tritonserver on the CPU, its source-feature cache and its precision policy."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from export_scripts.onnx_export import relative_l2
 from export_scripts.profiles import TINY
 from export_scripts.synthetic_weights import synthetic_networks
 from export_scripts.torch_serving import Float32, Renderer, build_served_module, keep_float32
+from load_tests.gpu_check import cache_counters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD = REPO_ROOT / "build" / "test"
@@ -181,21 +180,16 @@ def test_every_model_equals_the_onnxruntime_target(pytorch_server, triton_server
             assert relative_l2(got, expected) <= 1e-4, name
 
 
-def cache_counters(metrics_url: str) -> dict[str, float]:
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    return {name: float(value) for name, value in re.findall(
-        r'^liveportrait_feature_cache_(\w+)\{model="render_i420"\} ([0-9.e+]+)$', text, re.M)}
-
-
 def test_render_computes_the_appearance_once_per_source(pytorch_server):
     inputs = {**contract_inputs(pytorch_server.grpc_url, "render_i420", batch=1), "source_u8": crops(1, 99)}
     before = cache_counters(pytorch_server.metrics_url)
     first = infer(pytorch_server.grpc_url, "render_i420", inputs)["image_i420"]
     again = infer(pytorch_server.grpc_url, "render_i420", inputs)["image_i420"]
     after = cache_counters(pytorch_server.metrics_url)
-    assert after["misses_total"] - before.get("misses_total", 0) == 1
-    assert after["hits_total"] - before.get("hits_total", 0) == 1
-    assert after["bytes"] > 0 and np.array_equal(first, again)
+    prefix = "liveportrait_feature_cache_"
+    assert after[prefix + "misses_total"] - before.get(prefix + "misses_total", 0) == 1
+    assert after[prefix + "hits_total"] - before.get(prefix + "hits_total", 0) == 1
+    assert after[prefix + "bytes"] > 0 and np.array_equal(first, again)
 
 
 def test_device_check_runs_on_the_cpu(tmp_path):
