@@ -9,15 +9,20 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import av
+import cv2
 import numpy as np
 
 DEFAULT_FPS = Fraction(25)  # official output_fps for a driving image
+CODEC_NAMES = {"h264": "H.264", "hevc": "H.265/HEVC", "mpeg4": "MPEG-4 Part 2", "vp8": "VP8", "vp9": "VP9",
+               "av1": "AV1", "mjpeg": "Motion JPEG", "gif": "GIF", "prores": "ProRes"}
+log = logging.getLogger("liveportrait.orchestrator.media")
 
 
 class InvalidVideoError(ValueError):
@@ -34,10 +39,14 @@ class VideoInfo:
 
 
 def _open(path: Path) -> av.container.InputContainer:
+    """The spooled upload opened for reading. Client-facing messages never carry the library's text or the spool
+    file's path (both go to the server log only)."""
     try:
         return av.open(str(path), "r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise InvalidVideoError(f"the driving video cannot be read: {exc}") from exc
+        log.info("the driving video cannot be opened: %s", exc)
+        raise InvalidVideoError("the driving video cannot be read: it is not a video file in a supported format, "
+                                "or it is truncated or corrupt") from None
 
 
 def probe(path: Path) -> VideoInfo:
@@ -80,7 +89,10 @@ def read_frames(path: Path, chunk: int, max_frames: int) -> Iterator[list[np.nda
                     yield batch
                     batch = []
         except av.error.FFmpegError as exc:
-            raise InvalidVideoError(f"the driving video is corrupt at frame {count}: {exc}") from exc
+            codec = stream.codec_context.name or "video"
+            log.info("the driving video failed to decode after %d frames (%s): %s", count, codec, exc)
+            raise InvalidVideoError(f"the driving video could not be decoded (corrupt or unsupported "
+                                    f"{CODEC_NAMES.get(codec, codec)} stream at frame {count + 1})") from None
         if batch:
             yield batch
         if count == 0:
@@ -157,7 +169,9 @@ class FragmentedMp4Writer:
     def write(self, frames: list[np.ndarray]) -> bytes:
         """Encode RGB uint8 frames; returns the MP4 bytes that became available (possibly none)."""
         for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            # BT.601 limited-range I420 by OpenCV (SIMD, 3x faster than the encoder's own swscale conversion)
+            yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = self._frames
             self._frames += 1
             self._out.mux(self._video.encode(frame))

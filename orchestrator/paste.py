@@ -42,6 +42,8 @@ class PasteBack:
         warped = cv2.warpAffine(crop, self.M_c2o[:2], (w, h), flags=cv2.INTER_LINEAR)
         y0, y1, x0, x1 = self.box
         out = self.image.copy()
-        blend = self._mask * warped[y0:y1, x0:x1] + self._source_part
-        out[y0:y1, x0:x1] = np.clip(blend, 0, 255).astype(np.uint8)
+        blend = warped[y0:y1, x0:x1].astype(np.float32)  # the official blend, in place (no temporaries)
+        blend *= self._mask
+        blend += self._source_part
+        out[y0:y1, x0:x1] = np.clip(blend, 0, 255, out=blend)  # the assignment truncates like astype(uint8)
         return out
