@@ -1,0 +1,207 @@
+"""API keys and per-key quotas (orchestrator/auth.py) on a real grpc.aio server: who may call which RPC, how much,
+and what a refused caller is told."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import asynccontextmanager
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from orchestrator.auth import (AuthInterceptor, KeyFile, KeyFileError, QuotaExceeded, Quotas, current_caller,
+                               key_digest, parse_key_file)
+
+SERVICE = "liveportrait.v1.PortraitAnimator"
+KEYS = {"studio": "k-studio-0123456789", "viewer": "k-viewer-0123456789", "metered": "k-metered-0123456789"}
+
+
+def write_keys(path, entries):
+    path.write_text(json.dumps({"keys": entries}))
+
+
+def entries(**overrides):
+    base = [{"name": "studio", "sha256": key_digest(KEYS["studio"]), "rpcs": ["*"]},
+            {"name": "viewer", "sha256": key_digest(KEYS["viewer"]), "rpcs": ["DetectFaces"]},
+            {"name": "metered", "sha256": key_digest(KEYS["metered"]), "frames_per_minute": 60, "max_concurrent": 1,
+             "max_frames": 100}]
+    return [dict(e, **overrides.get(e["name"], {})) for e in base]
+
+
+class Backend:
+    """Stand-ins for two RPC kinds: a unary call, and a response stream that charges the caller frames."""
+
+    def __init__(self):
+        self.release = asyncio.Event()
+
+    async def detect(self, request: bytes, context) -> bytes:
+        return b"faces"
+
+    async def animate(self, request: bytes, context):
+        caller = current_caller.get()
+        frames = int(request or b"1")
+        try:
+            caller.check_length(frames)  # the service maps QuotaExceeded like any ServiceError
+        except QuotaExceeded as exc:
+            await context.abort(exc.code, str(exc))
+        caller.charge(frames)
+        yield b"frames:" + caller.policy.name.encode()
+        if request == b"2":  # hold the call open until the test lets it finish
+            await self.release.wait()
+
+
+@asynccontextmanager
+async def serving(tmp_path):
+    """A grpc.aio server with the interceptor, the stand-in RPCs and the standard health service."""
+    keys = tmp_path / "keys.json"
+    write_keys(keys, entries())
+    backend = Backend()
+    server = grpc.aio.server(interceptors=[AuthInterceptor(KeyFile(keys, check_interval_s=0.0))])
+    identity = dict(request_deserializer=None, response_serializer=None)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
+        "DetectFaces": grpc.unary_unary_rpc_method_handler(backend.detect, **identity),
+        "AnimatePortrait": grpc.unary_stream_rpc_method_handler(backend.animate, **identity),
+    })])
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel, keys, backend
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Runs a test's ``async def scenario(channel, keys, backend)`` against a fresh server."""
+
+    def run(scenario):
+        async def main():
+            async with serving(tmp_path) as parts:
+                await scenario(*parts)
+
+        asyncio.run(main())
+
+    return run
+
+
+def call(channel, method: str, key: str | None, request: bytes = b""):
+    metadata = (("authorization", f"Bearer {key}"),) if key else ()
+    if method == "DetectFaces":
+        return channel.unary_unary(f"/{SERVICE}/DetectFaces")(request, metadata=metadata)
+    return channel.unary_stream(f"/{SERVICE}/AnimatePortrait")(request, metadata=metadata)
+
+
+async def status(coro_or_stream):
+    try:
+        if hasattr(coro_or_stream, "__aiter__"):
+            return grpc.StatusCode.OK, [r async for r in coro_or_stream]
+        return grpc.StatusCode.OK, await coro_or_stream
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details()
+
+
+def test_no_key_and_an_unknown_key_are_unauthenticated_and_health_stays_open(server):
+    async def scenario(channel, keys, backend):
+        code, message = await status(call(channel, "DetectFaces", None))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "authorization: Bearer" in message
+        code, message = await status(call(channel, "DetectFaces", "not-a-key"))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "not known" in message
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+    server(scenario)
+
+
+def test_a_valid_key_is_served_and_a_key_without_the_right_is_denied(server):
+    async def scenario(channel, keys, backend):
+        assert await status(call(channel, "DetectFaces", KEYS["viewer"])) == (grpc.StatusCode.OK, b"faces")
+        code, message = await status(call(channel, "AnimatePortrait", KEYS["viewer"]))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "'viewer' may not call AnimatePortrait" in message
+        assert await status(call(channel, "AnimatePortrait", KEYS["studio"])) == (grpc.StatusCode.OK, [b"frames:studio"])
+
+    server(scenario)
+
+
+def test_a_revoked_key_is_refused_once_the_file_changes_without_a_restart(server):
+    async def scenario(channel, keys, backend):
+        assert (await status(call(channel, "DetectFaces", KEYS["studio"])))[0] == grpc.StatusCode.OK
+        write_keys(keys, [e for e in entries() if e["name"] != "studio"])
+        code, _ = await status(call(channel, "DetectFaces", KEYS["studio"]))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        assert (await status(call(channel, "DetectFaces", KEYS["viewer"])))[0] == grpc.StatusCode.OK
+
+    server(scenario)
+
+
+def test_a_key_over_its_frame_budget_gets_a_retry_hint_while_another_key_is_served(server):
+    async def scenario(channel, keys, backend):
+        assert (await status(call(channel, "AnimatePortrait", KEYS["metered"], b"60")))[0] == grpc.StatusCode.OK
+        refused = call(channel, "AnimatePortrait", KEYS["metered"], b"1")
+        code, message = await status(refused)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "60 frames per minute" in message
+        retry_ms = dict(await refused.trailing_metadata())["retry-after-ms"]
+        assert 500 <= int(retry_ms) <= 1100  # one frame's worth at 60 frames per minute
+        assert (await status(call(channel, "AnimatePortrait", KEYS["studio"], b"60")))[0] == grpc.StatusCode.OK
+
+    server(scenario)
+
+
+def test_a_key_at_its_concurrency_limit_is_refused_until_its_call_ends(server):
+    async def scenario(channel, keys, backend):
+        first = call(channel, "AnimatePortrait", KEYS["metered"], b"2")
+        assert await first.read() == b"frames:metered"  # running, held open
+        code, message = await status(call(channel, "AnimatePortrait", KEYS["metered"], b"1"))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "already runs 1 request" in message
+        backend.release.set()
+        assert await first.read() == grpc.aio.EOF and await first.code() == grpc.StatusCode.OK
+
+    server(scenario)
+
+
+def test_a_request_longer_than_the_keys_limit_is_refused(server):
+    async def scenario(channel, keys, backend):
+        code, message = await status(call(channel, "AnimatePortrait", KEYS["metered"], b"101"))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 100 frames" in message
+
+    server(scenario)
+
+
+def test_the_bucket_refills_at_the_keys_rate():
+    now = [0.0]
+    quotas = Quotas(clock=lambda: now[0])
+    policy = parse_key_file(json.dumps({"keys": entries()}))[key_digest(KEYS["metered"])]
+    quotas.admit(policy)
+    quotas.charge(policy, 90)  # overdraws by 30 frames
+    quotas.release(policy)
+    with pytest.raises(QuotaExceeded) as refused:
+        quotas.admit(policy)
+    assert refused.value.retry_after_s == pytest.approx(31.0)  # back to 1 frame at 1 frame per second
+    now[0] = 31.0
+    quotas.admit(policy)
+
+
+def test_malformed_key_files_are_refused_with_the_entry_at_fault(tmp_path):
+    with pytest.raises(KeyFileError, match="entry 0: sha256 must be 64 hex digits"):
+        parse_key_file(json.dumps({"keys": [{"name": "a", "sha256": "abc"}]}))
+    with pytest.raises(KeyFileError, match="entry 0: max_concurrent must be > 0"):
+        parse_key_file(json.dumps({"keys": [{"name": "a", "sha256": "0" * 64, "max_concurrent": 0}]}))
+    with pytest.raises(KeyFileError, match="cannot read the key file"):
+        KeyFile(tmp_path / "missing.json")
+
+
+def test_keys_never_reach_the_log(server, caplog):
+    async def scenario(channel, keys, backend):
+        caplog.set_level(logging.DEBUG)
+        await status(call(channel, "DetectFaces", KEYS["studio"]))
+        write_keys(keys, entries())
+        KeyFile(keys)
+        assert not any(k in caplog.text or key_digest(k) in caplog.text for k in KEYS.values())
+
+    server(scenario)
