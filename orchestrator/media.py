@@ -57,7 +57,10 @@ def probe(path: Path) -> VideoInfo:
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps or fps <= 0:
             fps = DEFAULT_FPS
-        width, height = stream.codec_context.width, stream.codec_context.height
+        codec = stream.codec_context
+        if codec is None:  # found by fuzzing: a damaged sample description leaves the track without a decoder
+            raise InvalidVideoError("the driving video's track has no decoder (an unknown codec, or a damaged file)")
+        width, height = codec.width, codec.height
         if not width or not height:
             raise InvalidVideoError("the driving video has no frame size")
         return VideoInfo(width, height, Fraction(fps).limit_denominator(1_000_000), stream.frames or 0,
