@@ -10,15 +10,52 @@ from pathlib import Path
 
 
 def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> None:
-    """SIGTERM the child's process group (it was started with ``start_new_session``), SIGKILL after ``timeout_s``."""
-    if process is None or process.poll() is not None:
+    """SIGTERM the child's process group (it was started with ``start_new_session``), SIGKILL what is left after
+    ``timeout_s``, and reap the child. Also when the child itself already died: its own children (tritonserver's
+    Python-backend stubs) are still in the group and must not be left behind."""
+    if process is None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    group = process.pid
+    _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
     try:
-        process.wait(timeout_s)
+        process.wait(max(0.0, deadline - time.monotonic()))  # reaps the leader: no zombie
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        pass
+    while group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group_alive(group):
+        _signal_group(group, signal.SIGKILL)
         process.wait()
+        until = time.monotonic() + 5.0
+        while group_alive(group) and time.monotonic() < until:
+            time.sleep(0.05)
+
+
+def group_alive(group: int) -> bool:
+    """Whether a live (not zombie) process is left in the process group; zombies are their parents' to reap."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
 
 
 class ChildServer:

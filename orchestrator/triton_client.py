@@ -52,6 +52,8 @@ class TritonConfig:
     keepalive_timeout_ms: int = 20_000
     ssl: bool = False
     root_certificates: str | None = None  # PEM file for TLS to Triton
+    # Reconnect quickly once Triton is back (gRPC's default backoff grows to 120 s: SERVING came back ~47 s late)
+    max_reconnect_backoff_ms: int = 2_000
 
     def channel_args(self) -> list[tuple[str, int | str]]:
         """Complete channel arguments: tritonclient drops all its defaults once any are given."""
@@ -63,6 +65,9 @@ class TritonConfig:
             ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
             ("grpc.keepalive_permit_without_calls", 0),
             ("grpc.http2.max_pings_without_data", 2),
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms),
         ]
 
 

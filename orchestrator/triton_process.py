@@ -85,6 +85,9 @@ class TritonProcess(ChildServer):
     extra_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. PYTHONHOME / LD_LIBRARY_PATH for the stub
 
+    def __post_init__(self):
+        self._shm_before: set[str] = set()
+
     @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
@@ -110,6 +113,7 @@ class TritonProcess(ChildServer):
 
     def start(self) -> "TritonProcess":
         install = TritonInstall.locate()
+        self._shm_before = set(shm_regions())
         # PYTHONPATH: the stub imports numpy (triton_python_backend_utils) before any model code runs
         paths = install.backend_python_path
         self.spawn(self.command(install), env=dict(os.environ, LIVEPORTRAIT_BACKEND_PYTHONPATH=paths,
@@ -118,3 +122,36 @@ class TritonProcess(ChildServer):
 
     def is_ready(self) -> bool:
         return http_ok(f"{self.http_url}/v2/health/ready")
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server and its Python-backend stubs, then remove the shared-memory regions they used (a server
+        or stub that died does not remove its own): the ones the group maps, and those made since the start that no
+        live process maps (their stubs died first)."""
+        ours = mapped_shm_regions(self._process.pid) if self._process else set()
+        super().stop(timeout_s)
+        orphans = set(shm_regions()) - self._shm_before - mapped_shm_regions()
+        for name in ours | orphans:
+            (SHM / name).unlink(missing_ok=True)
+
+
+SHM = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_"
+
+
+def shm_regions() -> list[str]:
+    return [p.name for p in SHM.glob(SHM_PREFIX + "*")] if SHM.is_dir() else []
+
+
+def mapped_shm_regions(group: int | None = None) -> set[str]:
+    """The Python-backend regions mapped by live processes (of process group ``group`` only, when given)."""
+    names = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if group is not None and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != group:
+                continue
+            text = (proc / "maps").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        if SHM_PREFIX in text:
+            names.update(line.rsplit("/", 1)[-1] for line in text.splitlines() if SHM_PREFIX in line)
+    return names
