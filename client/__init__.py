@@ -1,4 +1,6 @@
 """Client library (``PortraitClient``, ``AsyncPortraitClient``) and the ``liveportrait`` CLI."""
 from .api import AsyncPortraitClient, PortraitClient, animation_options
+from .edits import EditResult, edit_message, keyframes_message
 
-__all__ = ["AsyncPortraitClient", "PortraitClient", "animation_options"]
+__all__ = ["AsyncPortraitClient", "EditResult", "PortraitClient", "animation_options", "edit_message",
+           "keyframes_message"]

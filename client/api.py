@@ -20,7 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
-from .templates import TEMPLATE_SUFFIXES, read_template
+from .edits import EditResult, edit_message, edit_request, keyframes_message, session_lost
+from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
 
 CHUNK_BYTES = 1024 * 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -42,6 +43,8 @@ def animation_options(**options) -> pb.AnimationOptions:
             if values[name] not in table:
                 raise ValueError(f"unknown {name} {values[name]!r}; choose one of {', '.join(table)}")
             values[name] = table[values[name]]
+    if values.get("edit") is not None:
+        values["edit"] = edit_message(values["edit"])
     return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
 
 
@@ -58,43 +61,85 @@ def driving_kind(path: Path) -> str:
                      f"({', '.join(TEMPLATE_SUFFIXES)})")
 
 
+class InputError(ValueError):
+    """A local input (source, driving file) is missing, unreadable or malformed; raised before any call is made."""
+
+
+def _checked_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"the {what} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InputError(f"the {what} {str(path)!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"the {what} {str(path)!r} cannot be read (permission denied)")
+    return path
+
+
+def _read(path: Path, what: str) -> bytes:
+    path = _checked_file(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"the {what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def _chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             yield chunk
 
 
-def animate_requests(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
-                     output: pb.OutputOptions | None = None) -> Iterator[pb.AnimateRequest]:
-    """The request stream: the setup message, then the driving video in chunks."""
-    source_bytes = source if isinstance(source, bytes) else Path(source).read_bytes()
+def animate_setup(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
+                  output: pb.OutputOptions | None = None) -> tuple[pb.AnimateSetup, Path | None]:
+    """The setup message and the driving video to stream after it (None: nothing follows). Every local input is
+    read, converted and checked here, before a call starts: a missing file or a refused template raises
+    ``InputError`` / ``TemplateError`` with its reason instead of failing inside gRPC's request iterator."""
+    source_bytes = source if isinstance(source, bytes) else _read(source, "source image")
     setup = pb.AnimateSetup(source_image=source_bytes, options=options or pb.AnimationOptions(),
                             output=output or pb.OutputOptions())
     video = None
     if isinstance(driving, pb.MotionTemplate):
         setup.driving_template.CopyFrom(driving)
+    elif isinstance(driving, pb.Keyframes):
+        setup.driving_keyframes.CopyFrom(driving)
     else:
         kind = driving_kind(driving)
         if kind == "template":
-            setup.driving_template.CopyFrom(read_template(Path(driving)))
+            path = _checked_file(driving, "driving template")
+            try:
+                setup.driving_template.CopyFrom(read_template(path))
+            except TemplateError as exc:
+                raise TemplateError(f"the driving template {str(path)!r} is refused: {exc}") from None
         elif kind == "image":
-            setup.driving_image = Path(driving).read_bytes()
+            setup.driving_image = _read(driving, "driving image")
         else:
-            video = Path(driving)
+            video = _checked_file(driving, "driving video")
             setup.driving_video.CopyFrom(pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name))
-    yield pb.AnimateRequest(setup=setup)
+    return setup, video
+
+
+def animate_requests(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
+                     output: pb.OutputOptions | None = None) -> Iterator[pb.AnimateRequest]:
+    """The request stream: the setup message, then the driving video in chunks. The inputs are checked when this
+    is called (``animate_setup``), not when the stream is iterated."""
+    setup, video = animate_setup(source, driving, options, output)
+    return _stream(pb.AnimateRequest, setup, video)
+
+
+def _stream(message, setup, video: Path | None) -> Iterator:
+    yield message(setup=setup)
     if video is not None:
         for chunk in _chunks(video):
-            yield pb.AnimateRequest(driving_chunk=chunk)
+            yield message(driving_chunk=chunk)
 
 
 def extract_requests(video: Path, crop_driving_video: str = "auto") -> Iterator[pb.ExtractMotionRequest]:
-    video = Path(video)
-    yield pb.ExtractMotionRequest(setup=pb.ExtractMotionSetup(
-        driving_video=pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name),
-        crop_driving_video=DRIVING_CROP[crop_driving_video]))
-    for chunk in _chunks(video):
-        yield pb.ExtractMotionRequest(driving_chunk=chunk)
+    """The ExtractMotion request stream; the video file is checked when this is called."""
+    video = _checked_file(video, "driving video")
+    setup = pb.ExtractMotionSetup(driving_video=pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name),
+                                  crop_driving_video=DRIVING_CROP[crop_driving_video])
+    return _stream(pb.ExtractMotionRequest, setup, video)
 
 
 @dataclass(frozen=True)
@@ -192,9 +237,30 @@ class PortraitClient:
 
     def detect(self, image: Path | bytes, ordering: str = "", hint: list[float] | None = None,
                timeout: float | None = None) -> pb.DetectFacesResponse:
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        data = image if isinstance(image, bytes) else _read(image, "image")
         return self.stub.DetectFaces(pb.DetectFacesRequest(image=data, ordering=ordering, hint=hint or []),
                                      timeout=timeout)
+
+    def edit(self, source: Path | bytes | None = None, edit: pb.Edit | dict | None = None,
+             session_id: str | None = None, output: Path | None = None, format: str = "png",
+             jpeg_quality: int | None = None, timeout: float | None = None, **source_options) -> EditResult:
+        """EditPortrait: the edited image (written to ``output`` too when given). With ``session_id`` (from an
+        earlier result) the image is not sent; if the server no longer has that session, the image is sent again.
+        ``source_options``: ``EditSourceOptions`` fields (crop_source, face_index, stitching, paste_back, ...)."""
+        data = source if isinstance(source, bytes) or source is None else _read(source, "source image")
+        try:
+            response = self.stub.EditPortrait(
+                edit_request(None if session_id else data, edit, session_id, format, jpeg_quality, **source_options),
+                timeout=timeout)
+        except grpc.RpcError as exc:
+            if not (session_id and data and session_lost(exc)):
+                raise
+            response = self.stub.EditPortrait(
+                edit_request(data, edit, None, format, jpeg_quality, **source_options), timeout=timeout)
+        result = EditResult.of(response)
+        if output:
+            result.save(output)
+        return result
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         """SERVING, NOT_SERVING, ... of the whole server ("") or of ``liveportrait.v1.PortraitAnimator``."""
@@ -248,9 +314,27 @@ class AsyncPortraitClient:
 
     async def detect(self, image: Path | bytes, ordering: str = "", hint: list[float] | None = None,
                      timeout: float | None = None) -> pb.DetectFacesResponse:
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        data = image if isinstance(image, bytes) else _read(image, "image")
         return await self.stub.DetectFaces(pb.DetectFacesRequest(image=data, ordering=ordering, hint=hint or []),
                                            timeout=timeout)
+
+    async def edit(self, source: Path | bytes | None = None, edit: pb.Edit | dict | None = None,
+                   session_id: str | None = None, output: Path | None = None, format: str = "png",
+                   jpeg_quality: int | None = None, timeout: float | None = None, **source_options) -> EditResult:
+        data = source if isinstance(source, bytes) or source is None else _read(source, "source image")
+        try:
+            response = await self.stub.EditPortrait(
+                edit_request(None if session_id else data, edit, session_id, format, jpeg_quality, **source_options),
+                timeout=timeout)
+        except grpc.RpcError as exc:
+            if not (session_id and data and session_lost(exc)):
+                raise
+            response = await self.stub.EditPortrait(
+                edit_request(data, edit, None, format, jpeg_quality, **source_options), timeout=timeout)
+        result = EditResult.of(response)
+        if output:
+            result.save(output)
+        return result
 
     async def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         response = await self.health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
@@ -265,6 +349,9 @@ async def _aiter(requests: Iterator) -> AsyncIterator:
 def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: int | None, audio: bool | None,
                   low_latency: bool | None, options: dict) -> Iterator[pb.AnimateRequest]:
     """The request stream of ``animate`` (both clients): animation options by name, output options."""
+    keyframes, fps = options.pop("keyframes", None), options.pop("keyframes_fps", None)
+    if keyframes is not None:
+        driving = keyframes_message(keyframes, fps)
     return animate_requests(source, driving, animation_options(**options),
                             pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency))
 

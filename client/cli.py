@@ -4,11 +4,16 @@
     liveportrait up [--profile tiny|full] [--weights DIR] [--port N]
     liveportrait animate [--server HOST:PORT] --source S --driving D -o out.mp4 [options]
     liveportrait extract-motion [--server HOST:PORT] VIDEO -o motion.pb
+    liveportrait animate [--server HOST:PORT] --source S --keyframes kf.json -o out.mp4   # no driving video
+    liveportrait edit [--server HOST:PORT] --source S --smile 0.8 --head-pitch 10 ... -o out.png
     liveportrait detect [--server HOST:PORT] IMAGE [--json]
     liveportrait health [--server HOST:PORT]
+    liveportrait web [--server HOST:PORT] [--port 7860] [--host 127.0.0.1]   # Gradio page over the gRPC API
     liveportrait convert-template old.pkl new.pb|new.json
 
-On a failed call the exit status is 1 and the gRPC status code name and the server's message are printed.
+On a failed call the exit status is 1 and the gRPC status code name and the server's message are printed; a
+local input that is missing or refused (e.g. a template the restricted unpickler rejects) is reported as
+`error: <reason>` with exit status 1 before any call is made.
 """
 from __future__ import annotations
 
@@ -103,9 +108,30 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("animate", help="animate a portrait")
     _add_server(a)
     a.add_argument("--source", "-s", type=Path, required=True, help="portrait image")
-    a.add_argument("--driving", "-d", type=Path, required=True, help="driving video, image or motion template")
+    a.add_argument("--driving", "-d", type=Path, default=None, help="driving video, image or motion template")
+    a.add_argument("--keyframes", type=Path, default=None,
+                   help="instead of --driving: keyframes JSON (edits interpolated over time; see client/edits.py)")
     a.add_argument("--output", "-o", type=Path, required=True, help="MP4 to write")
     _add_animation_options(a)
+    _add_edit_options(a.add_argument_group("edit applied to every frame (AnimationOptions.edit; ranges: the "
+                                           "official sliders)"))
+
+    ed = sub.add_parser("edit", help="edit a portrait (EditPortrait): eyes, lips, head pose, expression sliders")
+    _add_server(ed)
+    ed.add_argument("--source", "-s", type=Path, required=True, help="portrait image")
+    ed.add_argument("--output", "-o", type=Path, required=True, help="image to write (.png or .jpg)")
+    ed.add_argument("--session", default=None, help="session id of an earlier edit of the same source")
+    ed.add_argument("--jpeg-quality", type=int, default=None, help="[95] when the output is .jpg")
+    g = ed.add_argument_group("source options")
+    flag = argparse.BooleanOptionalAction
+    g.add_argument("--crop-source", action=flag, default=None, help="detect and crop the face [on]")
+    g.add_argument("--crop-scale", type=float, default=None, help="[2.3]")
+    g.add_argument("--face-index", type=int, default=None, help="[0]")
+    g.add_argument("--face-order", default=None, help="[large-small]")
+    g.add_argument("--face-hint", type=float, nargs=4, default=None, metavar=("X1", "Y1", "X2", "Y2"))
+    g.add_argument("--stitching", action=flag, default=None, help="[on]")
+    g.add_argument("--paste-back", action=flag, default=None, help="[on]")
+    _add_edit_options(ed.add_argument_group("edit (unset: unchanged; ranges: the official sliders)"))
 
     e = sub.add_parser("extract-motion", help="driving video -> motion template (.pb or .json)")
     _add_server(e)
@@ -122,6 +148,11 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("health", help="is the service SERVING")
     _add_server(h)
 
+    w = sub.add_parser("web", help="web page (Gradio) that calls the service's gRPC API: animate, edit, faces")
+    _add_server(w)
+    w.add_argument("--port", type=int, default=7860, help="HTTP port of the page [7860]")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1; 0.0.0.0: all]")
+
     c = sub.add_parser("convert-template", help="official .pkl (or .pb/.json) -> .pb or .json")
     c.add_argument("source", type=Path)
     c.add_argument("destination", type=Path)
@@ -136,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
                             "LivePortrait models when their files are in the weights directory")
         s.add_argument("--port", type=int, default=50051 if name == "up" else 0, help="orchestrator gRPC port")
         s.add_argument("--metrics-port", type=int, default=9100 if name == "up" else 0)
+        if name == "up":
+            s.add_argument("--web", action="store_true", help="also serve the web page (liveportrait web)")
+            s.add_argument("--web-port", type=int, default=7860, help="HTTP port of the web page [7860]")
         if name == "demo":
             s.add_argument("--output", "-o", type=Path, default=Path("artifacts/demo.mp4"))
             s.add_argument("--source", type=Path, default=None, help="portrait [skimage.data.astronaut()]")
@@ -145,12 +179,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_edit_options(g) -> None:
+    from orchestrator.edit import FIELDS
+
+    for f in FIELDS:
+        g.add_argument("--" + f.name.replace("_", "-"), type=float, default=None, dest="edit_" + f.name,
+                       metavar="V", help=f"[{f.low:g}, {f.high:g}] {f.meaning} ({f.origin.split()[0]})")
+
+
+def _edit_values(args) -> dict:
+    return {k[5:]: v for k, v in vars(args).items() if k.startswith("edit_") and v is not None}
+
+
 def _client(args) -> PortraitClient:
     return PortraitClient(args.server or default_target(), args.ca)
 
 
 def cmd_animate(args) -> int:
     options = {name: getattr(args, name) for name in OPTION_NAMES}
+    if (args.driving is None) == (args.keyframes is None):
+        raise ValueError("give one of --driving and --keyframes")
+    if args.keyframes is not None:
+        options["keyframes"] = args.keyframes
+    options["edit"] = _edit_values(args) or None
     bar = ProgressBar()
     with _client(args) as client:
         summary = client.animate(args.source, args.driving, args.output, on_progress=bar, timeout=args.timeout,
@@ -171,6 +222,22 @@ def print_summary(summary: pb.Summary, output: Path) -> None:
               f" MB per frame")
     for warning in summary.warnings:
         print(f"WARNING: {warning}")
+
+
+def cmd_edit(args) -> int:
+    image_format = "jpeg" if args.output.suffix.lower() in (".jpg", ".jpeg") else "png"
+    source_options = {name: getattr(args, name) for name in ("crop_source", "crop_scale", "face_index", "face_order",
+                                                             "face_hint", "stitching", "paste_back")}
+    with _client(args) as client:
+        result = client.edit(args.source, _edit_values(args), session_id=args.session, output=args.output,
+                             format=image_format, jpeg_quality=args.jpeg_quality, timeout=args.timeout,
+                             **source_options)
+    print(f"wrote {args.output}: {result.width}x{result.height} in {result.seconds * 1000:.0f} ms "
+          f"(session {result.session_id}, {'reused' if result.session_reused else 'new'})")
+    print("stages: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+    for warning in result.warnings:
+        print(f"WARNING: {warning}")
+    return 0
 
 
 def cmd_extract(args) -> int:
@@ -228,11 +295,13 @@ def cmd_up(args) -> int:
     import signal
 
     stack = _stack(args)
-    with stack:
+    with stack, _web(args, stack) as web:
         if args.weights == "synthetic":
             print("NOTE: synthetic weights (the output is structured noise, not a face); pass --weights DIR with "
                   "the official LivePortrait weights and --profile full for real results.")
         print(f"ready: liveportrait animate --server {stack.target} --source S --driving D -o out.mp4")
+        if web:
+            print(f"web page: {web.url} (log {web.log_file})")
         print("press Ctrl-C to stop")
         signal.signal(signal.SIGTERM, _interrupt)
         try:
@@ -241,6 +310,26 @@ def cmd_up(args) -> int:
         except KeyboardInterrupt:
             print("\nstopping ...")
     print("stopped")
+    return 0
+
+
+def _web(args, stack):
+    """``up --web``: the web page as a child process beside the stack, stopped with it."""
+    import contextlib
+
+    if not args.web:
+        return contextlib.nullcontext()
+    from .web import WebProcess
+
+    print("starting the web page ...")
+    return WebProcess(stack.target, stack.config.work_dir / "web.log", port=args.web_port)
+
+
+def cmd_web(args) -> int:
+    from .web import serve
+
+    serve(args.server or default_target(), host=args.host, port=args.port, root_certificates=args.ca,
+          timeout=args.timeout)
     return 0
 
 
@@ -273,8 +362,8 @@ def _astronaut(directory: Path) -> Path:
     return path
 
 
-COMMANDS = {"animate": cmd_animate, "extract-motion": cmd_extract, "detect": cmd_detect, "health": cmd_health,
-            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo}
+COMMANDS = {"animate": cmd_animate, "edit": cmd_edit, "extract-motion": cmd_extract, "detect": cmd_detect, "health": cmd_health,
+            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo, "web": cmd_web}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"\nerror: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    except (TemplateError, ValueError, OSError) as exc:
+    except (TemplateError, ValueError, OSError) as exc:  # a local input: missing, unreadable or refused
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except RuntimeError as exc:  # the local stack did not start (StackError, TritonStartError)
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
@@ -103,10 +104,16 @@ def read_template(path: Path) -> pb.MotionTemplate:
         return load_pickle(path.read_bytes(), path.name)
     if suffix == ".pb":
         message = pb.MotionTemplate()
-        message.ParseFromString(path.read_bytes())
+        try:
+            message.ParseFromString(path.read_bytes())
+        except DecodeError as exc:
+            raise TemplateError(f"not a liveportrait.v1.MotionTemplate message: {exc}") from None
         return message
     if suffix == ".json":
-        return json_format.Parse(path.read_text(), pb.MotionTemplate())
+        try:
+            return json_format.Parse(path.read_text(), pb.MotionTemplate())
+        except (json_format.ParseError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"not a liveportrait.v1.MotionTemplate JSON document: {exc}") from None
     raise TemplateError(f"unknown template type {suffix!r}; use one of {', '.join(TEMPLATE_SUFFIXES)}")
 
 

@@ -23,7 +23,8 @@ synthetic weights the rendered crops are noise, which costs libx264 far more tha
 uses the rendered crops instead.
 
 The driving crop is forced on (``--driving-crop on``): what every non-square (phone) video gets. d0.mp4 is square,
-and the orchestrator's default for a square video is no crop, which skips the face models (``--driving-crop off``).
+and the orchestrator's default for a square video is no crop, which runs the face models on its first frame only, to
+check that it shows a face (``--driving-crop off``).
 
 Orchestrator cores per GPU replica = total CPU seconds per frame x the frames per second one GPU replica renders
 (``--gpu-fps``).

@@ -6,7 +6,7 @@
   frames/s over all concurrent requests, per-frame latency (request time / frames), Triton bytes per frame;
 * in-process: the same per-frame work (stitching + appearance + warping/decoding + uint8 conversion, batches of
   8) with onnxruntime on the repository's ONNX files, no encoding or paste-back; overhead = in-process fps / served;
-* orchestrator RSS after driving videos of growing length (d0.mp4-like videos generated from a test pattern).
+* orchestrator RSS after driving videos of growing length (d0.mp4's frames, repeated).
 """
 from __future__ import annotations
 
@@ -94,13 +94,17 @@ def rss_mb(pid: int) -> float:
 
 
 def test_video(path: Path, frames: int, size: int = 512) -> Path:
+    """``frames`` frames of d0.mp4, played again from the start when it is shorter (an uncropped square driving
+    video must show a face in its first frame)."""
+    with av.open(str(Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "driving" / "d0.mp4")) as inp:
+        source = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast"}
         for i in range(frames):
-            image = np.full((size, size, 3), (i * 3) % 256, np.uint8)
+            image = np.ascontiguousarray(cv2.resize(source[i % len(source)], (size, size)))
             out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         out.mux(stream.encode(None))
     return path

@@ -79,8 +79,13 @@ class VideoDriving:
     """A spooled driving video (or one image) -> motion chunks; crops with the streaming face tracker when needed.
 
     Frames before the first face (when cropping) wait, at most ``max_pending``, and are cropped with the first
-    face's box, so the output keeps one frame per driving frame.
+    face's box, so the output keeps one frame per driving frame. Without cropping (a square video, or
+    ``crop_driving_video`` off) the first frame must show a face, as in the official pipeline
+    (``Cropper.calc_lmks_from_cropped_video`` raises "No face detected in the frame #0"); later frames are not
+    checked.
     """
+
+    what = "driving video"
 
     def __init__(self, path: Path, info: VideoInfo, runner: RequestRunner, analyzer: FaceAnalyzer,
                  crop: DrivingCropOptions, need_ratios: bool, timings: Timings, chunk: int = 8,
@@ -101,6 +106,7 @@ class VideoDriving:
         self.is_video = True
         self._ratios = _Ratios()
         self._pending: list[np.ndarray] = []
+        self._first = True
 
     async def chunks(self) -> AsyncIterator[Motion]:
         frames = read_frames(self.path, self.chunk, self.max_frames)
@@ -118,15 +124,22 @@ class VideoDriving:
                 ready = ready[self.chunk:]
         if self._pending:
             raise NoFace(f"no face was found in the driving video ({len(self._pending)} frames); use a video "
-                         "showing a face, or set crop_driving_video to off for a video that is already a face crop")
+                         "showing a face, or set `crop_driving_video: off` (CLI: `--crop-driving-video off`) for a "
+                         "video that is already a face crop")
         if ready:
             yield await self._motion(ready)
 
     async def _prepare(self, frame: np.ndarray) -> list[tuple[np.ndarray, tuple | None, float | None]]:
         """The frame's network input and ratios (and those of frames that waited for the first face)."""
-        if not self.tracker.cropping and not self.need_ratios:
+        first, self._first = self._first, False
+        if not self.tracker.cropping and not self.need_ratios and not first:
             return [(self.tracker.driving_input(frame), None, None)]
         found = await self.tracker.process(frame)
+        if not self.tracker.cropping:
+            if first and not found.face_found:
+                raise NoFace(self._no_face_uncropped())
+            if not self.need_ratios:
+                return [(found.image_256, None, None)]
         eyes, lip = self._ratios.update(found)
         if found.image_256 is None:
             self._pending.append(frame)
@@ -136,6 +149,11 @@ class VideoDriving:
         waited = [(self.tracker.driving_input(f, found.box), eyes, lip) for f in self._pending]
         self._pending = []
         return waited + [(found.image_256, eyes, lip)]
+
+    def _no_face_uncropped(self) -> str:
+        return (f"no face was found in the first frame of the {self.what}; it is used uncropped (square, or "
+                "`crop_driving_video: off`), and like the official pipeline the service needs a face in its first "
+                f"frame: use a {self.what} that shows a face from the start")
 
     async def _motion(self, items: list[tuple[np.ndarray, tuple | None, float | None]]) -> Motion:
         with self.timings.stage("motion"):
@@ -151,6 +169,8 @@ class VideoDriving:
 class ImageDriving(VideoDriving):
     """One driving image: one output frame at the official default 25 fps."""
 
+    what = "driving image"
+
     def __init__(self, image: np.ndarray, runner: RequestRunner, analyzer: FaceAnalyzer, crop: DrivingCropOptions,
                  need_ratios: bool, timings: Timings):
         h, w = image.shape[:2]
@@ -163,8 +183,7 @@ class ImageDriving(VideoDriving):
         with self.timings.stage("detect"):
             ready = await self._prepare(self.image)
         if not ready:
-            raise NoFace("no face was found in the driving image; set crop_driving_video to off for an image that "
-                         "is already a face crop")
+            raise NoFace("no face was found in the driving image; use an image showing a face")
         yield await self._motion(ready)
 
 
@@ -173,3 +192,51 @@ def require_ratios(motion: Motion, eyes: bool, lip: bool) -> None:
         raise InvalidRequest("eye_retargeting needs driving eye ratios, which this motion template does not have")
     if lip and motion.lip_ratio is None:
         raise InvalidRequest("lip_retargeting needs driving lip ratios, which this motion template does not have")
+
+
+@dataclass(frozen=True)
+class EditedMotion(Motion):
+    """Motion chunk with one edit per frame (``KeypointStage`` applies them on top of the frames' keypoints)."""
+
+    edits: tuple = ()
+
+
+def neutral_motion(n: int) -> Motion:
+    """N frames that, driving in relative mode, reproduce the source exactly (identity rotation, no expression)."""
+    return Motion(np.ones(n, np.float32), np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3)).copy(),
+                  np.zeros((n, 21, 3), np.float32), np.zeros((n, 3), np.float32))
+
+
+@dataclass
+class KeyframeDriving:
+    """No driving video: the source's own motion with edits interpolated between keyframes (``edit.keyframe_edits``),
+    in chunks like the other driving inputs."""
+
+    keyframes: list  # edit.Keyframe
+    fps: Fraction
+    chunk: int = 8
+    max_frames: int = 18_000
+    audio_path: Path | None = None
+    is_video: bool = True
+
+    def __post_init__(self):
+        from .edit import InvalidEditError, keyframe_edits
+
+        try:
+            self.edits = keyframe_edits(self.keyframes, float(self.fps))
+        except InvalidEditError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if len(self.edits) > self.max_frames:
+            raise InvalidRequest(f"the keyframes make {len(self.edits)} frames, more than the limit of "
+                                 f"{self.max_frames}")
+
+    @property
+    def total_frames(self) -> int:
+        return len(self.edits)
+
+    async def chunks(self) -> AsyncIterator[Motion]:
+        from .edit import deltas
+
+        for start in range(0, len(self.edits), self.chunk):
+            part = [deltas(e) for e in self.edits[start:start + self.chunk]]
+            yield EditedMotion(*vars(neutral_motion(len(part))).values(), edits=tuple(part))

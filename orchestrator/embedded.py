@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .child_process import ChildServer
+from .ports import port_in_use
 from .triton_process import REPO_ROOT, TritonProcess, free_port
 
 
@@ -35,6 +36,20 @@ class StackConfig:
     def repository(self) -> Path:
         label = "synthetic" if self.weights == "synthetic" else "official"
         return self.work_dir / f"repo-{self.profile}-cpu-{label}"
+
+
+def resolve_ports(config: StackConfig, log=print) -> StackConfig:
+    """Checked before anything starts: a gRPC port in use is an error naming ``--port`` (clients must know the
+    port); a metrics port in use is replaced by a free one, which is printed."""
+    if port_in_use("127.0.0.1", config.port):
+        raise StackError(f"the gRPC port {config.port} is in use (another `liveportrait up` or orchestrator?); "
+                         f"choose another with --port N")
+    if port_in_use("0.0.0.0", config.metrics_port):
+        port = free_port()
+        log(f"the metrics port {config.metrics_port} is in use; serving the orchestrator's metrics on port {port} "
+            f"instead (choose one with --metrics-port N)")
+        config = replace(config, metrics_port=port)
+    return config
 
 
 def export_repository(config: StackConfig, log=print) -> Path:
@@ -109,7 +124,7 @@ class EmbeddedStack:
         return self.orchestrator.target
 
     def start(self) -> "EmbeddedStack":
-        c = self.config
+        c = self.config = resolve_ports(self.config, self.log)
         repository = export_repository(c, self.log)
         if c.face_stack == "official" and not (repository / "official_face_detector").is_dir():
             raise StackError(f"--face-stack official needs the official face files in the weights directory "

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
+from .edit import EASINGS, FIELDS, Edit, InvalidEditError, Keyframe
 from .errors import InvalidRequest
 from .face import ORDERINGS, CropConfig
 from .face.geometry import DRIVING_CROP
@@ -40,6 +42,7 @@ class AnimateOptions:
     crf: int = 18
     audio: bool = True
     low_latency: bool = False
+    edit: Edit | None = None  # applied on top of the driving motion in every frame
 
     @property
     def pastes_back(self) -> bool:
@@ -119,4 +122,67 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         crf=crf,
         audio=_get(output, "audio", True),
         low_latency=_get(output, "low_latency", False),
+        edit=edit_from_proto(o.edit, "options.edit") if o.HasField("edit") else None,
     )
+
+
+# ---- edits ------------------------------------------------------------------------------------------------------
+
+EASING_NAMES = {pb.LINEAR: "linear", pb.EASE_IN: "ease_in", pb.EASE_OUT: "ease_out", pb.EASE_IN_OUT: "ease_in_out",
+                pb.STEP: "step"}
+assert set(EASING_NAMES.values()) == set(EASINGS)
+IMAGE_FORMATS = {pb.PNG: ("png", "image/png"), pb.JPEG: ("jpeg", "image/jpeg")}
+MAX_KEYFRAME_SECONDS = 3600.0
+
+
+def edit_from_proto(message: pb.Edit, where: str = "edit") -> Edit:
+    """The set fields, validated (NaN, inf, out of the official range -> INVALID_ARGUMENT naming the field)."""
+    values = {f.name: float(getattr(message, f.name)) for f in FIELDS if message.HasField(f.name)}
+    try:
+        return Edit(values)
+    except InvalidEditError as exc:
+        raise InvalidRequest(str(exc).replace("edit.", f"{where}.", 1)) from None
+
+
+def keyframes_from_proto(message: pb.Keyframes) -> tuple[list[Keyframe], Fraction]:
+    from .templates import InvalidTemplateError, fps_from_proto
+
+    if not message.keyframes:
+        raise InvalidRequest("driving_keyframes has no keyframes")
+    try:
+        fps = fps_from_proto(message.fps) if message.HasField("fps") else Fraction(25)
+    except InvalidTemplateError as exc:
+        raise InvalidRequest(f"driving_keyframes.fps: {exc}") from None
+    keyframes = []
+    for i, k in enumerate(message.keyframes):
+        where = f"driving_keyframes.keyframes[{i}]"
+        _range(f"{where}.duration_s", k.duration_s, 0.0, MAX_KEYFRAME_SECONDS)
+        keyframes.append(Keyframe(edit_from_proto(k.edit, f"{where}.edit"), float(k.duration_s),
+                                  _enum(EASING_NAMES, k.easing, f"{where}.easing")))
+    if sum(k.duration_s for k in keyframes) <= 0:
+        raise InvalidRequest("driving_keyframes: the total duration must be more than 0 seconds")
+    return keyframes, fps
+
+
+@dataclass(frozen=True)
+class EditRequestOptions:
+    source: AnimateOptions  # how the source is prepared (crop, face selection, stitching, paste-back)
+    edit: Edit
+    image_format: str  # png or jpeg
+    mime_type: str
+    jpeg_quality: int
+
+
+def edit_request_options(request: pb.EditRequest) -> EditRequestOptions:
+    s = request.source_options
+    animation = pb.AnimationOptions(face_index=s.face_index, face_order=s.face_order, face_hint=s.face_hint)
+    for name in ("crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "source_max_dim", "source_division",
+                 "stitching", "paste_back"):
+        if s.HasField(name):
+            setattr(animation, name, getattr(s, name))
+    source = animate_options(animation, pb.OutputOptions())
+    image_format, mime = _enum(IMAGE_FORMATS, request.format, "format")
+    quality = _get(request, "jpeg_quality", 95)
+    if not 1 <= quality <= 100:
+        raise InvalidRequest(f"jpeg_quality must be between 1 and 100, got {quality}")
+    return EditRequestOptions(source, edit_from_proto(request.edit), image_format, mime, quality)

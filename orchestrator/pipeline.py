@@ -19,7 +19,8 @@ import numpy as np
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .driving import DrivingSource, require_ratios
-from .errors import NoFace
+from .edit import EditDeltas, deltas, keypoint_offsets
+from .errors import InvalidRequest, NoFace
 from .face import FaceAnalyzer, NoFaceError, decode_image, limit_size
 from .keypoints import (KeypointComposer, Motion, RetargetPlan, SourceKeypoints, combine_retargeting,
                         combined_eye_ratio, combined_lip_ratio, retarget_plan,
@@ -85,6 +86,7 @@ class KeypointStage:
         self.plan: RetargetPlan = retarget_plan(options.keypoints, source.eye_ratio is not None, source.lip_ratio)
         self.runner = runner
         self.lip_normalization: np.ndarray | None = None
+        self.edit: EditDeltas | None = deltas(options.edit) if options.edit is not None else None
 
     async def start(self) -> None:
         if self.plan.add_lip_normalization:
@@ -104,12 +106,32 @@ class KeypointStage:
                 lip = await self._mlp("retarget_lip", "lip_ratio",
                                       combined_lip_ratio(self.source.lip_ratio, motion.lip_ratio))
             x = combine_retargeting(x, self.kp.x_s, plan, eye, lip)
+        edits = getattr(motion, "edits", None) or ([self.edit] * len(motion) if self.edit is not None else None)
+        if edits:
+            x = await self._apply_edits(x, motion, edits)
         if plan.stitch:
             x = (await self.runner.infer("stitching", {"kp_source": self._x_s(len(x)), "kp_driving": x}))[
                 "kp_driving_stitched"]
         if self.lip_normalization is not None:
             x = x + self.lip_normalization
         return self.composer.finalize(x)
+
+    async def _apply_edits(self, x: np.ndarray, motion: Motion, edits: list[EditDeltas]) -> np.ndarray:
+        """Each frame's edit on top of its keypoints (``edit.keypoint_offsets``), plus the eye/lip retargeting
+        deltas toward the edit's target ratios (before stitching, as the official image retargeting does)."""
+        new = self.composer.new_motion(motion)
+        x = (x + keypoint_offsets(self.kp.kp, new.R, new.exp, new.scale, new.t, edits)).astype(F32)
+        eyes, lips = [d.eye_ratio for d in edits], [d.lip_ratio for d in edits]
+        if any(v is not None for v in eyes + lips) and self.source.eye_ratio is None:
+            raise InvalidRequest("edit.eye_ratio and edit.lip_ratio need the source's landmarks, and no face was "
+                                 "found in the source")
+        if any(v is not None for v in eyes):
+            targets = np.array([[v, v] for v in eyes], F32)
+            x = x + await self._mlp("retarget_eye", "eye_ratio", combined_eye_ratio(self.source.eye_ratio, targets))
+        if any(v is not None for v in lips):
+            targets = np.array(lips, F32)
+            x = x + await self._mlp("retarget_lip", "lip_ratio", combined_lip_ratio(self.source.lip_ratio, targets))
+        return x
 
     async def _mlp(self, model: str, name: str, ratio: np.ndarray) -> np.ndarray:
         outputs = await self.runner.infer(model, {"kp_source": self._x_s(len(ratio)), name: ratio.astype(F32)})
@@ -202,12 +224,16 @@ def output_frames(planes: np.ndarray, paste: PasteBack | None) -> list[np.ndarra
     return [paste(c) for c in crops] if paste else crops
 
 
+def weights_warnings(weights: str) -> list[str]:
+    if weights.startswith("synthetic"):
+        return [f"synthetic weights ({weights}): the output is structured noise, not a face; serve a "
+                "model repository exported from the official LivePortrait weights for real results"]
+    return []
+
+
 def summary(frames: int, driving: DrivingSource, width: int, height: int, size: int, has_audio: bool,
             source: Source, ctx: RequestContext, seconds: float) -> pb.Summary:
-    warnings = []
-    if ctx.weights.startswith("synthetic"):
-        warnings.append(f"synthetic weights ({ctx.weights}): the output is structured noise, not a face; serve a "
-                        "model repository exported from the official LivePortrait weights for real results")
+    warnings = weights_warnings(ctx.weights)
     traffic = ctx.runner.traffic
     return pb.Summary(
         frames=frames, fps=fps_to_proto(driving.fps), width=width, height=height, video_bytes=size,

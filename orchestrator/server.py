@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 from .admission import Admission
 from .face import FACE_STACKS
 from .metrics import Metrics
+from .ports import port_in_use
 from .service import Limits, PortraitAnimatorService, ServingState
 from .triton_client import TritonConfig, TritonRunner
 
@@ -32,6 +34,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PortraitAnimator"].full_name
 PIPELINE_MODELS = ("motion_extractor_u8", "render_i420", "stitching", "retarget_eye", "retarget_lip")
 FACE_MODELS = {"mediapipe": ("face_detector", "face_landmarks"),
                "official": ("official_face_detector", "official_landmarks_106", "official_landmarks_203")}
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (a port in use); the message is one line that names the flag to change."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Orchestrator:
 
     async def start(self) -> int:
         c = self.config
+        self._check_ports()
         self.runner = TritonRunner(c.triton, self.metrics)
         service = PortraitAnimatorService(self.runner, self.metrics,
                                           Admission(c.max_concurrent, c.max_queued, self.metrics), c.limits,
@@ -79,25 +86,44 @@ class Orchestrator:
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", c.max_message_bytes),
             ("grpc.max_send_message_length", c.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on the same port fails instead of silently sharing it
         ])
         pb_grpc.add_PortraitAnimatorServicer_to_server(service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                              reflection.SERVICE_NAME), self.server)
         target = f"{c.address}:{c.port}"
-        if c.tls_cert:
-            credentials = grpc.ssl_server_credentials([(c.tls_key.read_bytes(), c.tls_cert.read_bytes())])
-            self.port = self.server.add_secure_port(target, credentials)
-        else:
-            self.port = self.server.add_insecure_port(target)
+        try:
+            if c.tls_cert:
+                credentials = grpc.ssl_server_credentials([(c.tls_key.read_bytes(), c.tls_cert.read_bytes())])
+                self.port = self.server.add_secure_port(target, credentials)
+            else:
+                self.port = self.server.add_insecure_port(target)
+        except RuntimeError:  # "Failed to bind to address": lost a race for the port, or an address not of this host
+            raise StartupError(f"cannot listen on {target} for gRPC (port in use, or an address not of this "
+                               f"host); choose another with --port / --address") from None
+        if c.metrics_port:
+            try:
+                self._metrics_server = self.metrics.serve(c.metrics_port)
+            except OSError as exc:
+                raise StartupError(f"cannot serve metrics on port {c.metrics_port} ({exc.strerror or exc}); choose "
+                                   f"another with --metrics-port N (0 turns the metrics endpoint off)") from None
         await self._set_health(False)
         await self.server.start()
-        if c.metrics_port:
-            self._metrics_server = self.metrics.serve(c.metrics_port)
         self._watcher = asyncio.create_task(self._watch_triton())
         log.info("serving %s on %s (Triton %s, metrics port %s)", SERVICE_NAME, self.port, c.triton.url,
                  c.metrics_port or "off")
         return self.port
+
+    def _check_ports(self) -> None:
+        c = self.config
+        if port_in_use(c.address, c.port):
+            raise StartupError(f"the gRPC port {c.port} ({c.address}) is in use, e.g. by another orchestrator or "
+                               f"`liveportrait up`; choose another with --port N (or $LIVEPORTRAIT_PORT)")
+        if c.metrics_port and port_in_use("0.0.0.0", c.metrics_port):
+            raise StartupError(f"the metrics port {c.metrics_port} is in use, e.g. by another orchestrator or "
+                               f"`liveportrait up`; choose another with --metrics-port N (or $LIVEPORTRAIT_METRICS_PORT"
+                               f"; 0 turns the metrics endpoint off)")
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -156,6 +182,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--max-driving-bytes", type=int, default=_env("max_driving_bytes", dl.max_driving_bytes))
     p.add_argument("--max-frames", type=int, default=_env("max_frames", dl.max_frames))
     p.add_argument("--max-request-seconds", type=float, default=_env("max_request_seconds", dl.max_request_s))
+    p.add_argument("--edit-sessions", type=int, default=_env("edit_sessions", dl.edit_sessions),
+                   help="EditPortrait: prepared sources kept (LRU)")
+    p.add_argument("--edit-session-bytes", type=int, default=_env("edit_session_bytes", dl.edit_session_bytes),
+                   help="EditPortrait: total bytes of the kept sources")
+    p.add_argument("--edit-session-ttl", type=float, default=_env("edit_session_ttl", dl.edit_session_ttl_s),
+                   help="EditPortrait: idle seconds before a session is dropped")
     p.add_argument("--face-stack", choices=FACE_STACKS, default=_env("face_stack", d.face_stack))
     p.add_argument("--spool-dir", type=Path, default=_env("spool_dir", None), help="where uploads are spooled")
     p.add_argument("--tls-cert", type=Path, default=_env("tls_cert", None))
@@ -170,7 +202,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         triton=TritonConfig(url=a.triton_url, call_timeout_s=a.triton_timeout, ssl=a.triton_ssl,
                             root_certificates=a.triton_root_certificates),
         limits=Limits(max_source_bytes=a.max_source_bytes, max_driving_bytes=a.max_driving_bytes,
-                      max_frames=a.max_frames, max_request_s=a.max_request_seconds),
+                      max_frames=a.max_frames, max_request_s=a.max_request_seconds, edit_sessions=a.edit_sessions,
+                      edit_session_bytes=a.edit_session_bytes, edit_session_ttl_s=a.edit_session_ttl),
         max_concurrent=a.max_concurrent, max_queued=a.max_queued, max_message_bytes=a.max_message_bytes,
         face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key)
 
@@ -188,7 +221,12 @@ async def serve(config: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(serve(parse_args(argv)))
+    config = parse_args(argv)
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:  # one line, no traceback
+        print(f"liveportrait-orchestrator: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,14 +18,15 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
-from .driving import ImageDriving, TemplateDriving, VideoDriving
+from .driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
+from .editing import SessionStore, edit_image, session_source
 from .errors import InvalidRequest, status_of
 from .face import CropConfig, FaceAnalyzer, FaceSelectionError, decode_image, make_analyzer
-from .keypoints import Motion
+from .keypoints import KeypointOptions, Motion
 from .media import probe
 from .metrics import Metrics
-from .options import AnimateOptions, animate_options, driving_crop_options
-from .pipeline import RequestContext, animate
+from .options import AnimateOptions, animate_options, driving_crop_options, edit_request_options, keyframes_from_proto
+from .pipeline import RequestContext, animate, weights_warnings
 from .templates import Template, from_proto, to_proto
 from .timing import Timings
 from .triton_client import RequestRunner, Traffic, TritonRunner
@@ -40,6 +41,9 @@ class Limits:
     max_frames: int = 18_000  # 10 minutes at 30 fps
     max_request_s: float = 3600.0
     chunk_frames: int = 8  # frames per Triton batch (the models' max_batch_size)
+    edit_sessions: int = 64  # prepared sources kept for EditPortrait (LRU)
+    edit_session_bytes: int = 512 * 1024 * 1024  # their total size
+    edit_session_ttl_s: float = 900.0  # idle seconds before a session is dropped
 
 
 @dataclass
@@ -60,6 +64,7 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         self.state = state
         self.face_stack = face_stack
         self.spool_dir = spool_dir
+        self.sessions = SessionStore(limits.edit_sessions, limits.edit_session_bytes, limits.edit_session_ttl_s)
 
     # ---- RPCs ------------------------------------------------------------------------------------------------
 
@@ -67,6 +72,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         async with self._call("AnimatePortrait", context) as runner:
             setup = await self._first(request_iterator, "setup")
             options = animate_options(setup.options, setup.output)
+            if setup.WhichOneof("driving") == "driving_keyframes":
+                options = keyframe_options(options)
             self._check_source(setup.source_image)
             timings = Timings()
             need_ratios = options.keypoints.retargeting
@@ -117,6 +124,32 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             faces = await analyzer.detect(image, request.ordering or None, hint)
             return pb.DetectFacesResponse(faces=[face_message(f) for f in faces], width=image.shape[1],
                                           height=image.shape[0])
+
+    async def EditPortrait(self, request: pb.EditRequest, context) -> pb.EditResponse:
+        async with self._call("EditPortrait", context) as runner:
+            started = time.perf_counter()
+            options = edit_request_options(request)
+            if request.source_image:
+                self._check_source(request.source_image)
+            timings = Timings()
+            ctx = RequestContext(runner, self._analyzer(runner, options.source.source_crop), timings, lambda _: None,
+                                 self.state.weights)
+            session_id, prepared, reused = await session_source(self.sessions, request.session_id,
+                                                                request.source_image, options.source, ctx)
+            data, width, height = await edit_image(prepared, options.edit, options, ctx)
+            self.sessions.trim()  # the first paste-back grows the session
+            for stage, seconds in timings.seconds.items():
+                self.metrics.stage_latency.labels(stage).observe(seconds)
+            source = prepared.source
+            return pb.EditResponse(
+                image=data, mime_type=options.mime_type, width=width, height=height,
+                source_face_box=[] if source.box is None else [float(v) for v in source.box],
+                session_id=session_id, session_reused=reused,
+                timings=[pb.StageTiming(stage=k, seconds=v) for k, v in timings.seconds.items()],
+                warnings=weights_warnings(self.state.weights), weights=self.state.weights,
+                seconds=time.perf_counter() - started,
+                source_eye_ratio=[] if source.eye_ratio is None else [float(v) for v in source.eye_ratio],
+                source_lip_ratio=source.lip_ratio or 0.0)
 
     # ---- helpers ---------------------------------------------------------------------------------------------
 
@@ -190,8 +223,12 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 yield VideoDriving(path, info, runner, analyzer, options.driving_crop,
                                    need_ratios, timings, self.limits.chunk_frames, self.limits.max_frames,
                                    audio=options.audio)
+        elif kind == "driving_keyframes":
+            keyframes, fps = keyframes_from_proto(setup.driving_keyframes)
+            yield KeyframeDriving(keyframes, fps, self.limits.chunk_frames, self.limits.max_frames)
         else:
-            raise InvalidRequest("setup has no driving input: set driving_video, driving_image or driving_template")
+            raise InvalidRequest("setup has no driving input: set driving_video, driving_image, driving_template or "
+                                 "driving_keyframes")
 
     def _spool(self):
         return _SpoolFile(self.spool_dir)
@@ -212,6 +249,9 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 spool.write(message.driving_chunk)
         if size == 0:
             raise InvalidRequest("the driving video is empty: send its bytes as driving_chunk messages after setup")
+        if announced and size != announced:
+            raise InvalidRequest(f"the driving video was announced as {announced} bytes (setup size_bytes) but "
+                                 f"{size} bytes arrived; the upload is incomplete or size_bytes is wrong")
         return size
 
 
@@ -229,6 +269,13 @@ class _SpoolFile:
 
     def __exit__(self, *exc) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def keyframe_options(options: AnimateOptions) -> AnimateOptions:
+    """Keyframes drive the source's own motion: relative, no driving retargeting; only stitching is kept."""
+    if options.edit is not None:
+        raise InvalidRequest("options.edit does not apply to driving_keyframes: put the edit in the keyframes")
+    return replace(options, keypoints=KeypointOptions(stitching=options.keypoints.stitching))
 
 
 def face_message(face) -> pb.Face:

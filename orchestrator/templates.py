@@ -86,9 +86,17 @@ def from_proto(message: pb.MotionTemplate, max_frames: int = 100_000) -> Templat
         eye_ratio=np.array([f.eye_ratio for f in frames], F32).reshape(n, 2) if has_eyes else None,
         lip_ratio=np.array([f.lip_ratio for f in frames], F32) if has_lip else None,
     )
-    arrays = [motion.scale, motion.R, motion.exp, motion.t]
-    if not all(np.isfinite(a).all() for a in arrays):
-        raise InvalidTemplateError("the motion template holds non-finite values")
+    fields = {"scale": motion.scale, "rotation": motion.R, "exp": motion.exp, "t": motion.t,
+              "eye_ratio": motion.eye_ratio, "lip_ratio": motion.lip_ratio}
+    for name, values in fields.items():  # NaN/inf ratios would corrupt the retargeted frames: refused like the rest
+        if values is None:
+            continue
+        bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InvalidTemplateError(f"frame {i}: {name} holds a non-finite value "
+                                       f"({', '.join(f'{v:g}' for v in values[i].reshape(-1))}); "
+                                       f"{int(bad.sum())} frame(s) affected")
     if (motion.scale <= 0).any():
         raise InvalidTemplateError("the motion template has a non-positive scale")
     return Template(motion, fps, message.origin)

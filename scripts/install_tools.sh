@@ -8,6 +8,8 @@
 #                                   validators compiled from the projects' CRD OpenAPI schemas)
 #   kubernetes-validate             into the project's Python environment (PYTHON, default .venv/bin/python):
 #                                   Kubernetes OpenAPI schemas that ship inside the wheel (works offline)
+#   chromium, chromedriver          Debian's `chromium` and `chromium-driver` (apt-get install as root): the headless
+#                                   browser tests/test_web.py drives through selenium
 # A second run with everything in place takes about a second.
 set -euo pipefail
 
@@ -83,6 +85,21 @@ if ! command -v promtool >/dev/null; then
 fi
 ln -sf "$(command -v promtool)" "$BIN/promtool"
 
+# --- chromium + chromedriver (browser tests of the web page) ---------------------------------------------------------
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's chromium and chromium-driver for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1; then
+      apt-get update -q >/dev/null || die "apt-get update failed: chromium cannot be installed"
+      apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+        || die "apt-get install chromium chromium-driver failed"
+    fi
+  else
+    die "chromium or chromedriver is missing: install Debian's chromium and chromium-driver packages as root"
+  fi
+fi
+
 # --- kubernetes-validate -------------------------------------------------------------------------------------------
 if ! "$PYTHON" -c 'import kubernetes_validate' 2>/dev/null; then
   "$PYTHON" -m pip install -q 'kubernetes-validate>=1.34' || die "pip install kubernetes-validate failed"
@@ -90,4 +107,4 @@ fi
 
 echo "tools in $BIN: $("$BIN/helm" version --short), kubectl $("$BIN/kubectl" version --client -o json \
   | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), \
-$("$BIN/promtool" --version 2>&1 | head -n1)"
+$("$BIN/promtool" --version 2>&1 | head -n1), $(chromedriver --version | cut -d' ' -f1-2)"

@@ -16,3 +16,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"the shared data folder is missing: {SHARED}")
     return SHARED
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the item (``item.rep_setup``, ``item.rep_call``): fixtures keep artifacts of failed
+    tests (tests/test_web.py saves browser screenshots)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

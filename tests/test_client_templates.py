@@ -90,7 +90,7 @@ def test_cli_convert_template(tmp_path, capsys):
     assert cli(["convert-template", str(source), str(tmp_path / "t.json")]) == 0
     assert "3 frames" in capsys.readouterr().out
     assert read_template(tmp_path / "t.json").n_frames == 3
-    assert cli(["convert-template", str(source), str(tmp_path / "t.pkl2")]) == 2
+    assert cli(["convert-template", str(source), str(tmp_path / "t.pkl2")]) == 1
     assert "pickles are never written" in capsys.readouterr().err
 
 
@@ -104,3 +104,48 @@ def test_cli_failure_prints_the_status_code_name(tmp_path, capsys):
     assert code == 1
     assert "UNAVAILABLE" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def _nan_pickle(path: Path, field: str) -> Path:
+    data = official_dict(2, new_keys=True)
+    if field == "exp":
+        data["motion"][1]["exp"][0, 0, 0] = np.nan
+    else:
+        data["c_eyes_lst"] = [np.array([[0.3, np.nan]], np.float32)] * 2
+    path.write_bytes(pickle.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("case", ["refused pickle", "nan exp", "nan eye ratio", "missing driving", "missing source",
+                                  "unreadable json"])
+def test_cli_animate_reports_the_local_input_error(tmp_path, capsys, case):
+    """Issue 13 defect 3: a refused or malformed template or a missing file is reported with its reason before any
+    call (exit 1, no invented gRPC status), not as `UNKNOWN: Exception iterating requests!`."""
+    from client.api import animate_requests
+    from orchestrator.triton_process import free_port
+
+    source = tmp_path / "s.png"
+    source.write_bytes(b"not used")
+    if case == "refused pickle":
+        driving, reason = tmp_path / "evil.pkl", "refusing to unpickle posix.system"
+        driving.write_bytes(pickle.dumps({"n_frames": 1, "motion": [Evil()]}))
+    elif case.startswith("nan"):
+        field = case.split(" ", 1)[1]
+        driving, reason = _nan_pickle(tmp_path / "nan.pkl", field.split()[0]), "non-finite"
+    elif case == "missing driving":
+        driving, reason = tmp_path / "missing.mp4", "the driving video"
+    elif case == "missing source":
+        source, driving, reason = tmp_path / "nope.png", TEMPLATES / "wink.pkl", "the source image"
+    else:
+        driving, reason = tmp_path / "t.json", "not a liveportrait.v1.MotionTemplate JSON document"
+        driving.write_text("{not json")
+    with pytest.raises((TemplateError, ValueError)):  # raised when the stream is built, not inside gRPC
+        animate_requests(source, driving)
+    code = cli(["animate", "--server", f"127.0.0.1:{free_port()}", "--source", str(source), "--driving", str(driving),
+                "-o", str(tmp_path / "o.mp4"), "--timeout", "5"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert reason in err and err.startswith("error: "), err
+    for wrong in ("UNKNOWN", "Exception iterating", "UNAVAILABLE", "Traceback"):
+        assert wrong not in err, err
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.mp4.part").exists()

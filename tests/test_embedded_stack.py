@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.child_process import http_ok
 from orchestrator.triton_process import free_port
 
 pytestmark = pytest.mark.triton
@@ -39,26 +40,39 @@ def read_until(process: subprocess.Popen, pattern: str, timeout_s: float) -> tup
 
 
 def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator():
-    port, metrics_port = free_port(), free_port()
+    port = free_port()
+    busy = socket.socket()  # the metrics port is taken (another `liveportrait up`): a free one is chosen and printed
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    metrics_port = busy.getsockname()[1]
     cli = [sys.executable, "-m", "client.cli"]
-    process = subprocess.Popen([*cli, "up", "--port", str(port), "--metrics-port", str(metrics_port)], cwd=REPO_ROOT,
+    web_port = free_port()  # and the web page beside the stack (`up --web`), stopped with it
+    process = subprocess.Popen([*cli, "up", "--port", str(port), "--metrics-port", str(metrics_port), "--web",
+                                "--web-port", str(web_port)], cwd=REPO_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
+        chosen, _ = read_until(process, rf"the metrics port {metrics_port} is in use; serving the orchestrator's "
+                                        r"metrics on port (\d+) instead", 60)
         triton, _ = read_until(process, r"tritonserver ready on 127\.0\.0\.1:(\d+)", 300)
         _, output = read_until(process, r"ready: liveportrait animate --server \S+", 120)
         assert "synthetic weights" in output
+        web, _ = read_until(process, r"web page: (http://\S+)", 30)
+        assert web.group(1) == f"http://127.0.0.1:{web_port}/" and http_ok(web.group(1))
         health = subprocess.run([*cli, "health", "--server", f"127.0.0.1:{port}"], capture_output=True, text=True,
                                 timeout=60, cwd=REPO_ROOT)
         assert health.returncode == 0 and "SERVING" in health.stdout
         triton_port = int(triton.group(1))
-        assert port_open(port) and port_open(triton_port)
+        assert port_open(port) and port_open(triton_port) and port_open(int(chosen.group(1)))
         process.send_signal(signal.SIGINT)
         _, output = read_until(process, r"stopped", 60)
         assert process.wait(30) == 0
         assert not port_open(port), "the orchestrator is stopped"
         assert not port_open(triton_port), "tritonserver is stopped"
+        assert not port_open(web_port), "the web page is stopped"
+        assert "Traceback" not in output
     finally:
+        busy.close()
         if process.poll() is None:
             process.kill()
 

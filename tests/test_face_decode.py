@@ -43,11 +43,24 @@ def test_other_modes_become_rgb(portrait, mode):
     assert abs(out.mean() - gray.mean()) < 25  # same picture, not black / white / garbage
 
 
-def test_transparency_is_composited_over_white():
+def test_alpha_is_dropped_like_the_official_reader():
+    """Issue 13 defect 8: alpha is dropped and the colour channels kept (the official cv2.imread IMREAD_COLOR), not
+    composited over white; transparent pixels keep the colour stored under them."""
+    import cv2
+
     rgba = np.zeros((40, 40, 4), np.uint8)
     rgba[:, :20] = (255, 0, 0, 255)
-    out = decode_image(encode(Image.fromarray(rgba), "PNG"))
-    assert (out[:, :20] == (255, 0, 0)).all() and (out[:, 20:] == 255).all()
+    rgba[:, 20:] = (10, 120, 30, 0)  # fully transparent, colour kept
+    rgba[:10, 20:] = (0, 0, 200, 128)  # half transparent
+    data = encode(Image.fromarray(rgba), "PNG")
+    out = decode_image(data)
+    assert (out[:, :20] == (255, 0, 0)).all() and (out[10:, 20:] == (10, 120, 30)).all()
+    assert (out[:10, 20:] == (0, 0, 200)).all()
+    official = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(out, official)
+    la = np.zeros((40, 40, 2), np.uint8)
+    la[..., 0], la[..., 1] = 90, 0
+    assert (decode_image(encode(Image.fromarray(la, "LA"), "PNG")) == 90).all()
 
 
 def test_exif_orientation_is_applied(portrait):

@@ -71,7 +71,7 @@ def test_no_face_on_noise_or_blank(analyzer, kind):
                                                                                                    np.uint8)
     assert detect(analyzer, image) == []
     assert faces_to_json([]) == {"faces": []}
-    with pytest.raises(NoFaceError, match="crop: off"):
+    with pytest.raises(NoFaceError, match="`crop_source: false` \\(CLI: `--no-crop-source`\\)"):
         asyncio.run(analyzer.source_crop(image))
 
 

@@ -797,6 +797,58 @@ def test_helm_test_pod(helm, tmp_path):
     assert {"name": "inputs", "configMap": {"name": "lp-inputs"}} in pod["spec"]["volumes"]
 
 
+def test_web_page_is_optional_and_calls_the_orchestrator_service(helm, kubernetes_validate):
+    """web.enabled: `liveportrait web` (Gradio) from the orchestrator image, pointed at the orchestrator Service."""
+    assert not [d for d in render(helm) if d["metadata"]["name"] == f"{FULL}-web"]
+    docs = render(helm, sets=("web.enabled=true",))
+    deploy = find(docs, "Deployment", f"{FULL}-web")
+    service = find(docs, "Service", f"{FULL}-web")
+    for doc in (deploy, service):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    c = container(deploy, "web")
+    assert c["image"] == container(orchestrator(docs), "orchestrator")["image"]
+    assert c["command"] == ["liveportrait"]
+    assert c["args"] == ["web", "--server", f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051",
+                         "--host", "0.0.0.0", "--port", "7860"]
+    assert c["ports"] == [{"name": "http", "containerPort": 7860, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/", "port": "http"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["HOME"] == "/tmp" and env["GRADIO_TEMP_DIR"].startswith("/tmp/")
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http" and service["spec"]["ports"][0]["port"] == 7860
+    assert not [p for p in kinds(docs, "Deployment") if p is not deploy
+                and p["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()], "selectors overlap"
+    # TLS: the page trusts the orchestrator's CA; restricted callers still include the page
+    docs = render(helm, sets=("web.enabled=true", "web.port=8080", "web.args={--timeout,600}",
+                              "web.image.repository=example.org/web", "web.image.tag=1.2",
+                              "orchestrator.tls.enabled=true", "orchestrator.tls.secretName=lp-tls",
+                              "networkPolicy.orchestratorClients[0].podSelector.matchLabels.role=frontend"))
+    deploy = find(docs, "Deployment", f"{FULL}-web")
+    kubernetes_validate.validate(deploy, KUBE_VERSION, strict=True)
+    c = container(deploy, "web")
+    assert c["image"] == "example.org/web:1.2"
+    assert c["args"][-6:] == ["--port", "8080", "--ca", "/etc/liveportrait/tls/ca.crt", "--timeout", "600"]
+    assert {"name": "tls", "secret": {"secretName": "lp-tls"}} in deploy["spec"]["template"]["spec"]["volumes"]
+    op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
+    peers = next(r["from"] for r in op["ingress"] if r["ports"][0]["port"] == "grpc")
+    assert any(p["podSelector"]["matchLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+               for p in peers)
+    # another server; without one and without the orchestrator the chart refuses
+    c = container(find(render(helm, sets=("web.enabled=true", "orchestrator.enabled=false",
+                                          "web.server=lp.example.org:443")), "Deployment", f"{FULL}-web"), "web")
+    assert c["args"][:3] == ["web", "--server", "lp.example.org:443"]
+    proc = run_helm(helm, "template", *template_args([], ["web.enabled=true", "orchestrator.enabled=false"]))
+    assert proc.returncode != 0 and "web.enabled needs orchestrator.enabled or web.server" in proc.stderr
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, "--set", "web.enabled=true")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, "--set", "web.port=0")
+    assert proc.returncode != 0, "the schema bounds web.port"
+
+
 def test_notes_tell_how_to_call_animate_portrait(helm):
     proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
     assert proc.returncode == 0, proc.stderr
@@ -804,6 +856,10 @@ def test_notes_tell_how_to_call_animate_portrait(helm):
     assert f"port-forward svc/{FULL}-orchestrator 50051:50051" in notes
     assert "liveportrait animate --server localhost:50051" in notes
     assert "AnimatePortrait" in notes and f"helm test {RELEASE}" in notes
+    assert "Web page" not in notes
+    proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                    "--set", "web.enabled=true")
+    assert f"port-forward svc/{FULL}-web 7860:7860" in proc.stdout.split("NOTES:", 1)[1]
 
 
 def test_dockerfiles_reference_existing_paths():

@@ -100,6 +100,15 @@ def bad_template() -> pb.MotionTemplate:
     return t
 
 
+def nan_ratio_template(field: str) -> pb.MotionTemplate:
+    t = template(3)
+    if field == "eye_ratio":
+        t.frames[1].eye_ratio[0] = float("nan")
+    else:
+        t.frames[1].lip_ratio = float("inf")
+    return t
+
+
 INVALID = {
     "empty source": (dict(source_image=b""), "source_image is empty"),
     "garbage source": (dict(source_image=b"\x00not an image" * 50), "not an image"),
@@ -110,6 +119,11 @@ INVALID = {
     "template frame count": (dict(driving_template=bad_template()), "n_frames"),
     "retargeting without ratios": (dict(driving_template=template(2, "laugh.pkl"),
                                         options=animation_options(eye_retargeting=True)), "eye ratios"),
+    # issue 13 defect 5: non-finite ratios were accepted and corrupted the retargeted frames
+    "NaN eye ratio": (dict(driving_template=nan_ratio_template("eye_ratio"),
+                           options=animation_options(eye_retargeting=True)), "frame 1: eye_ratio holds a non-finite"),
+    "inf lip ratio": (dict(driving_template=nan_ratio_template("lip_ratio"),
+                           options=animation_options(lip_retargeting=True)), "frame 1: lip_ratio holds a non-finite"),
 }
 
 
@@ -146,11 +160,81 @@ def test_oversized_driving_video_is_refused(client, tmp_path):
     assert_still_serving(client, tmp_path)
 
 
+def assert_no_internals(details: str) -> None:
+    """Issue 13 defects 6 and 7: no server path, no raw PyAV/FFmpeg text in a client-facing message."""
+    for internal in ("/tmp", "driving-", ".bin", "Errno", "avcodec", "last_call", "Traceback"):
+        assert internal not in details, details
+
+
 def test_undecodable_driving_video_is_invalid_argument(client, tmp_path):
     setup = pb.AnimateSetup(source_image=SOURCE.read_bytes(), driving_video=pb.DrivingVideo())
     with pytest.raises(grpc.RpcError) as error:
         call(client, setup, [pb.AnimateRequest(driving_chunk=b"garbage" * 1000)])
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "driving video" in error.value.details()
+    assert_no_internals(error.value.details())
+    assert_still_serving(client, tmp_path)
+
+
+def corrupt_video(path: Path) -> Path:
+    """d0.mp4 with 200 kB of its H.264 data scrambled a tenth of the way in (the first frames stay intact)."""
+    data = bytearray((EXAMPLES / "driving" / "d0.mp4").read_bytes())
+    a = len(data) // 10
+    data[a:a + 200_000] = (np.frombuffer(bytes(data[a:a + 200_000]), np.uint8) ^ 0x5A).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_driving_video_is_reported_in_words(client, tmp_path):
+    with pytest.raises(grpc.RpcError) as error:
+        client.animate(SOURCE, corrupt_video(tmp_path / "corrupt.mp4"), tmp_path / "out.mp4", timeout=120)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the driving video could not be decoded (corrupt or unsupported H.264 stream at frame" in \
+        error.value.details()
+    assert_no_internals(error.value.details())
+    assert_still_serving(client, tmp_path)
+
+
+def test_announced_size_must_match_the_bytes_received(client, tmp_path):
+    video = (EXAMPLES / "driving" / "d0.mp4").read_bytes()[:300_000]
+    setup = pb.AnimateSetup(source_image=SOURCE.read_bytes(), driving_video=pb.DrivingVideo(size_bytes=1_000_000))
+    with pytest.raises(grpc.RpcError) as error:
+        call(client, setup, [pb.AnimateRequest(driving_chunk=video)])
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1000000 bytes" in error.value.details() and "300000 bytes arrived" in error.value.details()
+    assert_still_serving(client, tmp_path)
+
+
+def blank_video(path: Path, size: tuple[int, int] = (256, 256), frames: int = 4) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            image = np.full((size[1], size[0], 3), 120 + 10 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["square video", "square video, crop off", "image", "square image"])
+def test_driving_input_without_a_face_is_failed_precondition(client, tmp_path, kind):
+    """Issue 13 defect 4: an uncropped (square) driving video or a driving image without a face was animated
+    silently; like the official pipeline, its first frame must show a face."""
+    options = {"crop_driving_video": "off"} if "crop off" in kind else {}
+    if "video" in kind:
+        driving, what = blank_video(tmp_path / "blank.mp4"), "driving video"
+    else:
+        size = (256, 256) if "square" in kind else (320, 240)
+        driving, what = tmp_path / "blank.png", "driving image"
+        driving.write_bytes(cv2.imencode(".png", np.full((size[1], size[0], 3), 200, np.uint8))[1].tobytes())
+    with pytest.raises(grpc.RpcError) as error:
+        client.animate(SOURCE, driving, tmp_path / "out.mp4", timeout=60, **options)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no face was found in the" in error.value.details() and what in error.value.details()
+    assert not (tmp_path / "out.mp4").exists()
+    if kind == "square video":
+        with pytest.raises(grpc.RpcError) as error:
+            client.extract_motion(driving, timeout=60)
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION and what in error.value.details()
     assert_still_serving(client, tmp_path)
 
 
@@ -160,6 +244,9 @@ def test_no_face_is_failed_precondition_with_a_hint(client, tmp_path):
         call(client, setup_with(source_image=blank))
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no face" in error.value.details() and "crop" in error.value.details()
+    # issue 13 defect 7: the option is crop_source (--no-crop-source), not "crop: off"
+    assert "`crop_source: false`" in error.value.details() and "--no-crop-source" in error.value.details()
+    assert "crop: off" not in error.value.details()
     assert_still_serving(client, tmp_path)
 
 

@@ -24,8 +24,8 @@ class NoFaceError(LookupError):
     """No usable face; the message suggests what to do (maps to FAILED_PRECONDITION)."""
 
 
-NO_FACE_HINT = ("set `crop: off` to use the whole image as the face crop, or pass a face box hint "
-                "[x1, y1, x2, y2] around the face")
+NO_FACE_HINT = ("set the option `crop_source: false` (CLI: `--no-crop-source`) to use the whole image as the face "
+                "crop, or pass a face box hint [x1, y1, x2, y2] around the face (`face_hint`, CLI: `--face-hint`)")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Decode untrusted image bytes into RGB uint8, or fail with a clear ``InvalidImageError``.
 
-Handles EXIF orientation, grayscale, palette, CMYK, 16-bit and float images, and alpha (composited over white).
+Handles EXIF orientation, grayscale, palette, CMYK, 16-bit and float images, and alpha (dropped: the colour channels
+are kept as they are, like the official pipeline's ``cv2.imread(path, cv2.IMREAD_COLOR)``).
 Truncated or corrupt files, empty input, unreadable formats, huge and degenerate images are rejected.
 """
 from __future__ import annotations
@@ -60,16 +61,15 @@ def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
 
 
 def to_rgb8(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> RGB uint8; high bit depths are scaled down, transparency is composited over white."""
+    """Any Pillow mode -> RGB uint8; high bit depths are scaled down, an alpha channel (or palette transparency) is
+    dropped and the colour channels are kept, as the official ``cv2.imread(..., IMREAD_COLOR)`` loads a PNG."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(image, np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = np.asarray(image.convert("RGBA"), np.float32)
-        alpha = rgba[:, :, 3:4] / 255.0
-        return np.clip(rgba[:, :, :3] * alpha + 255.0 * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.asarray(image.convert("RGBA"), np.uint8)[:, :, :3])
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8))
 
 

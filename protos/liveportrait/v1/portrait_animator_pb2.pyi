@@ -39,6 +39,19 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RENDER: _ClassVar[Stage]
     PASTE_BACK: _ClassVar[Stage]
     ENCODE: _ClassVar[Stage]
+
+class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PNG: _ClassVar[ImageFormat]
+    JPEG: _ClassVar[ImageFormat]
+
+class Easing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LINEAR: _ClassVar[Easing]
+    EASE_IN: _ClassVar[Easing]
+    EASE_OUT: _ClassVar[Easing]
+    EASE_IN_OUT: _ClassVar[Easing]
+    STEP: _ClassVar[Easing]
 DRIVING_OPTION_UNSPECIFIED: DrivingOption
 EXPRESSION_FRIENDLY: DrivingOption
 POSE_FRIENDLY: DrivingOption
@@ -60,6 +73,13 @@ KEYPOINTS: Stage
 RENDER: Stage
 PASTE_BACK: Stage
 ENCODE: Stage
+PNG: ImageFormat
+JPEG: ImageFormat
+LINEAR: Easing
+EASE_IN: Easing
+EASE_OUT: Easing
+EASE_IN_OUT: Easing
+STEP: Easing
 
 class AnimateRequest(_message.Message):
     __slots__ = ("setup", "driving_chunk")
@@ -70,20 +90,22 @@ class AnimateRequest(_message.Message):
     def __init__(self, setup: _Optional[_Union[AnimateSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ...) -> None: ...
 
 class AnimateSetup(_message.Message):
-    __slots__ = ("source_image", "driving_video", "driving_image", "driving_template", "options", "output")
+    __slots__ = ("source_image", "driving_video", "driving_image", "driving_template", "driving_keyframes", "options", "output")
     SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DRIVING_IMAGE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     source_image: bytes
     driving_video: DrivingVideo
     driving_image: bytes
     driving_template: MotionTemplate
+    driving_keyframes: Keyframes
     options: AnimationOptions
     output: OutputOptions
-    def __init__(self, source_image: _Optional[bytes] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, source_image: _Optional[bytes] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., driving_keyframes: _Optional[_Union[Keyframes, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
 
 class DrivingVideo(_message.Message):
     __slots__ = ("size_bytes", "filename")
@@ -94,7 +116,7 @@ class DrivingVideo(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
-    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint")
+    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit")
     RELATIVE_MOTION_FIELD_NUMBER: _ClassVar[int]
     DRIVING_OPTION_FIELD_NUMBER: _ClassVar[int]
     DRIVING_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +138,7 @@ class AnimationOptions(_message.Message):
     FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
     FACE_ORDER_FIELD_NUMBER: _ClassVar[int]
     FACE_HINT_FIELD_NUMBER: _ClassVar[int]
+    EDIT_FIELD_NUMBER: _ClassVar[int]
     relative_motion: bool
     driving_option: DrivingOption
     driving_multiplier: float
@@ -137,7 +160,8 @@ class AnimationOptions(_message.Message):
     face_index: int
     face_order: str
     face_hint: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ...) -> None: ...
+    edit: Edit
+    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("crf", "audio", "low_latency")
@@ -320,3 +344,157 @@ class DetectFacesResponse(_message.Message):
     width: int
     height: int
     def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class Edit(_message.Message):
+    __slots__ = ("eye_ratio", "lip_ratio", "head_pitch", "head_yaw", "head_roll", "mov_x", "mov_y", "mov_z", "lip_pout", "lip_purse", "lip_grin", "lip_open", "smile", "wink", "eyebrow", "gaze_x", "gaze_y", "rotate_pitch", "rotate_yaw", "rotate_roll", "blink", "alp_eyebrow", "alp_wink", "pupil_x", "pupil_y", "aaa", "eee", "woo", "alp_smile", "src_ratio")
+    EYE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LIP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    HEAD_PITCH_FIELD_NUMBER: _ClassVar[int]
+    HEAD_YAW_FIELD_NUMBER: _ClassVar[int]
+    HEAD_ROLL_FIELD_NUMBER: _ClassVar[int]
+    MOV_X_FIELD_NUMBER: _ClassVar[int]
+    MOV_Y_FIELD_NUMBER: _ClassVar[int]
+    MOV_Z_FIELD_NUMBER: _ClassVar[int]
+    LIP_POUT_FIELD_NUMBER: _ClassVar[int]
+    LIP_PURSE_FIELD_NUMBER: _ClassVar[int]
+    LIP_GRIN_FIELD_NUMBER: _ClassVar[int]
+    LIP_OPEN_FIELD_NUMBER: _ClassVar[int]
+    SMILE_FIELD_NUMBER: _ClassVar[int]
+    WINK_FIELD_NUMBER: _ClassVar[int]
+    EYEBROW_FIELD_NUMBER: _ClassVar[int]
+    GAZE_X_FIELD_NUMBER: _ClassVar[int]
+    GAZE_Y_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_PITCH_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_YAW_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_ROLL_FIELD_NUMBER: _ClassVar[int]
+    BLINK_FIELD_NUMBER: _ClassVar[int]
+    ALP_EYEBROW_FIELD_NUMBER: _ClassVar[int]
+    ALP_WINK_FIELD_NUMBER: _ClassVar[int]
+    PUPIL_X_FIELD_NUMBER: _ClassVar[int]
+    PUPIL_Y_FIELD_NUMBER: _ClassVar[int]
+    AAA_FIELD_NUMBER: _ClassVar[int]
+    EEE_FIELD_NUMBER: _ClassVar[int]
+    WOO_FIELD_NUMBER: _ClassVar[int]
+    ALP_SMILE_FIELD_NUMBER: _ClassVar[int]
+    SRC_RATIO_FIELD_NUMBER: _ClassVar[int]
+    eye_ratio: float
+    lip_ratio: float
+    head_pitch: float
+    head_yaw: float
+    head_roll: float
+    mov_x: float
+    mov_y: float
+    mov_z: float
+    lip_pout: float
+    lip_purse: float
+    lip_grin: float
+    lip_open: float
+    smile: float
+    wink: float
+    eyebrow: float
+    gaze_x: float
+    gaze_y: float
+    rotate_pitch: float
+    rotate_yaw: float
+    rotate_roll: float
+    blink: float
+    alp_eyebrow: float
+    alp_wink: float
+    pupil_x: float
+    pupil_y: float
+    aaa: float
+    eee: float
+    woo: float
+    alp_smile: float
+    src_ratio: float
+    def __init__(self, eye_ratio: _Optional[float] = ..., lip_ratio: _Optional[float] = ..., head_pitch: _Optional[float] = ..., head_yaw: _Optional[float] = ..., head_roll: _Optional[float] = ..., mov_x: _Optional[float] = ..., mov_y: _Optional[float] = ..., mov_z: _Optional[float] = ..., lip_pout: _Optional[float] = ..., lip_purse: _Optional[float] = ..., lip_grin: _Optional[float] = ..., lip_open: _Optional[float] = ..., smile: _Optional[float] = ..., wink: _Optional[float] = ..., eyebrow: _Optional[float] = ..., gaze_x: _Optional[float] = ..., gaze_y: _Optional[float] = ..., rotate_pitch: _Optional[float] = ..., rotate_yaw: _Optional[float] = ..., rotate_roll: _Optional[float] = ..., blink: _Optional[float] = ..., alp_eyebrow: _Optional[float] = ..., alp_wink: _Optional[float] = ..., pupil_x: _Optional[float] = ..., pupil_y: _Optional[float] = ..., aaa: _Optional[float] = ..., eee: _Optional[float] = ..., woo: _Optional[float] = ..., alp_smile: _Optional[float] = ..., src_ratio: _Optional[float] = ...) -> None: ...
+
+class EditSourceOptions(_message.Message):
+    __slots__ = ("crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "stitching", "paste_back")
+    CROP_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CROP_SCALE_FIELD_NUMBER: _ClassVar[int]
+    CROP_VY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    CROP_ROTATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_MAX_DIM_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DIVISION_FIELD_NUMBER: _ClassVar[int]
+    FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FACE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    FACE_HINT_FIELD_NUMBER: _ClassVar[int]
+    STITCHING_FIELD_NUMBER: _ClassVar[int]
+    PASTE_BACK_FIELD_NUMBER: _ClassVar[int]
+    crop_source: bool
+    crop_scale: float
+    crop_vy_ratio: float
+    crop_rotate: bool
+    source_max_dim: int
+    source_division: int
+    face_index: int
+    face_order: str
+    face_hint: _containers.RepeatedScalarFieldContainer[float]
+    stitching: bool
+    paste_back: bool
+    def __init__(self, crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ..., stitching: _Optional[bool] = ..., paste_back: _Optional[bool] = ...) -> None: ...
+
+class EditRequest(_message.Message):
+    __slots__ = ("source_image", "session_id", "source_options", "edit", "format", "jpeg_quality")
+    SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EDIT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    source_image: bytes
+    session_id: str
+    source_options: EditSourceOptions
+    edit: Edit
+    format: ImageFormat
+    jpeg_quality: int
+    def __init__(self, source_image: _Optional[bytes] = ..., session_id: _Optional[str] = ..., source_options: _Optional[_Union[EditSourceOptions, _Mapping]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
+
+class EditResponse(_message.Message):
+    __slots__ = ("image", "mime_type", "width", "height", "source_face_box", "session_id", "session_reused", "timings", "warnings", "weights", "seconds", "source_eye_ratio", "source_lip_ratio")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FACE_BOX_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_REUSED_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_EYE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_LIP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    mime_type: str
+    width: int
+    height: int
+    source_face_box: _containers.RepeatedScalarFieldContainer[float]
+    session_id: str
+    session_reused: bool
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    weights: str
+    seconds: float
+    source_eye_ratio: _containers.RepeatedScalarFieldContainer[float]
+    source_lip_ratio: float
+    def __init__(self, image: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., source_face_box: _Optional[_Iterable[float]] = ..., session_id: _Optional[str] = ..., session_reused: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., weights: _Optional[str] = ..., seconds: _Optional[float] = ..., source_eye_ratio: _Optional[_Iterable[float]] = ..., source_lip_ratio: _Optional[float] = ...) -> None: ...
+
+class Keyframe(_message.Message):
+    __slots__ = ("edit", "duration_s", "easing")
+    EDIT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    EASING_FIELD_NUMBER: _ClassVar[int]
+    edit: Edit
+    duration_s: float
+    easing: Easing
+    def __init__(self, edit: _Optional[_Union[Edit, _Mapping]] = ..., duration_s: _Optional[float] = ..., easing: _Optional[_Union[Easing, str]] = ...) -> None: ...
+
+class Keyframes(_message.Message):
+    __slots__ = ("keyframes", "fps")
+    KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    keyframes: _containers.RepeatedCompositeFieldContainer[Keyframe]
+    fps: FrameRate
+    def __init__(self, keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ...) -> None: ...

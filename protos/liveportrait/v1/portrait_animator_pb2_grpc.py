@@ -49,6 +49,11 @@ class PortraitAnimatorStub:
                 request_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.DetectFacesRequest.SerializeToString,
                 response_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.DetectFacesResponse.FromString,
                 _registered_method=True)
+        self.EditPortrait = channel.unary_unary(
+                '/liveportrait.v1.PortraitAnimator/EditPortrait',
+                request_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditRequest.SerializeToString,
+                response_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditResponse.FromString,
+                _registered_method=True)
 
 
 class PortraitAnimatorServicer:
@@ -78,6 +83,15 @@ class PortraitAnimatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EditPortrait(self, request, context):
+        """A still portrait + an `Edit` (the official app's retargeting sliders and ComfyUI-AdvancedLivePortrait's
+        expression editor) -> the edited image. The prepared source (face crop, appearance features, keypoints) stays on
+        the server under `session_id` for later edits of the same image (bounded in count, bytes and idle time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortraitAnimatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_PortraitAnimatorServicer_to_server(servicer, server):
                     servicer.DetectFaces,
                     request_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.DetectFacesRequest.FromString,
                     response_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.DetectFacesResponse.SerializeToString,
+            ),
+            'EditPortrait': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditPortrait,
+                    request_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditRequest.FromString,
+                    response_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +197,33 @@ class PortraitAnimator:
             '/liveportrait.v1.PortraitAnimator/DetectFaces',
             protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.DetectFacesRequest.SerializeToString,
             protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.DetectFacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditPortrait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/liveportrait.v1.PortraitAnimator/EditPortrait',
+            protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditRequest.SerializeToString,
+            protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditResponse.FromString,
             options,
             channel_credentials,
             insecure,

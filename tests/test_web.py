@@ -1,0 +1,294 @@
+"""The web page (`liveportrait web`, client/web.py) driven in a real browser: headless Chromium (Debian's `chromium` +
+`chromium-driver`, installed by scripts/install_tools.sh) through selenium, against the real tritonserver (tiny
+profile, the session fixture) + the orchestrator process + the page process started by the project's own code
+(`WebProcess`: `python -m client.cli web --server ...`). Screenshots, page HTML and the page's log of a failed test
+are kept in build/test/web-artifacts/.
+
+Also, without a browser: the page's options and sliders agree with the CLI and the proto."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import grpc
+import numpy as np
+import pytest
+
+from client import cli
+from client.web import ANIMATE_OPTIONS, EDIT_SLIDERS, FACE_ORDERS, WebProcess, animate_kwargs, slider_edit
+from orchestrator.embedded import OrchestratorProcess
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO.parent / "shared" / "examples"
+BUILD = REPO / "build" / "test"
+ARTIFACTS = BUILD / "web-artifacts"
+PROTO = REPO / "protos" / "liveportrait" / "v1" / "portrait_animator.proto"
+WAIT_S = 90
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# without a browser
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_animate_options_are_the_cli_flags_with_their_defaults():
+    names = {o.name for o in ANIMATE_OPTIONS}
+    # `edit` is the Animate tab's JSON box (filled by the Edit tab), not a widget of its own
+    assert names == (set(cli.OPTION_NAMES) - {"edit"}) | {"crf", "audio", "low_latency"}
+    helps = {a.dest: a.help or "" for a in cli.parser()._subparsers._group_actions[0].choices["animate"]._actions}
+    for option in ANIMATE_OPTIONS:
+        bracket = re.search(r"\[([^]:]+)", helps[option.name])
+        if bracket is None:
+            continue  # --face-hint has no default
+        default = {True: "on", False: "off"}.get(option.default, option.default) \
+            if isinstance(option.default, bool) else option.default
+        assert str(default) == bracket.group(1), option.name
+    from orchestrator.face.ordering import ORDERINGS
+    assert FACE_ORDERS == ORDERINGS
+
+
+def test_only_changed_options_are_sent():
+    values = {o.name: o.default for o in ANIMATE_OPTIONS}
+    assert animate_kwargs(values) == {}
+    values.update(driving_multiplier=1.5, stitching=False, face_index=2.0, face_hint="1, 2 30 40", crf=20)
+    assert animate_kwargs(values) == {"driving_multiplier": 1.5, "stitching": False, "face_index": 2,
+                                      "face_hint": [1.0, 2.0, 30.0, 40.0], "crf": 20}
+    with pytest.raises(ValueError, match="four numbers"):
+        animate_kwargs({"face_hint": "1 2 3"})
+
+
+def test_sliders_cover_the_slider_edit_with_the_proto_ranges():
+    assert [s.name for s in EDIT_SLIDERS] == [f.name for f in pb.Edit.DESCRIPTOR.fields]
+    body = re.search(r"message Edit \{(.*?)\n\}", PROTO.read_text(), re.S).group(1)
+    ranges = {m.group(1): (float(m.group(2)), float(m.group(3)))
+              for m in re.finditer(r"optional float (\w+) = \d+;\s*// \[([-\d.]+), ([-\d.]+)\]", body)}
+    assert set(ranges) == {s.name for s in EDIT_SLIDERS}
+    for s in EDIT_SLIDERS:
+        assert (s.minimum, s.maximum) == ranges[s.name], s.name
+        assert s.minimum <= s.neutral <= s.maximum
+
+
+def test_edit_sends_only_moved_sliders():
+    values = {s.name: s.neutral for s in EDIT_SLIDERS}
+    assert slider_edit(values) == pb.Edit()
+    values["eye_ratio"] = 0.3  # the page sets the eye/lip sliders to the source's own ratios: no change
+    assert slider_edit(values, {"eye_ratio": 0.3}) == pb.Edit()
+    values.update(smile=0.5, lip_ratio=0.4)
+    assert slider_edit(values, {"eye_ratio": 0.3, "lip_ratio": 0.1}) == pb.Edit(smile=0.5, lip_ratio=0.4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# in a browser
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def orchestrator(triton_server):
+    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-web.log") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def web(orchestrator):
+    log = BUILD / "web.log"
+    log.unlink(missing_ok=True)
+    with WebProcess(orchestrator.target, log) as process:
+        yield process
+
+
+def _missing(what: str):
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} is missing in CI: `make tools` (scripts/install_tools.sh) must install it")
+    pytest.skip(f"{what} is missing: run `make tools` (Debian's chromium and chromium-driver)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        _missing("chromium / chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,2000", "--mute-audio"):
+        options.add_argument(arg)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+@pytest.fixture
+def page(browser, web, request):
+    """The page, freshly loaded; a failed test leaves a screenshot, the HTML and the page's log in ARTIFACTS (every
+    test does with LIVEPORTRAIT_WEB_SCREENSHOTS=1)."""
+    browser.get(web.url)
+    wait_for(browser, lambda: browser.execute_script("return !!document.querySelector('#animate-run')"),
+             "the page to load")
+    yield browser
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed or os.environ.get("LIVEPORTRAIT_WEB_SCREENSHOTS"):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        stem = ARTIFACTS / re.sub(r"[^\w.-]", "_", request.node.name)
+        browser.save_screenshot(str(stem.with_suffix(".png")))
+        stem.with_suffix(".html").write_text(browser.page_source)
+        stem.with_suffix(".log").write_text(web.log_tail(200))
+
+
+def wait_for(browser, condition, what: str, timeout_s: float = WAIT_S):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def upload(browser, elem_id: str, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path.resolve()))
+    name = path.name
+    wait_for(browser, lambda: name.rsplit(".", 1)[0] in browser.find_element(By.CSS_SELECTOR, f"#{elem_id}").text,
+             f"{name} to be uploaded into #{elem_id}")
+
+
+def click(browser, elem_id: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR, f"#{elem_id}").click()
+
+
+def open_tab(browser, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == label).click()
+
+
+def textbox(browser, elem_id: str) -> str:
+    return browser.execute_script(f"const t = document.querySelector('#{elem_id} textarea, #{elem_id} input'); "
+                                  "return t ? t.value : ''")
+
+
+def one_second_clip(destination: Path) -> tuple[Path, Fraction, int]:
+    """The first second of d0.mp4 (25 fps), re-encoded with PyAV."""
+    with av.open(str(EXAMPLES / "driving" / "d0.mp4")) as inp, av.open(str(destination), "w") as out:
+        vin = inp.streams.video[0]
+        rate = vin.average_rate
+        frames = int(rate)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        for i, frame in enumerate(inp.decode(vin)):
+            if i == frames:
+                break
+            out.mux(vout.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
+        out.mux(vout.encode(None))
+    return destination, rate, frames
+
+
+@pytest.mark.triton
+def test_animate_plays_the_result_with_the_clip_duration(page, tmp_path):
+    clip, rate, frames = one_second_clip(tmp_path / "driving-1s.mp4")
+    upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
+    upload(page, "animate-driving", clip)
+    click(page, "animate-run")
+    state = wait_for(page, lambda: page.execute_script(
+        "const v = document.querySelector('#animate-video video');"
+        "return v && v.currentSrc && v.readyState >= 1 && isFinite(v.duration) ? "
+        "[v.currentSrc, v.duration, v.videoWidth, v.videoHeight] : null"), "a playable <video> source")
+    src, duration, width, height = state
+    expected = frames / rate
+    # H.264 with B-frames starts presenting one frame late (an edit list), which browsers count in `duration`
+    assert abs(duration - float(expected)) <= 2 / rate, (duration, float(expected))
+    assert src.endswith(".mp4") and (width, height) == (600, 704)
+    page.execute_script("const v = document.querySelector('#animate-video video'); v.muted = true; v.play();")
+    wait_for(page, lambda: page.execute_script(
+        "return document.querySelector('#animate-video video').currentTime > 0"), "the video to play", 30)
+    status = textbox(page, "animate-status")
+    assert f"{frames} frames" in status and "synthetic" in status
+    link = wait_for(page, lambda: page.execute_script(
+        "const a = document.querySelector('#animate-download a[download]'); return a && a.href"), "the download link")
+    assert link == src or link.endswith("-animated.mp4")
+
+
+@pytest.mark.triton
+def test_keyframes_without_a_driving_video(page):
+    page.execute_script("document.querySelector('#animate-keyframes textarea').scrollIntoView()")
+    page.find_element("css selector", "#animate-keyframes textarea").send_keys(
+        '{"fps": 25, "keyframes": [{"edit": {}, "duration_s": 0}, {"edit": {"smile": 1.0}, "duration_s": 0.4}]}')
+    upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
+    click(page, "animate-run")
+    duration = wait_for(page, lambda: page.execute_script(
+        "const v = document.querySelector('#animate-video video');"
+        "return v && v.currentSrc && v.readyState >= 1 && isFinite(v.duration) ? v.duration : null"),
+        "a playable <video> source")
+    assert textbox(page, "animate-status").startswith("10 frames,"), textbox(page, "animate-status")
+    assert abs(duration - 0.4) <= 2 / 25, duration
+
+
+@pytest.mark.triton
+def test_undecodable_upload_shows_the_service_error(page, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    upload(page, "animate-source", broken)
+    upload(page, "animate-driving", EXAMPLES / "driving" / "d12.jpg")
+    click(page, "animate-run")
+    status = wait_for(page, lambda: textbox(page, "animate-status"), "the status")
+    assert status.startswith("error: INVALID_ARGUMENT: ") and "not an image" in status, status
+    assert "Traceback" not in page.page_source
+    assert not page.execute_script("const v = document.querySelector('#animate-video video'); return v && v.src")
+
+
+@pytest.mark.triton
+def test_faces_tab_draws_faces_and_sets_the_face_index(page):
+    open_tab(page, "Faces")
+    upload(page, "faces-image", EXAMPLES / "source" / "s0.jpg")
+    wait_for(page, lambda: page.execute_script("const i = document.querySelector('#faces-drawn img');"
+                                               "return i && i.complete && i.naturalWidth > 0"), "the drawn faces")
+    assert re.match(r"\d+ face\(s\) in 600x704", textbox(page, "faces-status")), textbox(page, "faces-status")
+    assert page.execute_script("return document.querySelectorAll('#faces-choice input[type=radio]').length") >= 1
+    click(page, "faces-use")
+    wait_for(page, lambda: "s0" in page.execute_script(
+        "return document.querySelector('#animate-source').innerText"), "the image in the Animate tab")
+    assert float(textbox(page, "opt-face_index")) == 0
+
+
+@pytest.fixture(scope="module")
+def edit_served(orchestrator):
+    """EditPortrait exists in the proto; the served orchestrator must implement it for the live preview."""
+    from client.api import PortraitClient
+
+    with PortraitClient(orchestrator.target) as client:
+        try:  # an empty request: INVALID_ARGUMENT where EditPortrait is served
+            client.stub.EditPortrait(pb.EditRequest(), timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                pytest.skip("the orchestrator does not implement EditPortrait yet")
+
+
+@pytest.mark.triton
+def test_edit_slider_updates_the_preview(page, edit_served):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    preview_src = "const i = document.querySelector('#edit-preview img'); return i && i.complete && i.src"
+    open_tab(page, "Edit")
+    upload(page, "edit-source", EXAMPLES / "source" / "s0.jpg")
+    first = wait_for(page, lambda: page.execute_script(preview_src), "the first preview")
+    assert "source prepared" in textbox(page, "edit-status")
+    smile = page.find_element(By.CSS_SELECTOR, "#edit-smile input[type=range]")
+    ActionChains(page).move_to_element_with_offset(smile, smile.size["width"] // 4, 0).click().perform()
+    second = wait_for(page, lambda: (src := page.execute_script(preview_src)) and src != first and src,
+                      "the preview to change")
+    assert second != first
+    assert "session reused" in textbox(page, "edit-status")
+    click(page, "edit-apply")
+    edit = wait_for(page, lambda: textbox(page, "animate-edit"), "the edit in the Animate tab")
+    assert '"smile"' in edit
