@@ -10,7 +10,6 @@ is written as it arrives.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterator
 
@@ -20,13 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
+from .channel import ChannelSettings, default_api_key, default_target
 from .edits import EditResult, edit_message, edit_request, keyframes_message, session_lost
 from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
 
 CHUNK_BYTES = 1024 * 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes": pb.EYES}
 DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
 DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
@@ -142,22 +141,6 @@ def extract_requests(video: Path, crop_driving_video: str = "auto") -> Iterator[
     return _stream(pb.ExtractMotionRequest, setup, video)
 
 
-@dataclass(frozen=True)
-class ChannelSettings:
-    target: str = "localhost:50051"
-    root_certificates: Path | None = None  # TLS with this CA bundle (None: plaintext)
-
-    def options(self) -> list[tuple[str, int | str]]:
-        return [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.lb_policy_name", "round_robin"),
-                ("grpc.keepalive_time_ms", 30_000)]
-
-
-def default_target() -> str:
-    return os.environ.get("LIVEPORTRAIT_SERVER", "localhost:50051")
-
-
 class _Output:
     """Writes the MP4 as it arrives to ``<path>.part`` and renames it on success."""
 
@@ -191,13 +174,11 @@ class _Output:
 class PortraitClient:
     """Blocking client. Every call accepts ``timeout`` (seconds, a gRPC deadline)."""
 
-    def __init__(self, target: str | None = None, root_certificates: Path | None = None):
-        settings = ChannelSettings(target or default_target(), root_certificates)
-        if settings.root_certificates:
-            credentials = grpc.ssl_channel_credentials(Path(settings.root_certificates).read_bytes())
-            self.channel = grpc.secure_channel(settings.target, credentials, options=settings.options())
-        else:
-            self.channel = grpc.insecure_channel(settings.target, options=settings.options())
+    def __init__(self, target: str | None = None, root_certificates: Path | None = None, api_key: str | None = None,
+                 client_cert: Path | None = None, client_key: Path | None = None):
+        """``api_key`` defaults to $LIVEPORTRAIT_API_KEY; ``client_cert``/``client_key``: mutual TLS."""
+        self.channel = ChannelSettings(target or default_target(), root_certificates, api_key or default_api_key(),
+                                       client_cert, client_key).channel()
         self.stub = pb_grpc.PortraitAnimatorStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -271,13 +252,10 @@ class PortraitClient:
 class AsyncPortraitClient:
     """asyncio client with the same methods as ``PortraitClient``."""
 
-    def __init__(self, target: str | None = None, root_certificates: Path | None = None):
-        settings = ChannelSettings(target or default_target(), root_certificates)
-        if settings.root_certificates:
-            credentials = grpc.ssl_channel_credentials(Path(settings.root_certificates).read_bytes())
-            self.channel = grpc.aio.secure_channel(settings.target, credentials, options=settings.options())
-        else:
-            self.channel = grpc.aio.insecure_channel(settings.target, options=settings.options())
+    def __init__(self, target: str | None = None, root_certificates: Path | None = None, api_key: str | None = None,
+                 client_cert: Path | None = None, client_key: Path | None = None):
+        self.channel = ChannelSettings(target or default_target(), root_certificates, api_key or default_api_key(),
+                                       client_cert, client_key).aio_channel()
         self.stub = pb_grpc.PortraitAnimatorStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 

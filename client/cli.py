@@ -61,6 +61,10 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, help="orchestrator HOST:PORT (default $LIVEPORTRAIT_SERVER or "
                                                        "localhost:50051)")
     parser.add_argument("--ca", type=Path, default=None, help="CA certificates for TLS (default: plaintext)")
+    parser.add_argument("--cert", type=Path, default=None, help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--key", type=Path, default=None, help="the client certificate's private key (PEM)")
+    parser.add_argument("--api-key", default=None, help="API key (default $LIVEPORTRAIT_API_KEY); sent as "
+                                                        "'authorization: Bearer <key>'")
     parser.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
 
 
@@ -192,7 +196,7 @@ def _edit_values(args) -> dict:
 
 
 def _client(args) -> PortraitClient:
-    return PortraitClient(args.server or default_target(), args.ca)
+    return PortraitClient(args.server or default_target(), args.ca, args.api_key, args.cert, args.key)
 
 
 def cmd_animate(args) -> int:
@@ -305,8 +309,9 @@ def cmd_up(args) -> int:
         print("press Ctrl-C to stop")
         signal.signal(signal.SIGTERM, _interrupt)
         try:
-            while True:
-                time.sleep(3600)
+            while True:  # a child that dies is restarted (with backoff) and reported
+                time.sleep(1.0)
+                stack.supervise()
         except KeyboardInterrupt:
             print("\nstopping ...")
     print("stopped")

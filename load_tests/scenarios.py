@@ -14,7 +14,8 @@ from pathlib import Path
 import av
 import grpc
 
-from client.api import ChannelSettings, animate_requests
+from client.api import animate_requests
+from client.channel import ChannelSettings
 from client.templates import read_template
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc

@@ -96,6 +96,11 @@ class ChildServer:
     def log_tail(self, lines: int = 30) -> str:
         return log_tail(self.log_file, lines)
 
+    @property
+    def exit_code(self) -> int | None:
+        """None while the server runs (or before it started); its exit code once it exited."""
+        return self._process.poll() if self._process else None
+
     def stop(self, timeout_s: float | None = None) -> None:
         stop_process_group(self._process, self.stop_timeout_s if timeout_s is None else timeout_s)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .child_process import ChildServer
 from .ports import port_in_use
-from .triton_process import REPO_ROOT, TritonProcess, free_port
+from .triton_process import REPO_ROOT, TritonProcess, TritonStartError, free_port
 
 
 class StackError(RuntimeError):
@@ -77,10 +78,15 @@ class OrchestratorProcess(ChildServer):
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: float = 120.0
     require_serving: bool = True  # False: return once the gRPC server answers health checks (any status)
+    health_port: int | None = None  # a plaintext health-only port (--health-port): readiness is read there
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def health_target(self) -> str:
+        return f"127.0.0.1:{self.health_port}" if self.health_port else self.target
 
     @property
     def metrics_url(self) -> str:
@@ -91,8 +97,9 @@ class OrchestratorProcess(ChildServer):
         return self._process.pid if self._process else None
 
     def command(self) -> list[str]:
+        health = ["--health-port", str(self.health_port)] if self.health_port else []
         return [sys.executable, "-m", "orchestrator.server", "--address", "127.0.0.1", "--port", str(self.port),
-                "--metrics-port", str(self.metrics_port), "--triton-url", self.triton_url, *self.extra_args]
+                "--metrics-port", str(self.metrics_port), "--triton-url", self.triton_url, *health, *self.extra_args]
 
     def start(self) -> "OrchestratorProcess":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -102,7 +109,7 @@ class OrchestratorProcess(ChildServer):
 
     def is_ready(self) -> bool:
         """SERVING on the standard health service (with ``require_serving`` off: answering at all)."""
-        with grpc.insecure_channel(self.target) as channel:
+        with grpc.insecure_channel(self.health_target) as channel:
             try:
                 status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
             except grpc.RpcError:
@@ -110,14 +117,38 @@ class OrchestratorProcess(ChildServer):
         return status == health_pb2.HealthCheckResponse.SERVING or not self.require_serving
 
 
+@dataclass
+class Restarts:
+    """Backoff between restarts of one child: 1, 2, 4 ... 30 s; reset once it has run for a minute."""
+
+    attempts: int = 0
+    not_before: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.not_before
+
+    def failed(self) -> float:
+        self.attempts += 1
+        delay = min(30.0, 2.0 ** (self.attempts - 1))
+        self.not_before = time.monotonic() + delay
+        return delay
+
+    def running(self) -> None:
+        if self.attempts and time.monotonic() - self.started > 60:
+            self.attempts = 0
+
+
 class EmbeddedStack:
-    """Triton + orchestrator on this machine; use as a context manager."""
+    """Triton + orchestrator on this machine; use as a context manager. ``supervise()`` (called periodically by
+    ``liveportrait up``) restarts a child that died, cleaning up after it (stubs, shared memory)."""
 
     def __init__(self, config: StackConfig, log=print):
         self.config = config
         self.log = log
         self.triton: TritonProcess | None = None
         self.orchestrator: OrchestratorProcess | None = None
+        self._restarts = {"tritonserver": Restarts(), "the orchestrator": Restarts()}
 
     @property
     def target(self) -> str:
@@ -143,6 +174,27 @@ class EmbeddedStack:
             raise
         self.log(f"orchestrator SERVING on {self.orchestrator.target}, metrics {self.orchestrator.metrics_url}")
         return self
+
+    def supervise(self) -> None:
+        """Restart tritonserver or the orchestrator if it exited (the orchestrator reconnects to a restarted Triton on
+        the same ports by itself and reports SERVING again within seconds)."""
+        for name, child in (("tritonserver", self.triton), ("the orchestrator", self.orchestrator)):
+            restarts = self._restarts[name]
+            if child is None or child.exit_code is None:
+                restarts.running()
+                continue
+            if not restarts.due():
+                continue
+            code = child.exit_code
+            child.stop()  # reaps it and what it left behind (Python-backend stubs, shared memory)
+            self.log(f"{name} exited (code {code}); restarting it ...")
+            try:
+                child.start()
+            except (StackError, TritonStartError) as exc:
+                self.log(f"{name} did not restart ({exc}); next try in {restarts.failed():.0f} s")
+            else:
+                restarts.started = time.monotonic()
+                self.log(f"{name} is back")
 
     def stop(self) -> None:
         if self.orchestrator:

@@ -26,6 +26,12 @@ class Metrics:
                                      registry=r)
         self.triton_bytes = Counter("liveportrait_triton_bytes_total", "Tensor bytes exchanged with Triton",
                                     ["direction"], registry=r)
+        # per API key name (a bounded label set: the names in the key file; keys themselves never appear)
+        self.key_requests = Counter("liveportrait_key_requests_total", "RPCs by API key name and admission outcome "
+                                    "(ADMITTED, UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED)",
+                                    ["key", "outcome"], registry=r)
+        self.key_frames = Counter("liveportrait_key_frames_total", "Frames rendered, by API key name", ["key"],
+                                  registry=r)
         self.client_bytes = Counter("liveportrait_client_bytes_total",
                                     "Payload bytes received from (in) and sent to (out) clients", ["direction"],
                                     registry=r)

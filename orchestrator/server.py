@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
+from .auth import AuthInterceptor, KeyFile, KeyFileError
 from .face import FACE_STACKS
 from .metrics import Metrics
 from .ports import port_in_use
@@ -54,8 +56,11 @@ class ServerConfig:
     spool_dir: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # mutual TLS: callers must present a certificate signed by this CA
+    api_keys: Path | None = None  # JSON key file (orchestrator/auth.py); None: no authentication
+    health_port: int = 0  # a plaintext port serving only grpc.health.v1 (kubelet probes when gRPC is TLS); 0: none
     health_interval_s: float = 2.0
-    grace_s: float = 10.0
+    drain_s: float = 30.0  # on SIGTERM: how long running requests may take to finish (the pod's grace period)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -63,7 +68,7 @@ class ServerConfig:
 
 
 class Orchestrator:
-    """The running server; ``start()`` then ``wait()``, ``stop()`` drains in-flight calls for ``grace_s``."""
+    """The running server; ``start()`` then ``wait()``, ``stop()`` drains in-flight calls for ``drain_s``."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
@@ -75,15 +80,25 @@ class Orchestrator:
         self.port: int | None = None
         self._watcher: asyncio.Task | None = None
         self._metrics_server = None
+        self.service: PortraitAnimatorService | None = None
+        self.health_server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
         c = self.config
         self._check_ports()
         self.runner = TritonRunner(c.triton, self.metrics)
-        service = PortraitAnimatorService(self.runner, self.metrics,
-                                          Admission(c.max_concurrent, c.max_queued, self.metrics), c.limits,
-                                          self.state, c.face_stack, c.spool_dir)
-        self.server = grpc.aio.server(options=[
+        service = self.service = PortraitAnimatorService(self.runner, self.metrics,
+                                                         Admission(c.max_concurrent, c.max_queued, self.metrics),
+                                                         c.limits, self.state, c.face_stack, c.spool_dir)
+        interceptors = []
+        if c.api_keys:
+            try:
+                keys = KeyFile(c.api_keys)
+            except KeyFileError as exc:
+                raise StartupError(str(exc)) from None
+            interceptors.append(AuthInterceptor(keys, requests_counter=self.metrics.key_requests,
+                                                frames_counter=self.metrics.key_frames))
+        self.server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", c.max_message_bytes),
             ("grpc.max_send_message_length", c.max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second server on the same port fails instead of silently sharing it
@@ -95,7 +110,10 @@ class Orchestrator:
         target = f"{c.address}:{c.port}"
         try:
             if c.tls_cert:
-                credentials = grpc.ssl_server_credentials([(c.tls_key.read_bytes(), c.tls_cert.read_bytes())])
+                client_ca = c.tls_client_ca.read_bytes() if c.tls_client_ca else None
+                credentials = grpc.ssl_server_credentials([(c.tls_key.read_bytes(), c.tls_cert.read_bytes())],
+                                                          root_certificates=client_ca,
+                                                          require_client_auth=client_ca is not None)
                 self.port = self.server.add_secure_port(target, credentials)
             else:
                 self.port = self.server.add_insecure_port(target)
@@ -108,8 +126,18 @@ class Orchestrator:
             except OSError as exc:
                 raise StartupError(f"cannot serve metrics on port {c.metrics_port} ({exc.strerror or exc}); choose "
                                    f"another with --metrics-port N (0 turns the metrics endpoint off)") from None
+        if c.health_port:
+            self.health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            try:
+                self.health_server.add_insecure_port(f"{c.address}:{c.health_port}")
+            except RuntimeError:
+                raise StartupError(f"cannot listen on {c.address}:{c.health_port} for health checks; choose another "
+                                   f"with --health-port") from None
         await self._set_health(False)
         await self.server.start()
+        if self.health_server:
+            await self.health_server.start()
         self._watcher = asyncio.create_task(self._watch_triton())
         log.info("serving %s on %s (Triton %s, metrics port %s)", SERVICE_NAME, self.port, c.triton.url,
                  c.metrics_port or "off")
@@ -129,11 +157,23 @@ class Orchestrator:
         await self.server.wait_for_termination()
 
     async def stop(self) -> None:
+        """Drain: report NOT_SERVING first, refuse new calls with UNAVAILABLE, let running requests finish for up to
+        ``drain_s``, then stop (what still runs is cancelled)."""
         if self._watcher:
             self._watcher.cancel()
         await self.health.enter_graceful_shutdown()
+        if self.service:
+            self.service.draining = True
+            deadline = time.monotonic() + self.config.drain_s
+            admission = self.service.admission
+            while admission.running + admission.waiting and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if admission.running + admission.waiting:
+                log.warning("drain time over: cancelling %d running request(s)", admission.running)
         if self.server:
-            await self.server.stop(self.config.grace_s)
+            await self.server.stop(1.0)
+        if self.health_server:
+            await self.health_server.stop(0)
         if self.runner:
             await self.runner.close()
         if self._metrics_server:
@@ -192,10 +232,21 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--spool-dir", type=Path, default=_env("spool_dir", None), help="where uploads are spooled")
     p.add_argument("--tls-cert", type=Path, default=_env("tls_cert", None))
     p.add_argument("--tls-key", type=Path, default=_env("tls_key", None))
+    p.add_argument("--tls-client-ca", type=Path, default=_env("tls_client_ca", None),
+                   help="mutual TLS: require client certificates signed by this CA (PEM)")
+    p.add_argument("--api-keys", type=Path, default=_env("api_keys", None),
+                   help="JSON key file: require an API key on every RPC but health and reflection "
+                        "(python -m orchestrator.auth NAME makes one); re-read when it changes")
+    p.add_argument("--health-port", type=int, default=_env("health_port", d.health_port),
+                   help="also serve grpc.health.v1 in plaintext on this port (probes when gRPC uses TLS); 0: off")
+    p.add_argument("--drain-seconds", type=float, default=_env("drain_seconds", d.drain_s),
+                   help="on SIGTERM, how long running requests may take to finish")
     p.add_argument("--log-level", default=_env("log_level", "INFO"))
     a = p.parse_args(argv)
     if bool(a.tls_cert) != bool(a.tls_key):
         p.error("--tls-cert and --tls-key go together")
+    if a.tls_client_ca and not a.tls_cert:
+        p.error("--tls-client-ca needs --tls-cert and --tls-key")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(
         address=a.address, port=a.port, metrics_port=a.metrics_port,
@@ -205,7 +256,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                       max_frames=a.max_frames, max_request_s=a.max_request_seconds, edit_sessions=a.edit_sessions,
                       edit_session_bytes=a.edit_session_bytes, edit_session_ttl_s=a.edit_session_ttl),
         max_concurrent=a.max_concurrent, max_queued=a.max_queued, max_message_bytes=a.max_message_bytes,
-        face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key)
+        face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key,
+        tls_client_ca=a.tls_client_ca, api_keys=a.api_keys, health_port=a.health_port, drain_s=a.drain_seconds)
 
 
 async def serve(config: ServerConfig) -> None:
@@ -216,7 +268,7 @@ async def serve(config: ServerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
-    log.info("shutting down (grace %.0f s)", config.grace_s)
+    log.info("shutting down: draining running requests for up to %.0f s", config.drain_s)
     await orchestrator.stop()
 
 

@@ -18,9 +18,10 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
+from .auth import Caller, current_caller
 from .driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
 from .editing import SessionStore, edit_image, session_source
-from .errors import InvalidRequest, status_of
+from .errors import InvalidRequest, Unavailable, status_of
 from .face import CropConfig, FaceAnalyzer, FaceSelectionError, decode_image, make_analyzer
 from .keypoints import KeypointOptions, Motion
 from .media import probe
@@ -64,6 +65,7 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         self.state = state
         self.face_stack = face_stack
         self.spool_dir = spool_dir
+        self.draining = False  # set on SIGTERM: new calls are refused with UNAVAILABLE, running ones finish
         self.sessions = SessionStore(limits.edit_sessions, limits.edit_session_bytes, limits.edit_session_ttl_s)
 
     # ---- RPCs ------------------------------------------------------------------------------------------------
@@ -80,7 +82,10 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             analyzer = self._analyzer(runner, options.source_crop)
             async with self._driving(setup, request_iterator, runner, analyzer, options, need_ratios,
                                      timings) as driving:
-                ctx = RequestContext(runner, analyzer, timings, self.metrics.frames.inc, self.state.weights)
+                caller = current_caller.get()
+                if caller is not None:  # the API key's max video length (quotas)
+                    caller.check_length(driving.total_frames)
+                ctx = RequestContext(runner, analyzer, timings, self._frames_rendered(caller), self.state.weights)
                 async for response in animate(setup.source_image, driving, options, ctx):
                     if response.HasField("video"):
                         self.metrics.client_bytes.labels("out").inc(len(response.video.data))
@@ -137,6 +142,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             session_id, prepared, reused = await session_source(self.sessions, request.session_id,
                                                                 request.source_image, options.source, ctx)
             data, width, height = await edit_image(prepared, options.edit, options, ctx)
+            if (caller := current_caller.get()) is not None:
+                caller.charge(1)  # one rendered frame against the API key's frames-per-minute quota
             self.sessions.trim()  # the first paste-back grows the session
             for stage, seconds in timings.seconds.items():
                 self.metrics.stage_latency.labels(stage).observe(seconds)
@@ -159,6 +166,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            if self.draining:
+                raise Unavailable("the server is shutting down; retry (another replica will take the request)")
             async with self.admission.slot():
                 remaining = context.time_remaining()
                 budget = self.limits.max_request_s if remaining is None else min(remaining, self.limits.max_request_s)
@@ -177,6 +186,15 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         finally:
             self.metrics.requests.labels(method, code.name).inc()
             self.metrics.request_latency.labels(method).observe(time.perf_counter() - started)
+
+    def _frames_rendered(self, caller: Caller | None):
+        """Counts rendered frames in the metrics and against the caller's API key (its frames-per-minute quota)."""
+        def rendered(frames: int) -> None:
+            self.metrics.frames.inc(frames)
+            if caller is not None:
+                caller.charge(frames)
+
+        return rendered
 
     async def _first(self, request_iterator, field: str):
         try:

@@ -30,6 +30,10 @@ RELEASE = "rel"
 FULL = f"{RELEASE}-liveportrait"
 EXAMPLES = ["values.yaml", "values-gpu-l4.yaml", "values-keda.yaml", "values-dev-cpu.yaml"]
 CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+# TLS is on by default and needs a certificate source: the renders of the examples that keep TLS on add this Secret
+# (values-dev-cpu.yaml turns TLS off). Calls that set any orchestrator.tls.* value get nothing added.
+TLS_SECRET = "orchestrator.tls.secretName=lp-tls"
+TLS_MISSING = "orchestrator.tls.enabled is true (the default) but no certificate is configured"
 BOTTLENECK = {"warping_spade", "appearance_feature_extractor", "motion_extractor"}
 
 
@@ -82,14 +86,20 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([helm, *args], capture_output=True, text=True, timeout=120)
 
 
-def template_args(values: list[str], sets: list[str]) -> list[str]:
-    args = [RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+def value_args(values: list[str], sets: list[str]) -> list[str]:
+    args = []
     for v in values:
         if v != "values.yaml":
             args += ["-f", str(CHART / v)]
+    if "values-dev-cpu.yaml" not in values and not any(s.startswith("orchestrator.tls.") for s in sets):
+        sets = [TLS_SECRET, *sets]
     for s in sets:
         args += ["--set", s]
     return args
+
+
+def template_args(values: list[str], sets: list[str]) -> list[str]:
+    return [RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, *value_args(values, sets)]
 
 
 _cache: dict = {}
@@ -149,9 +159,8 @@ def promql_check(promtool: str, exprs: dict[str, str], tmp_path: Path) -> subpro
 
 @pytest.mark.parametrize("values", EXAMPLES)
 def test_lint_strict(helm, values):
-    args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
-    if values != "values.yaml":
-        args += ["-f", str(CHART / values)]
+    args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION,
+            *value_args([values], [])]
     proc = run_helm(helm, *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 chart(s) failed" in proc.stdout
@@ -232,16 +241,14 @@ def test_helm_is_v4(helm):
     ("values.yaml", ["triton.autoscaling.minReplicas=0"], "/triton/autoscaling/minReplicas"),
     ("values.yaml", ["autoscaling.engine=vpa"], "/autoscaling/engine"),
     ("values.yaml", ["triton.resourcez.cpu=1"], "additional properties 'resourcez'"),
-    ("values.yaml", ["orchestrator.tls.enabled=true"], "/orchestrator/tls/secretName"),
+    ("values.yaml", ["orchestrator.healthPort=0"], "/orchestrator/healthPort"),
+    ("values.yaml", [TLS_SECRET, "orchestrator.tls.certManager.issuer=ca"], "additional properties 'issuer'"),
+    ("values.yaml", [TLS_SECRET, "orchestrator.apiKeys.file=keys.json"], "additional properties 'file'"),
     ("values.yaml", ["orchestrator.faceStack=retinaface"], "/orchestrator/faceStack"),
     ("values.yaml", ["orchestrator.cpuPerGpuReplica=-1"], "/orchestrator/cpuPerGpuReplica"),
 ])
 def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
-    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
-    if values != "values.yaml":
-        args += ["-f", str(CHART / values)]
-    for s in sets:
-        args += ["--set", s]
+    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *value_args([values], sets)]
     proc = run_helm(helm, *args)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -258,6 +265,12 @@ def test_bad_values_fail_lint_with_a_clear_message(helm, values, sets, message):
     (["metrics.podMonitor.enabled=true"], "enable only one of metrics.serviceMonitor and metrics.podMonitor"),
     (["triton.autoscaling.minReplicas=5"], "minReplicas must not exceed"),
     (["orchestrator.resources.requests=null"], "orchestrator.resources.requests.cpu must be set"),
+    (["orchestrator.tls.enabled=true"], TLS_MISSING),
+    (["orchestrator.tls.certManager.enabled=true"], "orchestrator.tls.certManager.issuerRef.name is required"),
+    (["orchestrator.tls.enabled=false", "orchestrator.tls.clientCA.secretName=lp-ca"],
+     "orchestrator.tls.clientCA.secretName (mTLS) needs orchestrator.tls.enabled=true"),
+    (["orchestrator.healthPort=50051"], "orchestrator.healthPort (50051) must differ"),
+    (["orchestrator.healthPort=9100"], "orchestrator.healthPort (9100) must differ"),
 ])
 def test_template_guards_without_schema(helm, sets, message):
     """Cross-field rules the schema cannot express, and the same guards when schema validation is skipped."""
@@ -355,12 +368,23 @@ def test_probes(helm):
         assert live["httpGet"] == {"path": "/v2/health/live", "port": "http"}
         assert "/v2/health/ready" in ready["exec"]["command"][-1]
         assert "/tmp/liveportrait-draining" in ready["exec"]["command"][-1]
-    o = container(orchestrator(render(helm)), "orchestrator")
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert o[probe]["grpc"] == {"port": 50051}
-    o_tls = container(orchestrator(render(helm, sets=("orchestrator.tls.enabled=true",
-                                                      "orchestrator.tls.secretName=lp-tls"))), "orchestrator")
-    assert o_tls["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+    # the orchestrator: native gRPC probes on the plaintext health-only port, TLS on (default) or off (dev values),
+    # with the timings of values.yaml
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["orchestrator"]
+    for example in ("values.yaml", "values-dev-cpu.yaml"):
+        o = container(orchestrator(render(helm, (example,))), "orchestrator")
+        assert {p["name"]: p["containerPort"] for p in o["ports"]}["health"] == 8086
+        env = {e["name"]: e.get("value") for e in o["env"]}
+        assert env["LIVEPORTRAIT_HEALTH_PORT"] == "8086"
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert o[probe]["grpc"] == {"port": 8086}, (example, probe)
+            assert not {"tcpSocket", "exec", "httpGet"} & set(o[probe])
+            if example == "values.yaml":
+                timing = {k: o[probe][k] for k in ("periodSeconds", "failureThreshold", "timeoutSeconds")}
+                assert timing == values[probe], probe
+    o = container(orchestrator(render(helm, sets=("orchestrator.healthPort=9000",))), "orchestrator")
+    assert o["livenessProbe"]["grpc"] == {"port": 9000}
+    assert {"name": "health", "containerPort": 9000, "protocol": "TCP"} in o["ports"]
 
 
 @pytest.mark.parametrize("values", EXAMPLES)
@@ -540,12 +564,192 @@ def test_orchestrator_config(helm):
     assert env["LIVEPORTRAIT_TLS_KEY"] == "/etc/liveportrait/tls/tls.key"
     vols = {v["name"]: v for v in o["spec"]["template"]["spec"]["volumes"]}
     assert vols["tls"]["secret"]["secretName"] == "lp-tls"
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9100}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9100, "health": 8086}
     assert "nvidia.com/gpu" not in json.dumps(o)
-    assert "LIVEPORTRAIT_TLS_CERT" not in json.dumps(orchestrator(render(helm)))
+    assert "LIVEPORTRAIT_TLS_CERT" not in json.dumps(orchestrator(render(helm, sets=("orchestrator.tls.enabled=false",))))
     svc = find(docs, "Service", f"{FULL}-orchestrator")
     assert svc["spec"]["ports"][0]["port"] == 50051
     assert find(docs, "Service", f"{FULL}-orchestrator-headless")["spec"]["clusterIP"] == "None"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TLS (on by default), mTLS, API keys
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _pod(deploy: dict) -> dict:
+    return deploy["spec"]["template"]["spec"]
+
+
+def _env(c: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def _validate_all(kubernetes_validate, docs):
+    for doc in docs:
+        if not doc["apiVersion"].startswith(CRD_GROUPS + ("cert-manager.io/",)):
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_tls_is_on_by_default_and_needs_a_certificate_source(helm, kubernetes_validate):
+    # no source: template and install stop with a message that says what to set (helm lint treats `fail` as
+    # informational in lint mode)
+    for cmd in (["template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION],
+                ["install", RELEASE, str(CHART), "--dry-run=client"]):
+        proc = run_helm(helm, *cmd)
+        assert proc.returncode != 0
+        out = proc.stdout + proc.stderr
+        assert TLS_MISSING in out and "orchestrator.tls.secretName" in out, out
+        assert "orchestrator.tls.certManager.enabled=true" in out and "orchestrator.tls.enabled=false" in out
+    # a user Secret: mounted read-only (tls.crt, tls.key only, 0440) and passed as --tls-cert / --tls-key
+    docs = render(helm, sets=("orchestrator.tls.secretName=lp-tls",))
+    _validate_all(kubernetes_validate, docs)
+    d = orchestrator(docs)
+    c = container(d, "orchestrator")
+    vols = {v["name"]: v for v in _pod(d)["volumes"]}
+    assert vols["tls"]["secret"] == {"secretName": "lp-tls", "defaultMode": 0o440,
+                                     "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                               {"key": "tls.key", "path": "tls.key"}]}
+    assert {"name": "tls", "mountPath": "/etc/liveportrait/tls", "readOnly": True} in c["volumeMounts"]
+    env = _env(c)
+    assert env["LIVEPORTRAIT_TLS_CERT"] == "/etc/liveportrait/tls/tls.crt"
+    assert env["LIVEPORTRAIT_TLS_KEY"] == "/etc/liveportrait/tls/tls.key"
+    assert "LIVEPORTRAIT_TLS_CLIENT_CA" not in env and "LIVEPORTRAIT_API_KEYS" not in env
+    assert not [x for x in docs if x["kind"] == "Certificate"]
+    # the orchestrator's own parser maps these environment variables to its flags
+    server = (REPO / "orchestrator" / "server.py").read_text()
+    for flag in ("--tls-cert", "--tls-key"):
+        assert f'"{flag}"' in server, flag
+    # dev values: plaintext, on purpose (values-dev-cpu.yaml says so)
+    dev = render(helm, ("values-dev-cpu.yaml",))
+    _validate_all(kubernetes_validate, dev)
+    c = container(orchestrator(dev), "orchestrator")
+    assert not [k for k in _env(c) if k.startswith("LIVEPORTRAIT_TLS")]
+    assert [v["name"] for v in _pod(orchestrator(dev))["volumes"]] == ["tmp"]
+    assert "tls:\n    enabled: false" in (CHART / "values-dev-cpu.yaml").read_text()
+
+
+@pytest.mark.parametrize("headless", [True, False])
+def test_cert_manager_certificate(helm, kubernetes_validate, headless):
+    sets = ("orchestrator.tls.certManager.enabled=true", "orchestrator.tls.certManager.issuerRef.name=lp-ca",
+            "orchestrator.tls.certManager.issuerRef.kind=Issuer", f"orchestrator.service.headless={str(headless).lower()}",
+            "web.enabled=true")
+    docs = render(helm, sets=sets)
+    _validate_all(kubernetes_validate, docs)
+    cert = find(docs, "Certificate", f"{FULL}-orchestrator")
+    assert cert["apiVersion"] == "cert-manager.io/v1"
+    spec = cert["spec"]
+    secret = f"{FULL}-orchestrator-tls"
+    assert spec["secretName"] == secret
+    assert spec["issuerRef"] == {"name": "lp-ca", "kind": "Issuer", "group": "cert-manager.io"}
+    svcs = [f"{FULL}-orchestrator"] + ([f"{FULL}-orchestrator-headless"] if headless else [])
+    expected = [n for s in svcs for n in (s, f"{s}.{NAMESPACE}", f"{s}.{NAMESPACE}.svc",
+                                          f"{s}.{NAMESPACE}.svc.cluster.local")] + ["localhost"]
+    assert spec["dnsNames"] == expected
+    # every name a client of this chart dials is covered (the Services, the web page's default target)
+    services = {s["metadata"]["name"] for s in kinds(docs, "Service") if "grpc" in [p["name"] for p in s["spec"]["ports"]]
+                and s["metadata"]["name"].startswith(f"{FULL}-orchestrator")}
+    assert {f"{s}.{NAMESPACE}.svc.cluster.local" for s in services} <= set(spec["dnsNames"])
+    web_target = container(find(docs, "Deployment", f"{FULL}-web"), "web")["args"][2]
+    assert web_target.rsplit(":", 1)[0] in spec["dnsNames"]
+    assert "server auth" in spec["usages"] and spec["duration"] == "2160h" and spec["renewBefore"] == "360h"
+    assert all(len(n) <= 253 for n in spec["dnsNames"])
+    # the orchestrator mounts the Secret cert-manager writes; the chart's clients trust its ca.crt
+    d = orchestrator(docs)
+    assert {v["name"]: v for v in _pod(d)["volumes"]}["tls"]["secret"]["secretName"] == secret
+    assert _env(container(d, "orchestrator"))["LIVEPORTRAIT_TLS_CERT"] == "/etc/liveportrait/tls/tls.crt"
+    for pod in (_pod(find(docs, "Deployment", f"{FULL}-web")), find(docs, "Pod")["spec"]):
+        tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+        assert tls["secret"] == {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    # a fixed Secret name and extra names; the chart refuses a Certificate without an issuer
+    spec = find(render(helm, sets=sets + ("orchestrator.tls.secretName=lp-tls",
+                                          "orchestrator.tls.certManager.extraDnsNames={lp.example.org}")),
+                "Certificate")["spec"]
+    assert spec["secretName"] == "lp-tls" and spec["dnsNames"][-1] == "lp.example.org" and "localhost" not in \
+        spec["dnsNames"]
+    assert not [x for x in render(helm, ("values-dev-cpu.yaml",), sets) if x["kind"] == "Certificate"]
+
+
+def test_certificate_matches_cert_manager_crd(helm):
+    """The Certificate against cert-manager's CRD schema (@kubernetes-models/cert-manager), where installed."""
+    node, modules = shutil.which("node"), TOOLS / "node" / "node_modules"
+    if not node or not (modules / "@kubernetes-models" / "cert-manager").is_dir():
+        pytest.skip("@kubernetes-models/cert-manager is not installed in .tools/node")
+    cert = find(render(helm, sets=("orchestrator.tls.certManager.enabled=true",
+                                   "orchestrator.tls.certManager.issuerRef.name=lp-ca")), "Certificate")
+    broken = json.loads(json.dumps(cert))
+    broken["spec"]["usages"] = ["serverauth"]
+    proc = subprocess.run([node, str(REPO / "helm" / "tests" / "validate_crds.mjs"), str(modules)],
+                          input=json.dumps([cert, broken]), capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[0].startswith("VALID "), proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[1].startswith("INVALID "), proc.stdout
+
+
+def test_mtls_client_ca(helm, kubernetes_validate):
+    sets = (TLS_SECRET, "orchestrator.tls.clientCA.secretName=lp-client-ca", "web.enabled=true")
+    docs = render(helm, sets=sets)
+    _validate_all(kubernetes_validate, docs)
+    d = orchestrator(docs)
+    c = container(d, "orchestrator")
+    vols = {v["name"]: v for v in _pod(d)["volumes"]}
+    assert vols["client-ca"]["secret"] == {"secretName": "lp-client-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert {"name": "client-ca", "mountPath": "/etc/liveportrait/client-ca", "readOnly": True} in c["volumeMounts"]
+    assert _env(c)["LIVEPORTRAIT_TLS_CLIENT_CA"] == "/etc/liveportrait/client-ca/ca.crt"  # --tls-client-ca
+    # without a client certificate for the chart's own clients the helm test says what to set
+    script = find(docs, "Pod")["spec"]["containers"][0]["command"][2]
+    assert "set orchestrator.tls.clientCA.clientSecretName" in script and "exit 1" in script
+    assert subprocess.run(["/bin/sh", "-n", "-c", script], capture_output=True).returncode == 0
+    # with one: the test pod and the web page present it
+    docs = render(helm, sets=sets + ("orchestrator.tls.clientCA.clientSecretName=lp-client",))
+    _validate_all(kubernetes_validate, docs)
+    for pod in (find(docs, "Pod")["spec"], _pod(find(docs, "Deployment", f"{FULL}-web"))):
+        c = pod["containers"][0]
+        env = _env(c)
+        assert env["LIVEPORTRAIT_CLIENT_CERT"] == "/etc/liveportrait/client-tls/tls.crt"
+        assert env["LIVEPORTRAIT_CLIENT_KEY"] == "/etc/liveportrait/client-tls/tls.key"
+        assert {"name": "client-tls", "mountPath": "/etc/liveportrait/client-tls", "readOnly": True} \
+            in c["volumeMounts"]
+        assert next(v for v in pod["volumes"] if v["name"] == "client-tls")["secret"]["secretName"] == "lp-client"
+    assert "exit 1" not in find(docs, "Pod")["spec"]["containers"][0]["command"][2]
+    assert "LIVEPORTRAIT_TLS_CLIENT_CA" not in json.dumps(orchestrator(render(helm)))
+
+
+def test_api_keys_secret(helm, kubernetes_validate, tmp_path):
+    assert "api-keys" not in json.dumps(orchestrator(render(helm)))
+    docs = render(helm, sets=("orchestrator.apiKeys.secretName=lp-keys", "web.enabled=true"))
+    _validate_all(kubernetes_validate, docs)
+    d = orchestrator(docs)
+    c = container(d, "orchestrator")
+    vols = {v["name"]: v for v in _pod(d)["volumes"]}
+    assert vols["api-keys"]["secret"] == {"secretName": "lp-keys", "defaultMode": 0o440,
+                                          "items": [{"key": "keys.json", "path": "keys.json"}]}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "api-keys")
+    # a directory mount: a subPath mount would never see the Secret's updates (keys reload without restart)
+    assert mount == {"name": "api-keys", "mountPath": "/etc/liveportrait/keys", "readOnly": True}
+    assert _env(c)["LIVEPORTRAIT_API_KEYS"] == "/etc/liveportrait/keys/keys.json"  # --api-keys
+    # health needs no key: the test checks health and skips the animation without a key of its own
+    script = find(docs, "Pod")["spec"]["containers"][0]["command"][2]
+    assert "liveportrait health" in script and "liveportrait animate" not in script
+    assert "tests.apiKeySecretName is not set" in script
+    assert "LIVEPORTRAIT_API_KEY" not in json.dumps(find(docs, "Deployment", f"{FULL}-web"))
+    docs = render(helm, sets=("orchestrator.apiKeys.secretName=lp-keys", "web.enabled=true",
+                              "tests.apiKeySecretName=lp-test-key", "web.apiKeySecretName=lp-web-key"))
+    _validate_all(kubernetes_validate, docs)
+    pod = find(docs, "Pod")["spec"]
+    assert "liveportrait animate" in pod["containers"][0]["command"][2]
+    for c, secret in ((pod["containers"][0], "lp-test-key"),
+                      (container(find(docs, "Deployment", f"{FULL}-web"), "web"), "lp-web-key")):
+        assert _env(c)["LIVEPORTRAIT_API_KEY"] == {"secretKeyRef": {"name": secret, "key": "api-key"}}
+    # the key file the README tells to build from `python -m orchestrator.auth NAME` is what the server reads
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.auth", "studio-a"], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout.strip().splitlines()[-1])
+    key = proc.stdout.split("key (give it to the caller; it is not stored): ", 1)[1].split()[0]
+    from orchestrator import auth
+    keys = auth.parse_key_file(json.dumps({"keys": [entry]}))
+    assert keys[auth.key_digest(key)].name == "studio-a"
+    readme = (CHART / "README.md").read_text()
+    assert "python -m orchestrator.auth" in readme and "keys.json" in readme
 
 
 @pytest.mark.parametrize("values", ["values.yaml", "values-gpu-l4.yaml", "values-keda.yaml"])
@@ -574,6 +778,8 @@ def test_network_policies(helm):
     op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
     ports = {r["ports"][0]["port"]: r.get("from") for r in op["ingress"]}
     assert ports["grpc"] is None and ports["metrics"] == by_port["metrics"]
+    # the plaintext health port has no peer (the kubelet's probes are not subject to NetworkPolicy)
+    assert {p["port"] for r in op["ingress"] for p in r["ports"]} == {"grpc", "metrics"}
     # restricting the orchestrator's callers keeps the helm test pod allowed
     docs = render(helm, sets=("networkPolicy.orchestratorClients[0].podSelector.matchLabels.role=frontend",))
     op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
@@ -761,7 +967,11 @@ def test_helm_test_pod(helm, tmp_path):
     assert env["SERVER"] == f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051"
     script = c["command"][2]
     assert c["command"][:2] == ["/bin/sh", "-ec"]
-    assert 'liveportrait health --server "$SERVER" $CA_ARGS' in script and 'CA_ARGS=""' in script
+    assert 'liveportrait health --server "$SERVER" $CA_ARGS' in script
+    assert 'CA_ARGS="--ca /etc/liveportrait/tls/ca.crt"' in script  # TLS is on by default
+    plain = find(render(helm, ("values-dev-cpu.yaml",)), "Pod")
+    assert 'CA_ARGS=""' in plain["spec"]["containers"][0]["command"][2]
+    assert [v["name"] for v in plain["spec"]["volumes"]] == ["tmp"]
     assert '"--no-crop-source"' in script  # the synthetic portrait is not a detectable face
     assert "liveportrait animate --server" in script and "test -s /tmp/out.mp4" in script
     assert subprocess.run(["/bin/sh", "-n", "-c", script], capture_output=True).returncode == 0
@@ -787,10 +997,15 @@ def test_helm_test_pod(helm, tmp_path):
     proc = subprocess.run([sys.executable, "-c", check, "health", "--server", "h:1", "--ca", "ca.crt"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    # TLS: the test client trusts the Secret's CA
+    # TLS: the test client trusts the Secret's CA, and gets only ca.crt (never the serving key)
     tls = find(render(helm, sets=("orchestrator.tls.enabled=true", "orchestrator.tls.secretName=lp-tls")), "Pod")
     assert 'CA_ARGS="--ca /etc/liveportrait/tls/ca.crt"' in tls["spec"]["containers"][0]["command"][2]
-    assert {"name": "tls", "secret": {"secretName": "lp-tls"}} in tls["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "lp-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}} \
+        in tls["spec"]["volumes"]
+    assert {"name": "tls", "mountPath": "/etc/liveportrait/tls", "readOnly": True} in \
+        tls["spec"]["containers"][0]["volumeMounts"]
+    tls = find(render(helm, sets=("orchestrator.tls.secretName=lp-tls", "orchestrator.tls.caSecretName=lp-ca")), "Pod")
+    assert next(v for v in tls["spec"]["volumes"] if v["name"] == "tls")["secret"]["secretName"] == "lp-ca"
     # user-supplied inputs
     pod = find(render(helm, sets=("tests.animate.inputsConfigMap=lp-inputs",)), "Pod")
     assert "SRC=/inputs/source.jpg" in pod["spec"]["containers"][0]["command"][2]
@@ -809,7 +1024,10 @@ def test_web_page_is_optional_and_calls_the_orchestrator_service(helm, kubernete
     assert c["image"] == container(orchestrator(docs), "orchestrator")["image"]
     assert c["command"] == ["liveportrait"]
     assert c["args"] == ["web", "--server", f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051",
-                         "--host", "0.0.0.0", "--port", "7860"]
+                         "--host", "0.0.0.0", "--port", "7860", "--ca", "/etc/liveportrait/tls/ca.crt"]
+    plain = container(find(render(helm, ("values-dev-cpu.yaml",), ("web.enabled=true",)), "Deployment", f"{FULL}-web"),
+                      "web")
+    assert plain["args"][-2:] == ["--port", "7860"] and "--ca" not in plain["args"]
     assert c["ports"] == [{"name": "http", "containerPort": 7860, "protocol": "TCP"}]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/", "port": "http"}
@@ -832,7 +1050,8 @@ def test_web_page_is_optional_and_calls_the_orchestrator_service(helm, kubernete
     c = container(deploy, "web")
     assert c["image"] == "example.org/web:1.2"
     assert c["args"][-6:] == ["--port", "8080", "--ca", "/etc/liveportrait/tls/ca.crt", "--timeout", "600"]
-    assert {"name": "tls", "secret": {"secretName": "lp-tls"}} in deploy["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "lp-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}} \
+        in deploy["spec"]["template"]["spec"]["volumes"]
     op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
     peers = next(r["from"] for r in op["ingress"] if r["ports"][0]["port"] == "grpc")
     assert any(p["podSelector"]["matchLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
@@ -841,24 +1060,37 @@ def test_web_page_is_optional_and_calls_the_orchestrator_service(helm, kubernete
     c = container(find(render(helm, sets=("web.enabled=true", "orchestrator.enabled=false",
                                           "web.server=lp.example.org:443")), "Deployment", f"{FULL}-web"), "web")
     assert c["args"][:3] == ["web", "--server", "lp.example.org:443"]
+    assert "--ca" in c["args"]  # trusts orchestrator.tls.secretName's CA; without any CA Secret: plaintext
+    c = container(find(render(helm, sets=("web.enabled=true", "orchestrator.enabled=false", "orchestrator.tls.enabled=true",
+                                          "web.server=lp.example.org:443")), "Deployment", f"{FULL}-web"), "web")
+    assert "--ca" not in c["args"] and "volumeMounts" in c and len(c["volumeMounts"]) == 1
     proc = run_helm(helm, "template", *template_args([], ["web.enabled=true", "orchestrator.enabled=false"]))
     assert proc.returncode != 0 and "web.enabled needs orchestrator.enabled or web.server" in proc.stderr
-    proc = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, "--set", "web.enabled=true")
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION,
+                    *value_args([], ["web.enabled=true"]))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, "--set", "web.port=0")
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *value_args([], ["web.port=0"]))
     assert proc.returncode != 0, "the schema bounds web.port"
 
 
 def test_notes_tell_how_to_call_animate_portrait(helm):
-    proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
+    proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                    *value_args([], []))
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert f"port-forward svc/{FULL}-orchestrator 50051:50051" in notes
-    assert "liveportrait animate --server localhost:50051" in notes
+    assert "liveportrait animate --server localhost:50051 --ca ca.crt" in notes  # TLS on by default
+    assert "get secret lp-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > ca.crt" in notes
+    assert "grpcurl -cacert ca.crt" in notes and "API keys are on" not in notes
     assert "AnimatePortrait" in notes and f"helm test {RELEASE}" in notes
     assert "Web page" not in notes
     proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
-                    "--set", "web.enabled=true")
+                    *value_args(["values-dev-cpu.yaml"], ["orchestrator.apiKeys.secretName=lp-keys"]))
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "liveportrait animate --server localhost:50051 --source" in notes and "grpcurl -plaintext" in notes
+    assert "API keys are on (Secret lp-keys" in notes and "python -m orchestrator.auth NAME" in notes
+    proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                    *value_args([], ["web.enabled=true"]))
     assert f"port-forward svc/{FULL}-web 7860:7860" in proc.stdout.split("NOTES:", 1)[1]
 
 

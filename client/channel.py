@@ -1,0 +1,117 @@
+"""The gRPC channel to the orchestrator: target, TLS (optionally with a client certificate for mutual TLS) and the
+API key sent as ``authorization: Bearer <key>`` on every call (an interceptor, so it works on plaintext channels
+too, e.g. behind a TLS-terminating ingress)."""
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def default_target() -> str:
+    return os.environ.get("LIVEPORTRAIT_SERVER", "localhost:50051")
+
+
+def default_api_key() -> str | None:
+    return os.environ.get("LIVEPORTRAIT_API_KEY") or None
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    target: str = "localhost:50051"
+    root_certificates: Path | None = None  # TLS with this CA bundle (None: plaintext)
+    api_key: str | None = None
+    client_cert: Path | None = None  # mutual TLS: this certificate (PEM) and its key
+    client_key: Path | None = None
+
+    def options(self) -> list[tuple[str, int | str]]:
+        return [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.keepalive_time_ms", 30_000)]
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("a client certificate and its key go together")
+        if not self.root_certificates:
+            if self.client_cert:
+                raise ValueError("a client certificate needs TLS: give the server's CA too")
+            return None
+        read = (lambda path: Path(path).read_bytes() if path else None)
+        return grpc.ssl_channel_credentials(read(self.root_certificates), read(self.client_key),
+                                            read(self.client_cert))
+
+    def channel(self) -> grpc.Channel:
+        credentials = self.credentials()
+        channel = (grpc.secure_channel(self.target, credentials, options=self.options()) if credentials
+                   else grpc.insecure_channel(self.target, options=self.options()))
+        return grpc.intercept_channel(channel, ApiKey(self.api_key)) if self.api_key else channel
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        credentials = self.credentials()
+        interceptors = [AsyncApiKey(self.api_key)] if self.api_key else None
+        if credentials:
+            return grpc.aio.secure_channel(self.target, credentials, options=self.options(), interceptors=interceptors)
+        return grpc.aio.insecure_channel(self.target, options=self.options(), interceptors=interceptors)
+
+
+_Details = namedtuple("_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"))
+
+
+class _CallDetails(_Details, grpc.ClientCallDetails):
+    pass
+
+
+def _with_key(details, header: tuple[str, str]):
+    return _CallDetails(details.method, details.timeout, (*(details.metadata or ()), header), details.credentials,
+                        details.wait_for_ready, getattr(details, "compression", None))
+
+
+class ApiKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the API key to every call of a blocking channel."""
+
+    def __init__(self, key: str):
+        self.header = ("authorization", f"Bearer {key}")
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(_with_key(details, self.header), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(_with_key(details, self.header), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(_with_key(details, self.header), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(_with_key(details, self.header), request_iterator)
+
+
+class AsyncApiKey(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
+                  grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+    """Adds the API key to every call of an asyncio channel."""
+
+    def __init__(self, key: str):
+        self.header = ("authorization", f"Bearer {key}")
+
+    def _details(self, details):
+        return grpc.aio.ClientCallDetails(details.method, details.timeout,
+                                          grpc.aio.Metadata(*(details.metadata or ()), self.header),
+                                          details.credentials, details.wait_for_ready)
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation, details, request_iterator):
+        return await continuation(self._details(details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(self._details(details), request_iterator)
