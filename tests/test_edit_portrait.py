@@ -60,7 +60,7 @@ def infer(url: str, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.n
 
 
 def test_zero_edit_is_the_source_reconstruction(client, triton_server):
-    """No crop, no stitching, no paste-back: the PNG equals render_i420(source, x_s, x_s) exactly."""
+    """No crop, no stitching, no paste-back: the PNG equals render_u8(source, x_s, x_s) exactly."""
     from orchestrator.face import decode_image, limit_size
     from orchestrator.keypoints import source_keypoints
 
@@ -68,9 +68,9 @@ def test_zero_edit_is_the_source_reconstruction(client, triton_server):
     assert (result.width, result.height) == (512, 512) and result.mime_type == "image/png"
     crop = cv2.resize(limit_size(decode_image(SOURCE.read_bytes()), 1280, 2), (256, 256))
     kp = source_keypoints(infer(triton_server.grpc_url, "motion_extractor_u8", {"image_u8": crop[None]}))
-    planes = infer(triton_server.grpc_url, "render_i420", {"source_u8": crop[None], "kp_source": kp.x_s[None],
-                                                            "kp_driving": kp.x_s[None]})["image_i420"]
-    assert np.array_equal(decode(result.image), cv2.cvtColor(planes[0], cv2.COLOR_YUV2RGB_I420))
+    frame = infer(triton_server.grpc_url, "render_u8", {"source_u8": crop[None], "kp_source": kp.x_s[None],
+                                                         "kp_driving": kp.x_s[None]})["image_u8"]
+    assert np.array_equal(decode(result.image), frame[0])
     assert any("synthetic" in w for w in result.warnings)
     smiling = client.edit(SOURCE, {"smile": 1.0}, crop_source=False, stitching=False, paste_back=False)
     assert not np.array_equal(decode(smiling.image), decode(result.image))
@@ -79,7 +79,7 @@ def test_zero_edit_is_the_source_reconstruction(client, triton_server):
 def test_eye_and_lip_ratio_edits_feed_the_retargeting_mlps(client, triton_server):
     """On a real photo: the eye/lip targets go to retarget_eye / retarget_lip with the source's measured ratios
     (the same as DetectFaces measures) and their deltas are what moves the keypoints: the PNG equals
-    render_i420(x_s, x_s + eye delta + lip delta) exactly. With synthetic weights the MLPs (and so the rendered eyes)
+    render_u8(x_s, x_s + eye delta + lip delta) exactly. With synthetic weights the MLPs (and so the rendered eyes)
     carry no meaning, so the direction of the change cannot be measured on the image; see the README."""
     from orchestrator.face import decode_image, limit_size
     from orchestrator.keypoints import combined_eye_ratio, combined_lip_ratio, source_keypoints
@@ -98,9 +98,9 @@ def test_eye_and_lip_ratio_edits_feed_the_retargeting_mlps(client, triton_server
         face.lip_ratio, np.array([0.05], np.float32))})["delta"].reshape(21, 3)
     driving = (kp.x_s + eye + lip).astype(np.float32)
     driving = (kp.x_s + (driving - kp.x_s) * np.float32(1.0)).astype(np.float32)  # the driving_multiplier step
-    planes = infer(url, "render_i420", {"source_u8": crop[None], "kp_source": kp.x_s[None],
-                                        "kp_driving": driving[None]})["image_i420"]
-    assert np.array_equal(decode(result.image), cv2.cvtColor(planes[0], cv2.COLOR_YUV2RGB_I420))
+    frame = infer(url, "render_u8", {"source_u8": crop[None], "kp_source": kp.x_s[None],
+                                     "kp_driving": driving[None]})["image_u8"]
+    assert np.array_equal(decode(result.image), frame[0])
 
 
 def test_pasted_back_at_the_source_resolution_with_sessions(client, server):
@@ -118,7 +118,9 @@ def test_pasted_back_at_the_source_resolution_with_sessions(client, server):
     assert second.session_reused and second.mime_type == "image/jpeg" and second.session_id == first.session_id
     for model in ("face_detector", "face_landmarks", "motion_extractor_u8"):
         assert after_second.get(model) == after_first.get(model), f"{model} was called again"
-    assert after_second["render_i420"] == after_first["render_i420"] + 1
+    assert after_first["appearance_feature_extractor"] == before.get("appearance_feature_extractor", 0) + 1
+    assert after_second["appearance_feature_extractor"] == after_first["appearance_feature_extractor"]
+    assert after_second["warping_spade"] == after_first["warping_spade"] + 1
     assert after_second["retarget_eye"] == after_first.get("retarget_eye", 0) + 1
     assert after_second["retarget_lip"] == after_first.get("retarget_lip", 0) + 1
     assert "detect" not in second.timings and "motion" not in second.timings
@@ -192,8 +194,9 @@ def test_keyframes_make_a_video_of_total_duration_times_fps(client, tmp_path):
     first, last = (client.edit(SOURCE, e) for e in ({}, {"head_yaw": -25, "aaa": 120}))
     x1, y1, x2, y2 = (int(v) for v in first.source_face_box)
 
-    def distance(a, b):
-        return np.abs(a[y1:y2, x1:x2].astype(int) - decode(b.image)[y1:y2, x1:x2].astype(int)).mean()
+    def distance(a, b):  # in luma: the video's 4:2:0 chroma is far from the still's on synthetic (noise) faces
+        luma = (lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[y1:y2, x1:x2].astype(int))
+        return np.abs(luma(a) - luma(decode(b.image))).mean()
 
     assert distance(frames[0], first) < 0.7 * distance(frames[0], last)
     assert distance(frames[-1], last) < 0.7 * distance(frames[-1], first)

@@ -615,10 +615,6 @@ def test_tls_is_on_by_default_and_needs_a_certificate_source(helm, kubernetes_va
     assert env["LIVEPORTRAIT_TLS_KEY"] == "/etc/liveportrait/tls/tls.key"
     assert "LIVEPORTRAIT_TLS_CLIENT_CA" not in env and "LIVEPORTRAIT_API_KEYS" not in env
     assert not [x for x in docs if x["kind"] == "Certificate"]
-    # the orchestrator's own parser maps these environment variables to its flags
-    server = (REPO / "orchestrator" / "server.py").read_text()
-    for flag in ("--tls-cert", "--tls-key"):
-        assert f'"{flag}"' in server, flag
     # dev values: plaintext, on purpose (values-dev-cpu.yaml says so)
     dev = render(helm, ("values-dev-cpu.yaml",))
     _validate_all(kubernetes_validate, dev)
@@ -669,6 +665,31 @@ def test_cert_manager_certificate(helm, kubernetes_validate, headless):
     assert not [x for x in render(helm, ("values-dev-cpu.yaml",), sets) if x["kind"] == "Certificate"]
 
 
+def test_orchestrator_reads_the_rendered_environment(helm, monkeypatch):
+    """liveportrait-orchestrator's own parser turns the chart's LIVEPORTRAIT_* environment into its settings."""
+    from orchestrator import server
+    sets = ("orchestrator.tls.clientCA.secretName=lp-client-ca", "orchestrator.apiKeys.secretName=lp-keys",
+            "orchestrator.requestTimeoutSeconds=100")
+    for example, tls in (("values.yaml", True), ("values-dev-cpu.yaml", False)):
+        docs = render(helm, (example,), (TLS_SECRET, *sets) if tls else sets[1:])
+        env = _env(container(orchestrator(docs), "orchestrator"))
+        for name in [k for k in os.environ if k.startswith("LIVEPORTRAIT_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            if isinstance(value, str):
+                monkeypatch.setenv(name, value)
+        config = server.parse_args([])
+        assert config.port == 50051 and config.metrics_port == 9100 and config.health_port == 8086
+        assert config.drain_s == 100  # running requests may finish within the grace period
+        assert str(config.api_keys) == "/etc/liveportrait/keys/keys.json"
+        if tls:
+            assert (str(config.tls_cert), str(config.tls_key)) == ("/etc/liveportrait/tls/tls.crt",
+                                                                  "/etc/liveportrait/tls/tls.key")
+            assert str(config.tls_client_ca) == "/etc/liveportrait/client-ca/ca.crt"
+        else:
+            assert config.tls_cert is None and config.tls_client_ca is None
+
+
 def test_certificate_matches_cert_manager_crd(helm):
     """The Certificate against cert-manager's CRD schema (@kubernetes-models/cert-manager), where installed."""
     node, modules = shutil.which("node"), TOOLS / "node" / "node_modules"
@@ -701,15 +722,24 @@ def test_mtls_client_ca(helm, kubernetes_validate):
     # with one: the test pod and the web page present it
     docs = render(helm, sets=sets + ("orchestrator.tls.clientCA.clientSecretName=lp-client",))
     _validate_all(kubernetes_validate, docs)
+    client_flags = ["--ca", "/etc/liveportrait/tls/ca.crt", "--cert", "/etc/liveportrait/client-tls/tls.crt",
+                    "--key", "/etc/liveportrait/client-tls/tls.key"]
+    script = find(docs, "Pod")["spec"]["containers"][0]["command"][2]
+    assert f'CA_ARGS="{" ".join(client_flags)}"' in script and "exit 1" not in script
+    web = container(find(docs, "Deployment", f"{FULL}-web"), "web")
+    assert web["args"][-6:] == client_flags
     for pod in (find(docs, "Pod")["spec"], _pod(find(docs, "Deployment", f"{FULL}-web"))):
         c = pod["containers"][0]
-        env = _env(c)
-        assert env["LIVEPORTRAIT_CLIENT_CERT"] == "/etc/liveportrait/client-tls/tls.crt"
-        assert env["LIVEPORTRAIT_CLIENT_KEY"] == "/etc/liveportrait/client-tls/tls.key"
         assert {"name": "client-tls", "mountPath": "/etc/liveportrait/client-tls", "readOnly": True} \
             in c["volumeMounts"]
-        assert next(v for v in pod["volumes"] if v["name"] == "client-tls")["secret"]["secretName"] == "lp-client"
-    assert "exit 1" not in find(docs, "Pod")["spec"]["containers"][0]["command"][2]
+        assert next(v for v in pod["volumes"] if v["name"] == "client-tls")["secret"] == {
+            "secretName": "lp-client", "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]}
+    # the project's CLI accepts these flags (health of the test pod, the web page's arguments)
+    check = "import sys; from client import cli; cli.parser().parse_args(sys.argv[1:])"
+    for args in (["health", "--server", "h:1", *client_flags], web["args"]):
+        proc = subprocess.run([sys.executable, "-c", check, *args], capture_output=True, text=True, cwd=REPO,
+                              timeout=60)
+        assert proc.returncode == 0, (args, proc.stderr)
     assert "LIVEPORTRAIT_TLS_CLIENT_CA" not in json.dumps(orchestrator(render(helm)))
 
 

@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # LivePortrait orchestrator (CPU): asyncio gRPC server liveportrait.v1.PortraitAnimator on 50051, metrics on 9100,
-# plus the `liveportrait` client CLI (used by the chart's `helm test` pod). No torch: `pip install .` only.
+# plus the `liveportrait` client CLI (used by the chart's `helm test` pod) and its web page (Gradio: the chart's
+# optional web Deployment runs `liveportrait web`). No torch: `pip install '.[web]'` only.
 #   docker build -f helm/docker/orchestrator.Dockerfile -t ghcr.io/liveportrait-serving/orchestrator:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -8,7 +9,7 @@ WORKDIR /src
 COPY . .
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/venv/bin/pip install --no-cache-dir .
+ && /opt/venv/bin/pip install --no-cache-dir '.[web]'
 
 FROM python:3.11-slim
 COPY --from=build /opt/venv /opt/venv

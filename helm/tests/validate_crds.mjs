@@ -1,5 +1,5 @@
 // Validate custom resources against the CRD OpenAPI schemas compiled into the @kubernetes-models packages
-// (installed by scripts/install_tools.sh into .tools/node). Usage:
+// (installed by scripts/install_tools.sh into .tools/node; @kubernetes-models/cert-manager for Certificates). Usage:
 //   node helm/tests/validate_crds.mjs NODE_MODULES_DIR < objects.json     (a JSON array of objects)
 // Prints one line per object and exits 1 if any object is invalid or of an unknown kind.
 import { pathToFileURL } from "node:url";
@@ -12,6 +12,7 @@ const kinds = {
   "monitoring.coreos.com/v1/ServiceMonitor": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js",
   "monitoring.coreos.com/v1/PodMonitor": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor.js",
   "monitoring.coreos.com/v1/PrometheusRule": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule.js",
+  "cert-manager.io/v1/Certificate": "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate.js",
 };
 const objects = JSON.parse(readFileSync(0, "utf8"));
 let failed = 0;

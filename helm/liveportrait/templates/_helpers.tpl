@@ -18,6 +18,7 @@
 
 {{- define "liveportrait.triton.fullname" -}}{{ include "liveportrait.fullname" . }}-triton{{- end -}}
 {{- define "liveportrait.orchestrator.fullname" -}}{{ include "liveportrait.fullname" . }}-orchestrator{{- end -}}
+{{- define "liveportrait.web.fullname" -}}{{ include "liveportrait.fullname" . }}-web{{- end -}}
 
 {{- define "liveportrait.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
@@ -49,6 +50,81 @@ app.kubernetes.io/component: triton
 {{- define "liveportrait.orchestrator.selectorLabels" -}}
 {{ include "liveportrait.selectorLabels" . }}
 app.kubernetes.io/component: orchestrator
+{{- end -}}
+
+{{- define "liveportrait.web.selectorLabels" -}}
+{{ include "liveportrait.selectorLabels" . }}
+app.kubernetes.io/component: web
+{{- end -}}
+
+{{/* The gRPC target of the web page: web.server, or this release's orchestrator Service. */}}
+{{- define "liveportrait.web.server" -}}
+{{- if .Values.web.server -}}
+{{- .Values.web.server -}}
+{{- else -}}
+{{- printf "%s.%s.svc.%s:%d" (include "liveportrait.orchestrator.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.orchestrator.ports.grpc) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the orchestrator's serving certificate: orchestrator.tls.secretName, else (cert-manager) <orchestrator>-tls. */}}
+{{- define "liveportrait.orchestrator.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "liveportrait.orchestrator.fullname" .)) .Values.orchestrator.tls.secretName -}}
+{{- end -}}
+
+{{/* The Secret whose ca.crt the chart's own clients (helm test pod, web page) trust. */}}
+{{- define "liveportrait.orchestrator.caSecret" -}}
+{{- default (include "liveportrait.orchestrator.tlsSecret" .) .Values.orchestrator.tls.caSecretName -}}
+{{- end -}}
+
+{{/*
+"true" when the chart's own clients call with TLS: orchestrator.tls.enabled, and a CA to trust (this release's
+orchestrator, or orchestrator.tls.caSecretName / secretName for a web page calling web.server).
+*/}}
+{{- define "liveportrait.orchestrator.clientTlsOn" -}}
+{{- $o := .Values.orchestrator -}}
+{{- if and $o.tls.enabled (or $o.enabled $o.tls.caSecretName $o.tls.secretName) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+TLS pieces of a pod that calls the orchestrator (helm test pod, web page): volumes and volumeMounts (YAML lists), and
+the client's flags (--ca, with mTLS --cert/--key; one line). Empty string when the client calls in plaintext. Only
+ca.crt of the CA Secret is mounted (never the serving key); with mTLS, the client certificate Secret.
+Call with (dict "root" $ "part" "volumes"|"mounts"|"flags").
+*/}}
+{{- define "liveportrait.orchestrator.clientTls" -}}
+{{- $tls := .root.Values.orchestrator.tls -}}
+{{- if include "liveportrait.orchestrator.clientTlsOn" .root -}}
+{{- if eq .part "volumes" }}
+- name: tls
+  secret:
+    secretName: {{ include "liveportrait.orchestrator.caSecret" .root }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- if $tls.clientCA.clientSecretName }}
+- name: client-tls
+  secret:
+    secretName: {{ $tls.clientCA.clientSecretName }}
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- else if eq .part "mounts" }}
+- name: tls
+  mountPath: /etc/liveportrait/tls
+  readOnly: true
+{{- if $tls.clientCA.clientSecretName }}
+- name: client-tls
+  mountPath: /etc/liveportrait/client-tls
+  readOnly: true
+{{- end }}
+{{- else if eq .part "flags" -}}
+--ca /etc/liveportrait/tls/ca.crt
+{{- if $tls.clientCA.clientSecretName }} --cert /etc/liveportrait/client-tls/tls.crt --key /etc/liveportrait/client-tls/tls.key{{ end }}
+{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{- define "liveportrait.serviceAccountName" -}}
@@ -151,12 +227,27 @@ Cross-field checks that a JSON schema cannot express. Included from every worklo
 {{- if le (int $o.terminationGracePeriodSeconds) (int $odrain) -}}
 {{- fail (printf "orchestrator.terminationGracePeriodSeconds (%d) must be larger than orchestrator.drain.preStopSleepSeconds + orchestrator.requestTimeoutSeconds (%d)" (int $o.terminationGracePeriodSeconds) (int $odrain)) -}}
 {{- end -}}
-{{- if and $o.tls.enabled (not $o.tls.secretName) -}}
-{{- fail "orchestrator.tls.secretName is required when orchestrator.tls.enabled is true" -}}
+{{- if $o.tls.enabled -}}
+{{- if and (not $o.tls.secretName) (not $o.tls.certManager.enabled) -}}
+{{- fail "orchestrator.tls.enabled is true (the default) but no certificate is configured: set orchestrator.tls.secretName to a kubernetes.io/tls Secret (tls.crt, tls.key), or orchestrator.tls.certManager.enabled=true with orchestrator.tls.certManager.issuerRef.name (cert-manager issues it), or orchestrator.tls.enabled=false for plaintext gRPC" -}}
+{{- end -}}
+{{- if and $o.tls.certManager.enabled (not $o.tls.certManager.issuerRef.name) -}}
+{{- fail "orchestrator.tls.certManager.issuerRef.name is required when orchestrator.tls.certManager.enabled is true (an Issuer or ClusterIssuer of cert-manager; set issuerRef.kind to match)" -}}
+{{- end -}}
+{{- else -}}
+{{- if $o.tls.clientCA.secretName -}}
+{{- fail "orchestrator.tls.clientCA.secretName (mTLS) needs orchestrator.tls.enabled=true" -}}
+{{- end -}}
+{{- end -}}
+{{- if or (eq (int $o.healthPort) (int $o.ports.grpc)) (eq (int $o.healthPort) (int $o.ports.metrics)) -}}
+{{- fail (printf "orchestrator.healthPort (%d) must differ from orchestrator.ports.grpc and orchestrator.ports.metrics" (int $o.healthPort)) -}}
 {{- end -}}
 {{- if and $o.autoscaling.enabled (gt (int $o.autoscaling.minReplicas) (int $o.autoscaling.maxReplicas)) -}}
 {{- fail "orchestrator.autoscaling.minReplicas must not exceed orchestrator.autoscaling.maxReplicas" -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.web.enabled (not $o.enabled) (not .Values.web.server) -}}
+{{- fail "web.enabled needs orchestrator.enabled or web.server (the gRPC HOST:PORT the page calls)" -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled -}}
 {{- fail "enable only one of metrics.serviceMonitor and metrics.podMonitor (both would scrape every target twice)" -}}
