@@ -182,7 +182,7 @@ def test_session_store_expires_and_is_bounded():
     def prepared(key: str, side: int = 100) -> PreparedSource:
         image = np.zeros((side, side, 3), np.uint8)
         return PreparedSource(Source(image, np.zeros((256, 256, 3), np.uint8), None, None, None, None),
-                              _source(), None, key)
+                              _source(), None, key, np.zeros((1, 8, 2, 32, 32), np.float32))
 
     store = SessionStore(max_sessions=2, max_bytes=10**9, ttl_s=10.0, clock=lambda: now[0])
     a = store.put(prepared("a"))
@@ -244,7 +244,7 @@ def test_keyframe_driving_first_and_last_frames_are_the_keyframes_edits():
 
     s = _source(3)
     source = Source(np.zeros((8, 8, 3), np.uint8), np.zeros((256, 256, 3), np.uint8), None, None, None, None)
-    prepared = PreparedSource(source, s, AnimateOptions(), "k")
+    prepared = PreparedSource(source, s, AnimateOptions(), "k", np.zeros((1, 8, 2, 32, 32), np.float32))
     keyframes = _keyframes()
     driving = KeyframeDriving(keyframes, Fraction(25), chunk=8)
 
