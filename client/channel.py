@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -25,7 +25,7 @@ def default_api_key() -> str | None:
 class ChannelSettings:
     target: str = "localhost:50051"
     root_certificates: Path | None = None  # TLS with this CA bundle (None: plaintext)
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed
     client_cert: Path | None = None  # mutual TLS: this certificate (PEM) and its key
     client_key: Path | None = None
 

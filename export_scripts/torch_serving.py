@@ -32,8 +32,9 @@ from torch import nn
 from .build import build_networks
 from .feature_cache import FeatureCache
 from .model_spec import EnsembleModel, TensorSpec
+from .networks.motion_extractor import ChannelsFirstLayerNorm, GlobalResponseNorm
 from .profiles import get_profile
-from .served_models import ensembles
+from .served_models import contract_name, ensembles
 from .serving_heads import PreprocessImage, serving_modules
 
 PRECISIONS = ("fp32", "fp16")
@@ -73,6 +74,7 @@ def fused_module(ensemble: EnsembleModel, modules: dict[str, nn.Module]) -> nn.M
 def build_served_module(networks, profile_name: str, name: str) -> nn.Module:
     """The module serving model ``name`` of the contract (a served model's head, or a fused ensemble)."""
     profile = get_profile(profile_name)
+    name = contract_name(name)  # an animal repository's render_i420_animal is the contract's render_i420
     modules = serving_modules(networks)
     if name in modules:
         return modules[name]
@@ -99,8 +101,12 @@ class Float32(nn.Module):
         return y if self.keep_float32 else y.to(x.dtype)
 
 
+NORMALIZATIONS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm,
+                  ChannelsFirstLayerNorm, GlobalResponseNorm)  # not SpectralNormConv2d: a convolution, fp16
+
+
 def _island(name: str, module: nn.Module) -> str | None:
-    if "Norm" in type(module).__name__:
+    if isinstance(module, NORMALIZATIONS):
         return "normalization"
     if name == "conv_img" or name.startswith("fc_"):
         return "output"

@@ -299,7 +299,9 @@ def served_study(repo: Path, profile: str, device: str, out: Path, cases: dict, 
         kinds = {m.name: grpcclient.model_config_pb2.ModelInstanceGroup.Kind.Name(
             client.get_model_config(m.name).config.instance_group[0].kind) for m in index}
         result["models"] = {m.name: f"{m.state} {kinds[m.name]}" for m in index}
-        result["all_ready"] = all(m.state == "READY" for m in index)
+        on_device = "KIND_CPU" if device == "cpu" else "KIND_GPU"
+        result["all_ready"] = all(m.state == "READY" for m in index) and all(
+            kinds[m.name] == on_device for m in index)  # every model ready, and on the device checked
         result["gpu_processes"] = gpu_processes()
         save()
         served = {}

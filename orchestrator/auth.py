@@ -201,8 +201,11 @@ class Caller:
     policy: KeyPolicy
     quotas: Quotas
     frames_counter: object = None  # prometheus Counter with a "key" label, or None
+    rendered: int = 0  # frames of this request so far
 
     def check_length(self, frames: int) -> None:
+        """Refuse up front a request known to be longer than the key's limit (a count read from a container header
+        may be missing or wrong: ``charge`` enforces the limit on the frames actually rendered)."""
         limit = self.policy.max_frames
         if limit and frames > limit:
             raise QuotaExceeded(f"the key {self.policy.name!r} may render at most {limit} frames per request; this "
@@ -212,6 +215,11 @@ class Caller:
         self.quotas.charge(self.policy, frames)
         if self.frames_counter is not None:
             self.frames_counter.labels(key=self.policy.name).inc(frames)
+        self.rendered += frames
+        limit = self.policy.max_frames
+        if limit and self.rendered > limit:
+            raise QuotaExceeded(f"the key {self.policy.name!r} may render at most {limit} frames per request; this "
+                                f"one went past it")
 
 
 current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("liveportrait_caller", default=None)
@@ -270,8 +278,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 yield
             finally:
-                current_caller.reset(token)
-                self.quotas.release(policy)
+                self.quotas.release(policy)  # first: a stream closed later (by asyncio) runs this in another context
+                try:
+                    current_caller.reset(token)
+                except ValueError:
+                    pass
 
         return admitted
 

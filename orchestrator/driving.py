@@ -223,12 +223,9 @@ class KeyframeDriving:
         from .edit import InvalidEditError, keyframe_edits
 
         try:
-            self.edits = keyframe_edits(self.keyframes, float(self.fps))
+            self.edits = keyframe_edits(self.keyframes, float(self.fps), self.max_frames)
         except InvalidEditError as exc:
             raise InvalidRequest(str(exc)) from None
-        if len(self.edits) > self.max_frames:
-            raise InvalidRequest(f"the keyframes make {len(self.edits)} frames, more than the limit of "
-                                 f"{self.max_frames}")
 
     @property
     def total_frames(self) -> int:

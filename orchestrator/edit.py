@@ -238,18 +238,27 @@ class Keyframe:
     easing: str = "linear"
 
 
-def keyframe_edits(keyframes: list[Keyframe], fps: float) -> list[Edit]:
+def keyframe_frames(keyframes: list[Keyframe], fps: float) -> int:
+    """How many frames the keyframes make: round(total duration x fps), at least 1."""
+    return max(1, int(round(float(sum(k.duration_s for k in keyframes)) * fps)))
+
+
+def keyframe_edits(keyframes: list[Keyframe], fps: float, max_frames: int | None = None) -> list[Edit]:
     """One edit per output frame: round(total duration x fps) frames (at least 1) sampling the timeline evenly from
-    0 to the total duration (the first frame is the first keyframe's edit, the last frame the last one's)."""
+    0 to the total duration (the first frame is the first keyframe's edit, the last frame the last one's). More than
+    ``max_frames`` is refused before any frame is made."""
     if not keyframes:
         raise InvalidEditError("keyframes: at least one keyframe is needed")
+    if max_frames is not None and keyframe_frames(keyframes, fps) > max_frames:
+        raise InvalidEditError(f"the keyframes make {keyframe_frames(keyframes, fps)} frames, more than the limit of "
+                               f"{max_frames}")
     names = {n for n in ("eye_ratio", "lip_ratio") if any(n in k.edit.values for k in keyframes)}
     for name in names:
         if not all(name in k.edit.values for k in keyframes):
             raise InvalidEditError(f"keyframes: {name} must be set in every keyframe or in none")
     arrivals = np.cumsum([k.duration_s for k in keyframes])
     total = float(arrivals[-1])
-    n = max(1, int(round(total * fps)))
+    n = keyframe_frames(keyframes, fps)
     times = np.linspace(0.0, total, n) if n > 1 else np.zeros(1)
     edits = []
     for i, time in enumerate(times):

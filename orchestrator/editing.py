@@ -42,7 +42,7 @@ class PreparedSource:
     def nbytes(self) -> int:
         arrays = [self.source.image, self.source.crop_256, self.feature_3d]
         if self.paste is not None:
-            arrays += [self.paste.mask, self.paste._mask, self.paste._source_part]
+            arrays += [self.paste.mask, self.paste._source_part]  # (_mask is a view of mask)
         return int(sum(a.nbytes for a in arrays)) + 4096
 
     def paste_back(self) -> PasteBack | None:
@@ -53,12 +53,16 @@ class PreparedSource:
         return self.paste
 
 
-def source_key(data: bytes, options: AnimateOptions) -> str:
-    """Digest of the source bytes and of the options its preparation depends on."""
+def preparation(options: AnimateOptions) -> tuple:
+    """The options a prepared source depends on (crop and face selection)."""
     o = options
     hint = None if o.face_hint is None else tuple(float(v) for v in o.face_hint)
-    prep = (o.crop_source, o.source_crop, o.source_max_dim, o.source_division, o.face_index, o.face_order, hint)
-    return hashlib.sha256(data + repr(prep).encode()).hexdigest()
+    return o.crop_source, o.source_crop, o.source_max_dim, o.source_division, o.face_index, o.face_order, hint
+
+
+def source_key(data: bytes, options: AnimateOptions) -> str:
+    """Digest of the source bytes and of the options its preparation depends on."""
+    return hashlib.sha256(data + repr(preparation(options)).encode()).hexdigest()
 
 
 class SessionStore:
@@ -138,7 +142,10 @@ async def session_source(store: SessionStore, session_id: str, data: bytes, opti
     """(session id, prepared source, reused) for a request."""
     if session_id:
         prepared = store.get(session_id)
-        if prepared is not None:
+        if prepared is not None and not data and preparation(options) != preparation(prepared.options):
+            raise InvalidRequest("the session was prepared with other crop or face options: re-send source_image "
+                                 "with the new options")
+        if prepared is not None and (not data or source_key(data, options) == prepared.key):
             return session_id, prepared, True
         if not data:
             raise InvalidRequest(f"unknown or expired session_id {session_id!r}: re-send source_image")

@@ -119,24 +119,23 @@ class OrchestratorProcess(ChildServer):
 
 @dataclass
 class Restarts:
-    """Backoff between restarts of one child: 1, 2, 4 ... 30 s; reset once it has run for a minute."""
+    """When to restart one child: at once after a long run, then 1, 2, 4 ... 30 s while it keeps dying within a
+    minute of its (re)start."""
 
     attempts: int = 0
     not_before: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    scheduled: bool = False  # its exit was seen and a restart planned
 
-    def due(self) -> bool:
-        return time.monotonic() >= self.not_before
-
-    def failed(self) -> float:
-        self.attempts += 1
-        delay = min(30.0, 2.0 ** (self.attempts - 1))
-        self.not_before = time.monotonic() + delay
-        return delay
-
-    def running(self) -> None:
-        if self.attempts and time.monotonic() - self.started > 60:
+    def schedule(self) -> float:
+        now = time.monotonic()
+        if now - self.started > 60:
             self.attempts = 0
+        delay = 0.0 if self.attempts == 0 else min(30.0, 2.0 ** (self.attempts - 1))
+        self.attempts += 1
+        self.not_before = now + delay
+        self.scheduled = True
+        return delay
 
 
 class EmbeddedStack:
@@ -181,19 +180,22 @@ class EmbeddedStack:
         for name, child in (("tritonserver", self.triton), ("the orchestrator", self.orchestrator)):
             restarts = self._restarts[name]
             if child is None or child.exit_code is None:
-                restarts.running()
                 continue
-            if not restarts.due():
+            if not restarts.scheduled:
+                code = child.exit_code
+                child.stop()  # reaps it and what it left behind (Python-backend stubs, shared memory)
+                delay = restarts.schedule()
+                self.log(f"{name} exited (code {code}); restarting it" + (f" in {delay:.0f} s" if delay else "")
+                         + " ...")
+            if time.monotonic() < restarts.not_before:
                 continue
-            code = child.exit_code
-            child.stop()  # reaps it and what it left behind (Python-backend stubs, shared memory)
-            self.log(f"{name} exited (code {code}); restarting it ...")
+            restarts.scheduled = False
+            restarts.started = time.monotonic()  # a start that fails, or dies soon, backs off the next one
             try:
                 child.start()
             except (StackError, TritonStartError) as exc:
-                self.log(f"{name} did not restart ({exc}); next try in {restarts.failed():.0f} s")
+                self.log(f"{name} did not restart: {exc}")
             else:
-                restarts.started = time.monotonic()
                 self.log(f"{name} is back")
 
     def stop(self) -> None:

@@ -68,4 +68,6 @@ export LIVEPORTRAIT_TRITON_HOME="$WORK/triton" PYTHONPATH="$WORK/site:$PWD" PYTH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 GOLDEN=()
 [ -f "$BUNDLE/golden_A.npz" ] && GOLDEN=(--golden "$BUNDLE/golden_A.npz")
-python3 -m load_tests.gpu_check --device cuda --out "${OUT:-build/gpu-check}" --repo "$WORK/repo" "${GOLDEN[@]}" "$@"
+# a device command runs at most 600 s: finish the sections inside that (report.json is written after each one)
+python3 -m load_tests.gpu_check --device cuda --out "${OUT:-build/gpu-check}" --repo "$WORK/repo" \
+  --deadline-s "${GPU_CHECK_DEADLINE_S:-500}" "${GOLDEN[@]}" "$@"

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from orchestrator.auth import (AuthInterceptor, KeyFile, KeyFileError, QuotaExceeded, Quotas, current_caller,
+from orchestrator.auth import (AuthInterceptor, Caller, KeyFile, KeyFileError, QuotaExceeded, Quotas, current_caller,
                                key_digest, parse_key_file)
 
 SERVICE = "liveportrait.v1.PortraitAnimator"
@@ -59,7 +59,9 @@ async def serving(tmp_path):
     keys = tmp_path / "keys.json"
     write_keys(keys, entries())
     backend = Backend()
-    server = grpc.aio.server(interceptors=[AuthInterceptor(KeyFile(keys, check_interval_s=0.0))])
+    interceptor = AuthInterceptor(KeyFile(keys, check_interval_s=0.0))
+    backend.quotas = interceptor.quotas
+    server = grpc.aio.server(interceptors=[interceptor])
     identity = dict(request_deserializer=None, response_serializer=None)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
         "DetectFaces": grpc.unary_unary_rpc_method_handler(backend.detect, **identity),
@@ -163,6 +165,31 @@ def test_a_key_at_its_concurrency_limit_is_refused_until_its_call_ends(server):
         assert await first.read() == grpc.aio.EOF and await first.code() == grpc.StatusCode.OK
 
     server(scenario)
+
+
+def test_a_cancelled_stream_gives_its_concurrency_slot_back(server):
+    async def scenario(channel, keys, backend):
+        held = call(channel, "AnimatePortrait", KEYS["metered"], b"2")
+        assert await held.read() == b"frames:metered"  # running, suspended in the middle of its stream
+        held.cancel()
+        for _ in range(100):
+            if backend.quotas._usage["metered"].running == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert backend.quotas._usage["metered"].running == 0
+        assert (await status(call(channel, "AnimatePortrait", KEYS["metered"], b"1")))[0] == grpc.StatusCode.OK
+
+    server(scenario)
+
+
+def test_the_frame_limit_holds_on_the_frames_rendered_not_on_a_header():
+    """A video header may announce no frame count (or a wrong one): the limit is enforced as frames are charged."""
+    policy = parse_key_file(json.dumps({"keys": entries()}))[key_digest(KEYS["metered"])]
+    caller = Caller(policy, Quotas())
+    caller.check_length(0)  # what a header without a count gives
+    caller.charge(96)
+    with pytest.raises(QuotaExceeded, match="at most 100 frames per request"):
+        caller.charge(8)
 
 
 def test_a_request_longer_than_the_keys_limit_is_refused(server):

@@ -145,6 +145,16 @@ def _keyframes():
             Keyframe(Edit({"blink": -10}), 0.5, "step")]
 
 
+def test_too_many_keyframe_frames_are_refused_before_any_is_made():
+    """An hour at 1000 fps would build 3.6 M edits (and block the server) before the frame limit was checked."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(InvalidEditError, match="3600000 frames, more than the limit of 18000"):
+        keyframe_edits([Keyframe(Edit({}), 3600.0)], 1000.0, max_frames=18_000)
+    assert time.perf_counter() - started < 0.5
+
+
 @pytest.mark.parametrize("fps", [10, 25, 29.97])
 def test_keyframes_frame_count_and_ends(fps):
     keyframes = _keyframes()

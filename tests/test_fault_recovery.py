@@ -37,3 +37,39 @@ def test_a_killed_tritonserver_leaves_no_stub_and_no_shared_memory_after_stop(ti
     server.stop()
     assert not group_alive(server._process.pid)
     assert not ours & set(shm_regions())
+
+
+def test_a_child_that_keeps_dying_is_restarted_with_growing_delays(monkeypatch):
+    from orchestrator import embedded
+    from orchestrator.embedded import EmbeddedStack, StackConfig
+
+    now = [1000.0]
+    monkeypatch.setattr(embedded.time, "monotonic", lambda: now[0])
+
+    class Dying:
+        """Starts fine, is dead again at every look."""
+        exit_code = 1
+        starts = 0
+
+        def stop(self):
+            pass
+
+        def start(self):
+            self.starts += 1
+
+    messages = []
+    stack = EmbeddedStack(StackConfig(), log=messages.append)
+    stack.triton = child = Dying()
+    starts_at = {}
+    for t in (1000, 1001, 1001.5, 1002, 1003, 1004, 1005, 1006, 1009, 1010):
+        now[0] = t
+        stack.supervise()
+        starts_at[t] = child.starts
+    assert starts_at[1000] == 1  # the first exit after a long run: at once
+    assert starts_at[1001] == 1 and starts_at[1001.5] == 1 and starts_at[1002] == 2  # then 1 s later
+    assert starts_at[1004] == 2 and starts_at[1005] == 3  # then 2 s
+    assert starts_at[1009] == 3 and starts_at[1010] == 4  # then 4 s
+    assert "tritonserver exited (code 1); restarting it in 4 s ..." in messages
+    now[0] = 1100  # it ran for over a minute: the next exit restarts it at once again
+    stack.supervise()
+    assert child.starts == 5

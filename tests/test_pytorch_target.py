@@ -15,7 +15,8 @@ from export_scripts.feature_cache import FeatureCache
 from export_scripts.onnx_export import relative_l2
 from export_scripts.profiles import TINY
 from export_scripts.synthetic_weights import synthetic_networks
-from export_scripts.torch_serving import Float32, Renderer, build_served_module, keep_float32
+from export_scripts.networks.blocks import SpectralNormConv2d
+from export_scripts.torch_serving import NORMALIZATIONS, Float32, Renderer, build_served_module, keep_float32
 from load_tests.gpu_check import cache_counters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -99,11 +100,33 @@ def test_fp32_islands_wrap_every_normalisation_and_output_layer_and_change_nothi
         keep_float32(renderer)
         after = renderer(torch.from_numpy(source), kp, kp * 1.1)
     wrapped = {id(m.module) for m in renderer.modules() if isinstance(m, Float32)}
-    norms = [m for m in renderer.modules() if "Norm" in type(m).__name__]
+    norms = [m for m in renderer.modules() if isinstance(m, NORMALIZATIONS)]
     assert {type(m).__name__ for m in norms} >= {"InstanceNorm2d", "BatchNorm2d", "BatchNorm3d"}
     assert all(id(m) in wrapped for m in norms)
+    spectral = [m for m in renderer.modules() if isinstance(m, SpectralNormConv2d)]
+    assert spectral and not any(id(m) in wrapped for m in spectral)  # the decoder's convolutions stay fp16
     assert sum(1 for m in renderer.modules() if isinstance(m, Float32) and m.keep_float32) == 1  # conv_img
     assert isinstance(renderer, Renderer) and torch.equal(before, after)
+
+
+def test_under_autocast_only_the_islands_compute_in_float32():
+    """bfloat16 autocast on the CPU stands in for the GPU's float16: the convolutions get low-precision inputs, the
+    normalisations and the output layer float32 ones."""
+    networks = synthetic_networks(TINY, seed=0)
+    renderer = keep_float32(build_served_module(networks, "tiny", "render_u8"))
+    seen = {}
+
+    def record(module, inputs):
+        seen.setdefault(type(module).__name__, set()).add(inputs[0].dtype)
+
+    for m in renderer.modules():
+        if isinstance(m, (*NORMALIZATIONS, SpectralNormConv2d, torch.nn.Conv3d)):
+            m.register_forward_pre_hook(record)
+    kp = torch.from_numpy(np.random.default_rng(6).normal(0, 0.2, (1, 21, 3)).astype(np.float32))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        renderer(torch.from_numpy(crops(1, 7)), kp, kp * 1.1)
+    assert seen["BatchNorm3d"] == {torch.float32} and seen["InstanceNorm2d"] == {torch.float32}
+    assert torch.bfloat16 in seen["Conv3d"] | seen["SpectralNormConv2d"]
 
 
 # --- served by the real tritonserver -----------------------------------------------------------------------------
