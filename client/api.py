@@ -2,6 +2,7 @@
 
     with PortraitClient("localhost:50051") as client:
         summary = client.animate("portrait.jpg", "driving.mp4", "out.mp4", driving_multiplier=1.2)
+        client.animate("portrait.jpg", "driving.mp4", "steady.mp4", smoothing={"min_cutoff_hz": 0.5})  # or True
 
 The driving input is chosen by its file suffix: a video, an image, or a motion template (.pb, .json; official .pkl
 templates are converted on the client with a restricted unpickler). Videos are streamed in 1 MiB chunks; the MP4
@@ -29,22 +30,42 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
 REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes": pb.EYES}
 DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
 DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
+MODEL_SETS = {"human": pb.HUMAN, "animal": pb.ANIMAL}
 ProgressCallback = Callable[[pb.Progress], None]
 
 
 def animation_options(**options) -> pb.AnimationOptions:
     """``AnimationOptions`` from keyword arguments named like its fields; enums by name (``animation_region="lip"``,
-    ``driving_option="pose-friendly"``, ``crop_driving_video="on"``). Unset fields keep the official defaults."""
+    ``driving_option="pose-friendly"``, ``crop_driving_video="on"``, ``model_set="animal"``). Unset fields keep the
+    official defaults."""
     values = dict(options)
     for name, table in (("animation_region", REGIONS), ("driving_option", DRIVING_OPTIONS),
-                        ("crop_driving_video", DRIVING_CROP)):
+                        ("crop_driving_video", DRIVING_CROP), ("model_set", MODEL_SETS)):
         if isinstance(values.get(name), str):
             if values[name] not in table:
                 raise ValueError(f"unknown {name} {values[name]!r}; choose one of {', '.join(table)}")
             values[name] = table[values[name]]
     if values.get("edit") is not None:
         values["edit"] = edit_message(values["edit"])
+    if values.get("smoothing") is not None:
+        values["smoothing"] = smoothing_message(values["smoothing"])
     return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
+
+
+def smoothing_message(value) -> pb.Smoothing:
+    """``options.smoothing`` from ``True``/``False``, a dict (``{"min_cutoff_hz": 0.5, "beta": 0.3}``: enabled unless
+    it says ``"enabled": False``) or a ``Smoothing`` message."""
+    if isinstance(value, pb.Smoothing):
+        return value
+    if isinstance(value, bool):
+        return pb.Smoothing(enabled=value)
+    if isinstance(value, dict):
+        unknown = set(value) - {"enabled", "min_cutoff_hz", "beta"}
+        if unknown:
+            raise ValueError(f"unknown smoothing setting(s) {', '.join(sorted(unknown))}; use enabled, "
+                             "min_cutoff_hz, beta")
+        return pb.Smoothing(**{"enabled": True, **{k: v for k, v in value.items() if v is not None}})
+    raise ValueError(f"smoothing must be True/False, a dict or a Smoothing message, got {value!r}")
 
 
 def driving_kind(path: Path) -> str:

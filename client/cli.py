@@ -27,7 +27,7 @@ import grpc
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .api import DRIVING_CROP, DRIVING_OPTIONS, REGIONS, PortraitClient, default_target
+from .api import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS, PortraitClient, default_target
 from .templates import TemplateError, convert, write_template
 
 STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
@@ -92,6 +92,15 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--face-index", type=int, default=None, help="which source face, in --face-order [0]")
     g.add_argument("--face-order", default=None, help="[large-small]")
     g.add_argument("--face-hint", type=float, nargs=4, default=None, metavar=("X1", "Y1", "X2", "Y2"))
+    g.add_argument("--model-set", choices=list(MODEL_SETS), default=None,
+                   help="animal: the official animal models and pipeline; needs --face-hint or --no-crop-source "
+                        "(no animal face detector) [human]")
+    g.add_argument("--smooth", action=flag, default=None,
+                   help="steady motion: causal One-Euro filter over the driving motion (not official) [off]")
+    g.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ",
+                   help="with --smooth: cut-off while still, lower = steadier [1.0]")
+    g.add_argument("--smooth-beta", type=float, default=None, metavar="B",
+                   help="with --smooth: cut-off rise with speed, higher = less lag [0.3]")
     g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
     g.add_argument("--audio", action=flag, default=None, help="mux the driving video's audio [on]")
     g.add_argument("--low-latency", action=flag, default=None,
@@ -101,7 +110,8 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
 OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching",
                 "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale",
                 "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio",
-                "source_max_dim", "face_index", "face_order", "face_hint")
+                "source_max_dim", "face_index", "face_order", "face_hint", "model_set")
+SMOOTHING_FLAGS = ("smooth", "smooth_min_cutoff", "smooth_beta")  # -> options.smoothing (``smoothing_kwarg``)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -206,6 +216,7 @@ def cmd_animate(args) -> int:
     if args.keyframes is not None:
         options["keyframes"] = args.keyframes
     options["edit"] = _edit_values(args) or None
+    options["smoothing"] = smoothing_kwarg(args.smooth, args.smooth_min_cutoff, args.smooth_beta)
     bar = ProgressBar()
     with _client(args) as client:
         summary = client.animate(args.source, args.driving, args.output, on_progress=bar, timeout=args.timeout,
@@ -213,6 +224,16 @@ def cmd_animate(args) -> int:
     bar.done()
     print_summary(summary, args.output)
     return 0
+
+
+def smoothing_kwarg(smooth: bool | None, min_cutoff: float | None, beta: float | None) -> dict | None:
+    """``PortraitClient.animate(smoothing=...)`` from the --smooth flags (None: not sent, the server's default: off).
+    --smooth-min-cutoff / --smooth-beta without --smooth are refused rather than silently ignored."""
+    if not smooth:
+        if min_cutoff is not None or beta is not None:
+            raise ValueError("--smooth-min-cutoff and --smooth-beta need --smooth")
+        return None if smooth is None else {"enabled": False}
+    return {"min_cutoff_hz": min_cutoff, "beta": beta}
 
 
 def print_summary(summary: pb.Summary, output: Path) -> None:
@@ -334,7 +355,7 @@ def cmd_web(args) -> int:
     from .web import serve
 
     serve(args.server or default_target(), host=args.host, port=args.port, root_certificates=args.ca,
-          timeout=args.timeout)
+          timeout=args.timeout, api_key=args.api_key, client_cert=args.cert, client_key=args.key)
     return 0
 
 

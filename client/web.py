@@ -33,7 +33,7 @@ from orchestrator.child_process import ChildServer, http_ok
 from orchestrator.triton_process import free_port
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .api import DRIVING_CROP, DRIVING_OPTIONS, IMAGE_SUFFIXES, REGIONS, VIDEO_SUFFIXES, PortraitClient
+from .api import DRIVING_CROP, DRIVING_OPTIONS, IMAGE_SUFFIXES, MODEL_SETS, REGIONS, VIDEO_SUFFIXES, PortraitClient
 from .templates import TEMPLATE_SUFFIXES, TemplateError
 
 DEFAULT_PORT = 7860
@@ -83,6 +83,12 @@ ANIMATE_OPTIONS: tuple[Option, ...] = (
            integer=True),
     Option("face_order", "large-small", choices=FACE_ORDERS),
     Option("face_hint", "", "X1 Y1 X2 Y2: a box around the face to animate (source pixels); empty: none"),
+    Option("model_set", "human", "animal: needs a face hint or crop_source off (no animal face detector)",
+           choices=tuple(MODEL_SETS)),
+    Option("smooth", False, "steady motion: causal One-Euro filter over the driving motion (not official)"),
+    Option("smooth_min_cutoff", 1.0, "with smooth: cut-off while still (Hz), lower = steadier", minimum=0.01,
+           step=0.1),
+    Option("smooth_beta", 0.3, "with smooth: cut-off rise with speed, higher = less lag", minimum=0.0, step=0.05),
     Option("crf", 18, "H.264 quality", minimum=0, maximum=51, step=1, integer=True),
     Option("audio", True, "mux the driving video's audio"),
     Option("low_latency", False, "stream for playback while rendering"),
@@ -173,6 +179,9 @@ def animate_kwargs(values: dict) -> dict:
             value = float(value)
         if value != option.default:
             kwargs[name] = value
+    smooth = {k: kwargs.pop(k, None) for k in ("smooth", "smooth_min_cutoff", "smooth_beta")}
+    if smooth["smooth"]:  # the two settings only count with the checkbox (options.smoothing)
+        kwargs["smoothing"] = {"min_cutoff_hz": smooth["smooth_min_cutoff"], "beta": smooth["smooth_beta"]}
     return kwargs
 
 
@@ -236,9 +245,10 @@ class WebApp:
     """The page's handlers (plain methods, testable without a browser) and ``blocks()`` that lays them out."""
 
     def __init__(self, server: str, root_certificates: Path | None = None, timeout: float | None = None,
-                 work_dir: Path | None = None):
+                 work_dir: Path | None = None, api_key: str | None = None, client_cert: Path | None = None,
+                 client_key: Path | None = None):
         self.server = server
-        self.client = PortraitClient(server, root_certificates)
+        self.client = PortraitClient(server, root_certificates, api_key, client_cert, client_key)
         self.timeout = timeout
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="liveportrait-web-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -507,14 +517,15 @@ def _slider(gr, s: Slider):
 
 
 def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_certificates: Path | None = None,
-          timeout: float | None = None) -> None:
+          timeout: float | None = None, api_key: str | None = None, client_cert: Path | None = None,
+          client_key: Path | None = None) -> None:
     """Run the page until interrupted."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise RuntimeError("the web page needs Gradio: pip install 'liveportrait-serving[web]'") from None
-    app = WebApp(server, root_certificates, timeout)
+    app = WebApp(server, root_certificates, timeout, api_key=api_key, client_cert=client_cert, client_key=client_key)
     demo = app.blocks()
     demo.queue(default_concurrency_limit=8)
     print(f"LivePortrait web page for {server} on http://{host}:{port}", flush=True)

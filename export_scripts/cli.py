@@ -24,7 +24,7 @@ from .serving_heads import serving_modules
 from .face_models import export_face_models, face_served_models
 from .face_models.cache import default_cache_dir
 from .face_models.official import OFFICIAL_FILES, official_files_present
-from .served_models import ensembles, repository_models, served_models
+from .served_models import ensembles, for_model_set, repository_models, served_models
 from .synthetic_weights import synthetic_networks
 
 MANIFEST = "export_manifest.json"
@@ -64,7 +64,8 @@ class ExportRequest:
 
     def weights_label(self) -> str:
         if self.synthetic:
-            return f"synthetic (seed {self.seed}, profile {self.profile})"
+            animal = ", animal" if self.model_set == "animal" else ""
+            return f"synthetic (seed {self.seed}, profile {self.profile}{animal})"
         return f"official ({Path(self.weights).resolve()}, {self.model_set})"
 
 
@@ -82,7 +83,8 @@ def _fingerprint(request: ExportRequest) -> dict:
     code = hashlib.sha256()
     for path in sorted(source_dir.rglob("*.py")) + [repo.PYTHON_MODEL, repo.TORCH_MODEL]:
         code.update(path.read_bytes())
-    return {"weights": request.weights_label(), "profile": request.profile, "target": request.target,
+    return {"weights": request.weights_label(), "model_set": request.model_set, "profile": request.profile,
+            "target": request.target,
             "device": request.device if request.target == "pytorch" else None, "face_models": request.face_models,
             "grid_sampler": request.sampler,
             "checkpoint_files": files, "code_sha256": code.hexdigest()}
@@ -135,10 +137,11 @@ def run_export(request: ExportRequest, log=print) -> dict:
         rows = _export_torch_models(request, profile, networks, parameters, log)
     else:
         rows = _export_liveportrait_models(request, profile, networks, parameters, log)
-    if request.face_models:
+    if request.face_models and request.model_set == "human":  # an animal set is served beside a human one
         rows += _export_face_models(request, log)
     if request.target != "pytorch":
         for ensemble in ensembles(profile):
+            ensemble = for_model_set(ensemble, request.model_set)
             repo.write_ensemble(request.output, ensemble, parameters)
             rows.append({"model": ensemble.name, "ensemble_of": [s.model for s in ensemble.steps]})
     manifest = {"fingerprint": fingerprint, "models": [r["model"] for r in rows], "exports": rows}
@@ -154,13 +157,14 @@ def _export_liveportrait_models(request: ExportRequest, profile, networks, param
     rows = []
     for index, spec in enumerate(specs, 1):
         started = time.perf_counter()
-        log(f"[{index}/{len(specs)}] {spec.name}: exporting and verifying against PyTorch ...")
-        onnx_path = request.output / spec.name / str(repo.VERSION) / "model.onnx"
+        served = for_model_set(spec, request.model_set)  # the name it is served under (e.g. *_animal)
+        log(f"[{index}/{len(specs)}] {served.name}: exporting and verifying against PyTorch ...")
+        onnx_path = request.output / served.name / str(repo.VERSION) / "model.onnx"
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         check = export_verified(modules[spec.name], spec, onnx_path)
-        repo.write_served_model(request.output, spec, onnx_path, request.target, parameters)
+        repo.write_served_model(request.output, served, onnx_path, request.target, parameters)
         seconds = time.perf_counter() - started
-        rows.append({"model": spec.name, "verified_output": check.worst_output, "error": check.worst_error,
+        rows.append({"model": served.name, "verified_output": check.worst_output, "error": check.worst_error,
                      "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
         log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
             f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
@@ -176,6 +180,7 @@ def _export_torch_models(request: ExportRequest, profile, networks, parameters: 
     for index, model in enumerate(models, 1):
         started = time.perf_counter()
         state = build_served_module(networks, profile.name, model.name).state_dict()
+        model = for_model_set(model, request.model_set)
         repo.write_torch_model(request.output, model, state, parameters, request.device)
         size = (request.output / model.name / str(repo.VERSION) / "weights.pt").stat().st_size
         rows.append({"model": model.name, "weights_bytes": size, "seconds": round(time.perf_counter() - started, 2)})
@@ -222,7 +227,10 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
     parser.add_argument("--target", choices=list(repo.TARGETS), default="cpu")
     parser.add_argument("--output", type=Path, required=True, help="model repository directory to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights")
-    parser.add_argument("--model-set", choices=["human", "animal"], default="human")
+    parser.add_argument("--model-set", choices=["human", "animal"], default="human",
+                        help="animal: the official animal checkpoints (liveportrait_animals/), served under names "
+                             "ending in _animal (render_i420_animal, ...) beside a human repository in the same "
+                             "Triton (--model-repository twice); no face models (the human repository has them)")
     parser.add_argument("--face-weights", metavar="DIR",
                         help="directory holding the official face stack (insightface/models/buffalo_l/det_10g.onnx, "
                              "2d106det.onnx, liveportrait/landmark.onnx); default: the --weights directory")

@@ -25,7 +25,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from .model_spec import BatchingSpec, EnsembleModel, ServedModel, TensorSpec
 from .profiles import Profile
-from .served_models import repository_models
+from .served_models import contract_name, repository_models
 
 TARGETS = ("cpu", "gpu", "pytorch")
 VERSION = 1
@@ -34,8 +34,8 @@ TORCH_MODEL = Path(__file__).resolve().parents[1] / "model_repository" / "torch_
 # What travels into each pytorch model folder as the package ``liveportrait_torch`` (paths relative to this folder).
 TORCH_PACKAGE = ("networks", "build.py", "profiles.py", "model_spec.py", "served_models.py", "serving_heads.py",
                  "feature_cache.py", "torch_serving.py")
-# pytorch target: the per-frame render path batches up to 32 frames (the H200 measurements: batch 32 is ~1.2x the
-# throughput of batch 8) and runs in the fp16 policy; the orchestrator's render model is compiled (set the parameter
+# pytorch target: the per-frame render path batches up to 32 frames (the GPU issue's H200 profile: the time per frame
+# keeps falling up to batch 32, e.g. 4.0 -> 3.83 ms compiled) and runs in the fp16 policy; the orchestrator's render model is compiled (set the parameter
 # ``compile`` of the others to compile them too: each compiled model adds its compile time to the load); the small
 # MLPs stay in fp32.
 TORCH_RENDER_PATH = ("warping_spade", "render_u8", "render_i420")
@@ -65,12 +65,13 @@ def torch_served(model: ServedModel | EnsembleModel) -> ServedModel:
     if isinstance(model, EnsembleModel):
         model = ServedModel(model.name, model.inputs, model.outputs, model.description + " (one fused PyTorch model)",
                             BatchingSpec(max_batch_size=model.max_batch_size))
-    if model.name in TORCH_RENDER_PATH:
+    if contract_name(model.name) in TORCH_RENDER_PATH:
         model = replace(model, batching=TORCH_RENDER_BATCHING)
     return model
 
 
 def torch_parameters(name: str) -> dict[str, str]:
+    name = contract_name(name)
     fp16 = name in TORCH_FP16
     parameters = {"precision": "fp16" if fp16 else "fp32",
                   "compile": "reduce-overhead" if name in TORCH_COMPILED else "none",
@@ -159,7 +160,7 @@ def torch_model(name: str) -> bool:
     from .profiles import FULL
     from .served_models import ensembles, served_models
 
-    return name in {m.name for m in served_models(FULL)} | {e.name for e in ensembles(FULL)}
+    return contract_name(name) in {m.name for m in served_models(FULL)} | {e.name for e in ensembles(FULL)}
 
 
 def served_model_text(model: ServedModel, target: str, parameters: dict[str, str], device: str = "cuda") -> str:

@@ -23,6 +23,12 @@ class NoFace(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class FailedPrecondition(ServiceError):
+    """The request cannot run as asked on this server (e.g. animal mode without a box or without the models)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Overloaded(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

@@ -12,6 +12,9 @@ expression ``exp_s``, scale and translation:
   multiplier ``m`` of frame 0;
 * then stitching / retargeting (MLPs served by Triton; see ``Retargeting``) and
   ``x_d_i = x_s + (x_d_i - x_s) * driving_multiplier``.
+* animal (official ``live_portrait_pipeline_animal.py``): ``R_new = R_d_i``, ``delta_new = exp_d_i``,
+  ``scale_new = scale_s``, ``t_new = t_d_i`` (z 0), always with the multiplier relative to frame 0; stitching and
+  ``driving_multiplier`` as above; no retargeting.
 
 The stitching and retargeting MLPs run in Triton; this module prepares their inputs and combines their outputs.
 """
@@ -92,6 +95,7 @@ class KeypointOptions:
     eye_retargeting: bool = False
     lip_retargeting: bool = False
     normalize_lip: bool = False
+    animal: bool = False  # the official animal pipeline's motion (``KeypointComposer``; no retargeting)
 
     def __post_init__(self):
         if self.animation_region not in REGIONS:
@@ -216,7 +220,10 @@ class KeypointComposer:
 
     @property
     def expression_friendly(self) -> bool:
+        """The convex-hull multiplier relative to frame 0 (the animal pipeline always uses it)."""
         o = self.options
+        if o.animal:
+            return True
         return o.relative_motion and o.driving_option == "expression-friendly" and self.driving_is_video
 
     def compose(self, motion: Motion) -> np.ndarray:
@@ -243,7 +250,9 @@ class KeypointComposer:
         region = o.animation_region
         moves_pose = region in ("all", "pose")
         delta = np.broadcast_to(src.exp, (n, NUM_KP, 3)).copy()
-        if o.relative_motion:
+        if o.animal:  # official live_portrait_pipeline_animal.py: the driving R, exp, t; the source's scale
+            R_new, delta, scale, t = motion.R, motion.exp, np.full(n, src.scale, F32), motion.t
+        elif o.relative_motion:
             R_new = (motion.R @ ref.R[0].T) @ src.R if moves_pose else np.broadcast_to(src.R, (n, 3, 3))
             if self.driving_is_video:
                 driven = src.exp + (motion.exp - ref.exp[0])

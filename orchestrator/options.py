@@ -9,16 +9,23 @@ import numpy as np
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .edit import EASINGS, FIELDS, Edit, InvalidEditError, Keyframe
-from .errors import InvalidRequest
+from .errors import FailedPrecondition, InvalidRequest
 from .face import ORDERINGS, CropConfig
 from .face.geometry import DRIVING_CROP
 from .keypoints import KeypointOptions
+from .smoothing import SmoothingOptions
 
 REGION_NAMES = {pb.ANIMATION_REGION_UNSPECIFIED: "all", pb.ALL: "all", pb.EXP: "exp", pb.POSE: "pose",
                 pb.LIP: "lip", pb.EYES: "eyes"}
 DRIVING_OPTION_NAMES = {pb.DRIVING_OPTION_UNSPECIFIED: "expression-friendly",
                         pb.EXPRESSION_FRIENDLY: "expression-friendly", pb.POSE_FRIENDLY: "pose-friendly"}
 DRIVING_CROP_VALUES = {pb.DRIVING_CROP_AUTO: None, pb.DRIVING_CROP_ON: True, pb.DRIVING_CROP_OFF: False}
+MODEL_SET_NAMES = {pb.HUMAN: "human", pb.ANIMAL: "animal"}
+ANIMAL_NEEDS_A_BOX = (
+    "animal mode cannot detect the animal's face (no animal face detector is served: the official one, X-Pose, "
+    "cannot be obtained here): give a box around the animal's face in `face_hint` [x1, y1, x2, y2] (CLI "
+    "`--face-hint X1 Y1 X2 Y2`), or set `crop_source: false` (CLI `--no-crop-source`) when the whole image is the "
+    "animal's face crop")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class AnimateOptions:
     audio: bool = True
     low_latency: bool = False
     edit: Edit | None = None  # applied on top of the driving motion in every frame
+    smoothing: SmoothingOptions | None = None  # steady motion (None: off, the driving motion is used raw)
+    model_set: str = "human"  # "animal": the *_animal models and the official animal pipeline
 
     @property
     def pastes_back(self) -> bool:
@@ -107,7 +116,15 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         raise InvalidRequest(f"source_max_dim must be between 64 and 4096, got {max_dim}")
     if division not in (2, 4, 8, 16):
         raise InvalidRequest(f"source_division must be 2, 4, 8 or 16 (the video needs even sides), got {division}")
+    model_set = _enum(MODEL_SET_NAMES, o.model_set, "model_set")
+    if model_set == "animal":
+        # official animal pipeline: no eye/lip retargeting, no lip normalisation, its own motion composition
+        keypoints = KeypointOptions(driving_multiplier=keypoints.driving_multiplier, stitching=keypoints.stitching,
+                                    animal=True)
+        if _get(o, "crop_source", True) and hint is None:
+            raise FailedPrecondition(ANIMAL_NEEDS_A_BOX)
     return AnimateOptions(
+        model_set=model_set,
         keypoints=keypoints,
         paste_back=_get(o, "paste_back", True),
         crop_source=_get(o, "crop_source", True),
@@ -123,7 +140,21 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         audio=_get(output, "audio", True),
         low_latency=_get(output, "low_latency", False),
         edit=edit_from_proto(o.edit, "options.edit") if o.HasField("edit") else None,
+        smoothing=smoothing_options(o.smoothing) if o.HasField("smoothing") else None,
     )
+
+
+def smoothing_options(message: pb.Smoothing) -> SmoothingOptions | None:
+    """``options.smoothing`` -> the smoother's settings, or None when it is off. The values are checked even when
+    ``enabled`` is false, so a typo is reported rather than silently ignored."""
+    # float32 on the wire: 0.3 arrives as 0.30000001; its shortest decimal form makes it the default's exact value
+    min_cutoff = float(str(np.float32(_get(message, "min_cutoff_hz", 1.0))))
+    beta = float(str(np.float32(_get(message, "beta", 0.3))))
+    if not np.isfinite(min_cutoff) or min_cutoff <= 0:
+        raise InvalidRequest(f"options.smoothing.min_cutoff_hz must be a finite number > 0, got {min_cutoff:g}")
+    if not np.isfinite(beta) or beta < 0:
+        raise InvalidRequest(f"options.smoothing.beta must be a finite number >= 0, got {beta:g}")
+    return SmoothingOptions(min_cutoff_hz=min_cutoff, beta=beta) if message.enabled else None
 
 
 # ---- edits ------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .driving import DrivingSource, require_ratios
 from .edit import EditDeltas, deltas, keypoint_offsets
 from .errors import InvalidRequest, NoFace
 from .face import FaceAnalyzer, NoFaceError, decode_image, limit_size
+from .face.geometry import crop_rect, crop_transform_from_rect, resize_crop, warp_crop
 from .keypoints import (KeypointComposer, Motion, RetargetPlan, SourceKeypoints, combine_retargeting,
                         combined_eye_ratio, combined_lip_ratio, retarget_plan,
                         source_keypoints)
@@ -29,6 +30,7 @@ from .media import EncodeSettings, FragmentedMp4Writer
 from .options import AnimateOptions
 from .paste import PasteBack, feathered_mask
 from .read_ahead import read_ahead
+from .smoothing import MotionSmoother
 from .templates import fps_to_proto
 from .timing import Timings
 from .triton_client import RequestRunner
@@ -61,6 +63,8 @@ async def prepare_source(data: bytes, options: AnimateOptions, ctx: RequestConte
         image = await asyncio.to_thread(
             lambda: limit_size(decode_image(data), options.source_max_dim, options.source_division))
     with ctx.timings.stage("detect"):
+        if options.model_set == "animal":
+            return await asyncio.to_thread(animal_source, image, options)
         if options.crop_source:
             try:
                 crop = await ctx.analyzer.source_crop(image, options.face_index, options.face_order,
@@ -73,6 +77,23 @@ async def prepare_source(data: bytes, options: AnimateOptions, ctx: RequestConte
         crop_256 = cv2.resize(image, (256, 256))  # official: the whole image, resized
         return Source(image, crop_256, None, face.eye_ratio if face else None, face.lip_ratio if face else None,
                       None)
+
+
+def animal_source(image: np.ndarray, options: AnimateOptions) -> Source:
+    """Animal mode (no animal detector): the whole image resized (``crop_source: false``, official), or the crop of
+    the ``face_hint`` box: the box's corners as the crop points with an upright axis (no rotation), scaled by
+    ``crop_scale`` and shifted by ``crop_vy_ratio`` like the official crop around landmarks. No eye/lip ratios (the
+    animal pipeline has no retargeting)."""
+    if not options.crop_source:
+        return Source(image, cv2.resize(image, (256, 256)), None, None, None, None)
+    x1, y1, x2, y2 = (float(v) for v in options.face_hint)
+    corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], F32)
+    up = np.array([[(x1 + x2) / 2, y1], [(x1 + x2) / 2, y2]], F32)
+    crop = options.source_crop
+    transform = crop_transform_from_rect(crop_rect(corners, crop.scale, 0.0, crop.vy_ratio, anchors=up), crop.dsize,
+                                         rotate=False)
+    crop_512 = warp_crop(image, transform)
+    return Source(image, resize_crop(crop_512), transform.M_c2o, None, None, np.array([x1, y1, x2, y2]))
 
 
 class KeypointStage:
@@ -170,7 +191,8 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
                                  audio_from=driving.audio_path if options.audio else None)
     offset = done = 0
     try:
-        async for planes in read_ahead(rendered_chunks(driving, keypoints, source, ctx)):
+        smoother = MotionSmoother(float(driving.fps), options.smoothing) if options.smoothing else None
+        async for planes in read_ahead(rendered_chunks(driving, keypoints, source, ctx, smoother)):
             with ctx.timings.stage("paste_back"):
                 frames = await asyncio.to_thread(output_frames, planes, paste)
             with ctx.timings.stage("encode"):
@@ -192,11 +214,14 @@ async def animate(source_bytes: bytes, driving: DrivingSource, options: AnimateO
                                              time.perf_counter() - started))
 
 
-async def rendered_chunks(driving: DrivingSource, keypoints: KeypointStage, source: Source,
-                          ctx: RequestContext) -> AsyncIterator[np.ndarray]:
-    """The rendered crops of each driving chunk: driving motion -> keypoints -> render."""
+async def rendered_chunks(driving: DrivingSource, keypoints: KeypointStage, source: Source, ctx: RequestContext,
+                          smoother: MotionSmoother | None = None) -> AsyncIterator[np.ndarray]:
+    """The rendered crops of each driving chunk: driving motion (steadied by ``smoother`` when the request asks for
+    it; one smoother per request, its state carried from chunk to chunk) -> keypoints -> render."""
     async for motion in driving.chunks():
         with ctx.timings.stage("keypoints"):
+            if smoother is not None:
+                motion = smoother(motion)
             kp_driving = await keypoints(motion)
         with ctx.timings.stage("render"):
             planes = await render(ctx.runner, source.crop_256, keypoints.kp.x_s, kp_driving)

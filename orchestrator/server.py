@@ -111,10 +111,7 @@ class Orchestrator:
         target = f"{c.address}:{c.port}"
         try:
             if c.tls_cert:
-                client_ca = c.tls_client_ca.read_bytes() if c.tls_client_ca else None
-                credentials = grpc.ssl_server_credentials([(c.tls_key.read_bytes(), c.tls_cert.read_bytes())],
-                                                          root_certificates=client_ca,
-                                                          require_client_auth=client_ca is not None)
+                credentials = self._tls_credentials()
                 self.port = self.server.add_secure_port(target, credentials)
             else:
                 self.port = self.server.add_insecure_port(target)
@@ -128,7 +125,7 @@ class Orchestrator:
                 raise StartupError(f"cannot serve metrics on port {c.metrics_port} ({exc.strerror or exc}); choose "
                                    f"another with --metrics-port N (0 turns the metrics endpoint off)") from None
         if c.health_port:
-            self.health_server = grpc.aio.server()
+            self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
             try:
                 self.health_server.add_insecure_port(f"{c.address}:{c.health_port}")
@@ -144,6 +141,16 @@ class Orchestrator:
                  c.metrics_port or "off")
         return self.port
 
+    def _tls_credentials(self) -> grpc.ServerCredentials:
+        c = self.config
+        try:
+            key, cert = c.tls_key.read_bytes(), c.tls_cert.read_bytes()
+            client_ca = c.tls_client_ca.read_bytes() if c.tls_client_ca else None
+        except OSError as exc:
+            raise StartupError(f"cannot read a TLS file: {exc.filename}: {exc.strerror}") from None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                           require_client_auth=client_ca is not None)
+
     def _check_ports(self) -> None:
         c = self.config
         if port_in_use(c.address, c.port):
@@ -153,6 +160,9 @@ class Orchestrator:
             raise StartupError(f"the metrics port {c.metrics_port} is in use, e.g. by another orchestrator or "
                                f"`liveportrait up`; choose another with --metrics-port N (or $LIVEPORTRAIT_METRICS_PORT"
                                f"; 0 turns the metrics endpoint off)")
+        if c.health_port and port_in_use(c.address, c.health_port):
+            raise StartupError(f"the health port {c.health_port} is in use; choose another with --health-port N "
+                               f"(or $LIVEPORTRAIT_HEALTH_PORT)")
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()

@@ -21,7 +21,7 @@ from .admission import Admission
 from .auth import Caller, current_caller
 from .driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
 from .editing import SessionStore, edit_image, session_source
-from .errors import InvalidRequest, Unavailable, status_of
+from .errors import FailedPrecondition, InvalidRequest, Unavailable, status_of
 from .face import CropConfig, FaceAnalyzer, FaceSelectionError, decode_image, make_analyzer
 from .keypoints import KeypointOptions, Motion
 from .media import probe
@@ -30,7 +30,7 @@ from .options import AnimateOptions, animate_options, driving_crop_options, edit
 from .pipeline import RequestContext, animate, weights_warnings
 from .templates import Template, from_proto, to_proto
 from .timing import Timings
-from .triton_client import RequestRunner, Traffic, TritonRunner
+from .triton_client import ModelSetRunner, RequestRunner, Traffic, TritonRunner
 
 log = logging.getLogger("liveportrait.orchestrator")
 
@@ -76,6 +76,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             options = animate_options(setup.options, setup.output)
             if setup.WhichOneof("driving") == "driving_keyframes":
                 options = keyframe_options(options)
+            if options.model_set != "human":
+                runner = ModelSetRunner(runner, options.model_set, missing_model_set(options.model_set))
             self._check_source(setup.source_image)
             timings = Timings()
             need_ratios = options.keypoints.retargeting
@@ -289,11 +291,25 @@ class _SpoolFile:
         self.path.unlink(missing_ok=True)
 
 
+def missing_model_set(model_set: str):
+    def error(model: str) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"this server does not serve the {model_set} models (Triton has no {model!r}): export them with "
+            f"`liveportrait-export --model-set {model_set}` and serve that repository beside the human one "
+            "(tritonserver --model-repository HUMAN --model-repository ANIMAL)")
+
+    return error
+
+
 def keyframe_options(options: AnimateOptions) -> AnimateOptions:
-    """Keyframes drive the source's own motion: relative, no driving retargeting; only stitching is kept."""
+    """Keyframes drive the source's own motion: relative, no driving retargeting, no smoothing (their motion is
+    exact); only stitching is kept."""
     if options.edit is not None:
         raise InvalidRequest("options.edit does not apply to driving_keyframes: put the edit in the keyframes")
-    return replace(options, keypoints=KeypointOptions(stitching=options.keypoints.stitching))
+    if options.model_set != "human":
+        raise InvalidRequest(f"driving_keyframes are not available with model_set {options.model_set.upper()}: "
+                             "drive an animal with a video, an image or a motion template")
+    return replace(options, keypoints=KeypointOptions(stitching=options.keypoints.stitching), smoothing=None)
 
 
 def face_message(face) -> pb.Face:

@@ -166,3 +166,29 @@ class RequestRunner:
         if remaining is not None and remaining <= 0:
             raise TritonError(model, "DEADLINE_EXCEEDED", "the request's deadline passed")
         return await self.runner.infer(model, inputs, self.traffic, remaining)
+
+
+class ModelSetRunner(RequestRunner):
+    """A request's runner that calls the LivePortrait models of another model set: ``render_i420`` ->
+    ``render_i420_animal`` (the suffix ``liveportrait-export --model-set`` gives them); the face models are shared.
+    Same traffic counter and deadline as the request's runner. A model Triton does not know is reported as
+    ``missing`` (a FAILED_PRECONDITION naming the export command, raised by the caller's ``missing`` factory)."""
+
+    def __init__(self, base: RequestRunner, model_set: str, missing):
+        from export_scripts.served_models import liveportrait_model_names, model_set_suffix
+
+        super().__init__(base.runner, base.traffic, base.deadline)
+        self.model_set = model_set
+        self.suffix = model_set_suffix(model_set)
+        self.names = liveportrait_model_names()
+        self.missing = missing
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        name = model + self.suffix if model in self.names else model
+        try:
+            return await super().infer(name, inputs)
+        except TritonError as exc:
+            text = str(exc).lower()
+            if name != model and ("unknown model" in text or "not found" in text):
+                raise self.missing(name) from None
+            raise

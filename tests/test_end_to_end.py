@@ -292,3 +292,39 @@ def test_the_asyncio_client_animates_too(server, tmp_path):
 
     summary = asyncio.run(go())
     assert summary.frames == 3 and inspect(tmp_path / "a.mp4")["frames"] == 3
+
+
+def test_smoothing_off_is_bit_identical_and_on_steadies_the_motion(client, server, tmp_path):
+    """options.smoothing: absent or `enabled: false` -> the same MP4, byte for byte; enabled (library and CLI) ->
+    other frames, same count; a bad setting -> INVALID_ARGUMENT naming the field."""
+    import grpc
+
+    template = short_template("d7.pkl", 10)
+    source = EXAMPLES / "source" / "s9.jpg"
+    client.animate(source, template, tmp_path / "plain.mp4")
+    client.animate(source, template, tmp_path / "off.mp4", smoothing=False)
+    assert (tmp_path / "plain.mp4").read_bytes() == (tmp_path / "off.mp4").read_bytes()
+    plain = np.stack(_frames(tmp_path / "plain.mp4"))
+    template_file = tmp_path / "d7-10.pb"
+    template_file.write_bytes(template.SerializeToString())
+    assert cli(["animate", "--server", server.target, "--source", str(source), "--driving", str(template_file),
+                "-o", str(tmp_path / "smooth.mp4"), "--smooth", "--smooth-min-cutoff", "0.5"]) == 0
+    smooth = np.stack(_frames(tmp_path / "smooth.mp4"))
+    assert smooth.shape == plain.shape and np.abs(smooth.astype(int) - plain.astype(int)).mean() > 0.05
+    with pytest.raises(grpc.RpcError) as error:
+        client.animate(source, template, tmp_path / "bad.mp4", smoothing={"min_cutoff_hz": 0.0})
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "smoothing.min_cutoff_hz" in error.value.details()
+
+
+def test_smoothing_study_on_extract_motion_of_a_driving_video(server, tmp_path):
+    """load_tests/smoothing_study.py on ExtractMotion's template of a few frames of d0.mp4."""
+    from load_tests import smoothing_study as study
+    from orchestrator.smoothing import SmoothingOptions
+
+    driving = clip(EXAMPLES / "driving" / "d0.mp4", tmp_path / "d0-12.mp4", frames=12, audio=False)
+    motion, fps = study.video_motion(driving, server.target)
+    assert len(motion) == 12 and fps == 25
+    result = study.study(motion, fps, (0, 12), SmoothingOptions(), "d0[:12]")
+    assert result.jitter_smooth["angles"] <= result.jitter_raw["angles"]
+    assert result.step_lag_frames is not None

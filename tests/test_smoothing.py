@@ -68,3 +68,75 @@ def test_the_first_frame_passes_unchanged_and_bad_settings_are_refused():
         SmoothingOptions(min_cutoff_hz=0)
     with pytest.raises(ValueError, match="beta"):
         SmoothingOptions(beta=float("nan"))
+
+
+# ---- the request option, the client, the CLI and the study script (no server) -----------------------------------
+
+def test_the_request_option_is_validated_naming_the_field():
+    from orchestrator.errors import InvalidRequest
+    from orchestrator.options import animate_options
+    from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+    def parse(**smoothing):
+        return animate_options(pb.AnimationOptions(smoothing=pb.Smoothing(**smoothing)), pb.OutputOptions()).smoothing
+
+    assert animate_options(pb.AnimationOptions(), pb.OutputOptions()).smoothing is None  # off by default
+    assert parse() is None and parse(enabled=False, beta=2.0) is None
+    assert parse(enabled=True) == SmoothingOptions()  # the defaults, exactly (0.3 arrives as a float32)
+    assert parse(enabled=True, min_cutoff_hz=0.5, beta=0.3) == SmoothingOptions(min_cutoff_hz=0.5, beta=0.3)
+    assert parse(enabled=True, beta=0) == SmoothingOptions(beta=0.0)
+    for field, value, words in (("min_cutoff_hz", 0.0, "> 0"), ("min_cutoff_hz", -1.0, "> 0"),
+                                ("min_cutoff_hz", float("inf"), "> 0"), ("beta", -0.1, ">= 0"),
+                                ("beta", float("nan"), ">= 0")):
+        for enabled in (True, False):  # a bad value is reported even while smoothing is off
+            with pytest.raises(InvalidRequest, match=rf"options\.smoothing\.{field} must be .*{words}"):
+                parse(enabled=enabled, **{field: value})
+
+
+def test_keyframes_drive_without_smoothing():
+    from orchestrator.options import AnimateOptions
+    from orchestrator.service import keyframe_options
+
+    assert keyframe_options(AnimateOptions(smoothing=SmoothingOptions())).smoothing is None
+
+
+def test_the_client_and_the_cli_send_the_option():
+    from client.api import animation_options
+    from client.cli import parser, smoothing_kwarg
+    from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+    assert not animation_options().HasField("smoothing")
+    assert animation_options(smoothing=True).smoothing == pb.Smoothing(enabled=True)
+    assert animation_options(smoothing=False).smoothing == pb.Smoothing(enabled=False)
+    assert animation_options(smoothing={"min_cutoff_hz": 0.5}).smoothing == pb.Smoothing(enabled=True,
+                                                                                          min_cutoff_hz=0.5)
+    with pytest.raises(ValueError, match="unknown smoothing"):
+        animation_options(smoothing={"cutoff": 1})
+
+    def flags(*extra):
+        args = parser().parse_args(["animate", "-s", "a.jpg", "-d", "b.pkl", "-o", "c.mp4", *extra])
+        return smoothing_kwarg(args.smooth, args.smooth_min_cutoff, args.smooth_beta)
+
+    assert flags() is None
+    assert flags("--no-smooth") == {"enabled": False}
+    assert flags("--smooth") == {"min_cutoff_hz": None, "beta": None}
+    assert flags("--smooth", "--smooth-min-cutoff", "0.5", "--smooth-beta", "0.1") == {"min_cutoff_hz": 0.5,
+                                                                                       "beta": 0.1}
+    with pytest.raises(ValueError, match="need --smooth"):
+        flags("--smooth-beta", "0.1")
+
+
+def test_the_study_runs_on_a_few_frames_of_a_real_template(capsys):
+    from load_tests import smoothing_study as study
+
+    motion, fps = study.template_motion(study.EXAMPLES / "templates" / "d7.pkl")
+    angles = study.head_angles(motion.R)
+    assert np.allclose(study.head_angles(rotation_matrix(angles[:, 0], angles[:, 1], angles[:, 2])), angles,
+                       atol=1e-3)
+    result = study.study(motion[:24], fps, (0, 24), SmoothingOptions(), "d7", step=20.0)
+    for group in ("angles", "exp", "t"):
+        assert result.jitter_smooth[group] < result.jitter_raw[group]
+    assert 1 <= result.step_lag_frames <= 10
+    assert study.main(["--template", str(study.EXAMPLES / "templates" / "shake_face.pkl"), "--still", "0:34",
+                       "--turn", "30:52"]) == 0
+    assert "shake_face.pkl" in capsys.readouterr().out

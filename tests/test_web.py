@@ -39,7 +39,7 @@ WAIT_S = 90
 def test_animate_options_are_the_cli_flags_with_their_defaults():
     names = {o.name for o in ANIMATE_OPTIONS}
     # `edit` is the Animate tab's JSON box (filled by the Edit tab), not a widget of its own
-    assert names == (set(cli.OPTION_NAMES) - {"edit"}) | {"crf", "audio", "low_latency"}
+    assert names == (set(cli.OPTION_NAMES) - {"edit"}) | {"crf", "audio", "low_latency"} | set(cli.SMOOTHING_FLAGS)
     helps = {a.dest: a.help or "" for a in cli.parser()._subparsers._group_actions[0].choices["animate"]._actions}
     for option in ANIMATE_OPTIONS:
         bracket = re.search(r"\[([^]:]+)", helps[option.name])
@@ -60,6 +60,11 @@ def test_only_changed_options_are_sent():
                                       "face_hint": [1.0, 2.0, 30.0, 40.0], "crf": 20}
     with pytest.raises(ValueError, match="four numbers"):
         animate_kwargs({"face_hint": "1 2 3"})
+    smooth = {o.name: o.default for o in ANIMATE_OPTIONS}
+    smooth.update(smooth_beta=0.5)  # without the checkbox the settings are not sent
+    assert animate_kwargs(smooth) == {}
+    smooth.update(smooth=True)
+    assert animate_kwargs(smooth) == {"smoothing": {"min_cutoff_hz": None, "beta": 0.5}}
 
 
 def test_sliders_cover_the_slider_edit_with_the_proto_ranges():

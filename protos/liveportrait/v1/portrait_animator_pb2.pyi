@@ -7,6 +7,11 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ModelSet(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HUMAN: _ClassVar[ModelSet]
+    ANIMAL: _ClassVar[ModelSet]
+
 class DrivingOption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DRIVING_OPTION_UNSPECIFIED: _ClassVar[DrivingOption]
@@ -52,6 +57,8 @@ class Easing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EASE_OUT: _ClassVar[Easing]
     EASE_IN_OUT: _ClassVar[Easing]
     STEP: _ClassVar[Easing]
+HUMAN: ModelSet
+ANIMAL: ModelSet
 DRIVING_OPTION_UNSPECIFIED: DrivingOption
 EXPRESSION_FRIENDLY: DrivingOption
 POSE_FRIENDLY: DrivingOption
@@ -116,7 +123,7 @@ class DrivingVideo(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
-    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit")
+    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit", "smoothing", "model_set")
     RELATIVE_MOTION_FIELD_NUMBER: _ClassVar[int]
     DRIVING_OPTION_FIELD_NUMBER: _ClassVar[int]
     DRIVING_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +146,8 @@ class AnimationOptions(_message.Message):
     FACE_ORDER_FIELD_NUMBER: _ClassVar[int]
     FACE_HINT_FIELD_NUMBER: _ClassVar[int]
     EDIT_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SET_FIELD_NUMBER: _ClassVar[int]
     relative_motion: bool
     driving_option: DrivingOption
     driving_multiplier: float
@@ -161,7 +170,19 @@ class AnimationOptions(_message.Message):
     face_order: str
     face_hint: _containers.RepeatedScalarFieldContainer[float]
     edit: Edit
-    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ...) -> None: ...
+    smoothing: Smoothing
+    model_set: ModelSet
+    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., smoothing: _Optional[_Union[Smoothing, _Mapping]] = ..., model_set: _Optional[_Union[ModelSet, str]] = ...) -> None: ...
+
+class Smoothing(_message.Message):
+    __slots__ = ("enabled", "min_cutoff_hz", "beta")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MIN_CUTOFF_HZ_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    min_cutoff_hz: float
+    beta: float
+    def __init__(self, enabled: _Optional[bool] = ..., min_cutoff_hz: _Optional[float] = ..., beta: _Optional[float] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("crf", "audio", "low_latency")
