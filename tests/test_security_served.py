@@ -174,7 +174,11 @@ def test_a_killed_tritonserver_is_restarted_and_the_stack_serves_again(tmp_path)
         os.kill(old, signal.SIGKILL)
         worker.join(120)
         assert failed.get("code") == grpc.StatusCode.UNAVAILABLE  # that request fails with a clear status
-        stack.supervise()  # what `liveportrait up` runs every second
+        for _ in range(40):  # what `liveportrait up` runs every second (a killed process may take a moment to exit)
+            stack.supervise()
+            if stack.triton._process.pid != old:
+                break
+            time.sleep(0.5)
         triton_ready = time.monotonic()
         assert stack.triton.exit_code is None and stack.triton._process.pid != old
         while time.monotonic() - triton_ready < 10 and not stack.orchestrator.is_ready():
