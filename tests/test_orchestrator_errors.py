@@ -3,6 +3,7 @@ refused at once; memory stays flat while a long driving video streams; metrics a
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 import urllib.request
@@ -17,7 +18,7 @@ import pytest
 from client.api import PortraitClient, animate_requests, animation_options
 from client.templates import read_template
 from orchestrator.embedded import OrchestratorProcess
-from orchestrator.triton_process import TritonProcess, free_port
+from orchestrator.triton_process import TritonProcess
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
@@ -383,8 +384,12 @@ def rss_bytes(pid: int) -> int:
 
 
 def test_triton_down_is_unavailable_and_not_serving(tmp_path):
-    dead = f"127.0.0.1:{free_port()}"
-    with OrchestratorProcess(dead, BUILD / "orchestrator-no-triton.log", require_serving=False) as process:
+    # a port held bound but never listening: connections are refused, and no other test's server can take it
+    # (a free port picked and released was once taken by another gRPC server, which answered UNIMPLEMENTED)
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{reserved.getsockname()[1]}"
+    with reserved, OrchestratorProcess(dead, BUILD / "orchestrator-no-triton.log", require_serving=False) as process:
         with PortraitClient(process.target) as c:
             assert c.health() == "NOT_SERVING"
             assert c.health("liveportrait.v1.PortraitAnimator") == "NOT_SERVING"
