@@ -95,12 +95,14 @@ def test_cli_convert_template(tmp_path, capsys):
 
 
 def test_cli_failure_prints_the_status_code_name(tmp_path, capsys):
-    from orchestrator.triton_process import free_port
+    import socket
 
     image = tmp_path / "s.png"
     image.write_bytes(b"not used")
-    code = cli(["animate", "--server", f"127.0.0.1:{free_port()}", "--source", str(image), "--driving",
-                str(TEMPLATES / "wink.pkl"), "-o", str(tmp_path / "o.mp4"), "--timeout", "5"])
+    with socket.socket() as nobody:  # bound, never listening: refused, and no other server can take the port
+        nobody.bind(("127.0.0.1", 0))
+        code = cli(["animate", "--server", f"127.0.0.1:{nobody.getsockname()[1]}", "--source", str(image),
+                    "--driving", str(TEMPLATES / "wink.pkl"), "-o", str(tmp_path / "o.mp4"), "--timeout", "5"])
     assert code == 1
     assert "UNAVAILABLE" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
