@@ -30,6 +30,7 @@ from pathlib import Path
 import grpc
 
 from orchestrator.child_process import ChildServer, http_ok
+from orchestrator.edit import FIELDS, OFFICIAL
 from orchestrator.triton_process import free_port
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
@@ -110,40 +111,43 @@ class Slider:
     label: str = ""
 
 
-# The Edit message's fields, with the ranges its proto comments give (tests/test_web.py checks they agree).
-EDIT_SLIDERS: tuple[Slider, ...] = (
-    Slider("eye_ratio", 0.0, 0.8, step=0.01, label="eyes open ratio (source's own by default)"),
-    Slider("lip_ratio", 0.0, 0.8, step=0.01, label="lip open ratio (source's own by default)"),
-    Slider("head_pitch", -15, 15, label="relative pitch"),
-    Slider("head_yaw", -25, 25, label="relative yaw"),
-    Slider("head_roll", -15, 15, label="relative roll"),
-    Slider("mov_x", -0.19, 0.19, step=0.01, label="x-axis movement"),
-    Slider("mov_y", -0.19, 0.19, step=0.01, label="y-axis movement"),
-    Slider("mov_z", 0.9, 1.2, neutral=1.0, step=0.01, label="z-axis movement"),
-    Slider("lip_pout", -0.09, 0.09, step=0.01, label="pouting"),
-    Slider("lip_purse", -20, 15, label="pursing 😐"),
-    Slider("lip_grin", 0, 15, label="grin 😁"),
-    Slider("lip_open", -90, 120, step=1, label="lip close <-> open"),
-    Slider("smile", -0.3, 1.3, step=0.01, label="smile 😄"),
-    Slider("wink", 0, 39, label="wink 😉"),
-    Slider("eyebrow", -30, 30, label="eyebrow 🤨"),
-    Slider("gaze_x", -30, 30, label="eyeball direction x"),
-    Slider("gaze_y", -63, 63, label="eyeball direction y"),
-    Slider("rotate_pitch", -20, 20, label="rotate pitch"),
-    Slider("rotate_yaw", -20, 20, label="rotate yaw"),
-    Slider("rotate_roll", -20, 20, label="rotate roll"),
-    Slider("blink", -20, 5, label="blink"),
-    Slider("alp_eyebrow", -10, 15, label="eyebrow"),
-    Slider("alp_wink", 0, 25, label="wink"),
-    Slider("pupil_x", -15, 15, label="pupil x"),
-    Slider("pupil_y", -15, 15, label="pupil y"),
-    Slider("aaa", -30, 120, step=1, label="aaa"),
-    Slider("eee", -20, 15, label="eee"),
-    Slider("woo", -20, 15, label="woo"),
-    Slider("alp_smile", -0.3, 1.3, step=0.01, label="smile"),
-    Slider("src_ratio", 0, 1, neutral=1.0, step=0.01, label="source expression ratio"),
-)
-OFFICIAL_SLIDERS = EDIT_SLIDERS[:17]  # the official app's retargeting; the rest: ComfyUI-AdvancedLivePortrait
+# How each Edit field looks on the page (slider step, label); its range and neutral value are the server's
+# (orchestrator.edit.FIELDS, the one table the validation and the CLI use too).
+SLIDER_LOOK: dict[str, tuple[float, str]] = {
+    "eye_ratio": (0.01, "eyes open ratio (source's own by default)"),
+    "lip_ratio": (0.01, "lip open ratio (source's own by default)"),
+    "head_pitch": (0.5, "relative pitch"),
+    "head_yaw": (0.5, "relative yaw"),
+    "head_roll": (0.5, "relative roll"),
+    "mov_x": (0.01, "x-axis movement"),
+    "mov_y": (0.01, "y-axis movement"),
+    "mov_z": (0.01, "z-axis movement"),
+    "lip_pout": (0.01, "pouting"),
+    "lip_purse": (0.5, "pursing 😐"),
+    "lip_grin": (0.5, "grin 😁"),
+    "lip_open": (1, "lip close <-> open"),
+    "smile": (0.01, "smile 😄"),
+    "wink": (0.5, "wink 😉"),
+    "eyebrow": (0.5, "eyebrow 🤨"),
+    "gaze_x": (0.5, "eyeball direction x"),
+    "gaze_y": (0.5, "eyeball direction y"),
+    "rotate_pitch": (0.5, "rotate pitch"),
+    "rotate_yaw": (0.5, "rotate yaw"),
+    "rotate_roll": (0.5, "rotate roll"),
+    "blink": (0.5, "blink"),
+    "alp_eyebrow": (0.5, "eyebrow"),
+    "alp_wink": (0.5, "wink"),
+    "pupil_x": (0.5, "pupil x"),
+    "pupil_y": (0.5, "pupil y"),
+    "aaa": (1, "aaa"),
+    "eee": (0.5, "eee"),
+    "woo": (0.5, "woo"),
+    "alp_smile": (0.01, "smile"),
+    "src_ratio": (0.01, "source expression ratio"),
+}
+EDIT_SLIDERS: tuple[Slider, ...] = tuple(
+    Slider(f.name, f.low, f.high, f.low if f.neutral is None else f.neutral, *SLIDER_LOOK[f.name]) for f in FIELDS)
+OFFICIAL_SLIDERS = tuple(s for s, f in zip(EDIT_SLIDERS, FIELDS) if f.origin == OFFICIAL)  # the rest: ALP's
 
 
 def error_text(exc: BaseException) -> str:
