@@ -1,5 +1,6 @@
 """Client library (``PortraitClient``, ``AsyncPortraitClient``) and the ``liveportrait`` CLI."""
-from .api import AsyncPortraitClient, PortraitClient, animation_options
+from .api import AsyncPortraitClient, PortraitClient
+from .messages import animation_options
 from .edits import EditResult, edit_message, keyframes_message
 
 __all__ = ["AsyncPortraitClient", "EditResult", "PortraitClient", "animation_options", "edit_message",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, AsyncIterator, BinaryIO, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,145 +21,13 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .channel import ChannelSettings, default_api_key, default_target
-from .edits import EditResult, edit_message, edit_request, keyframes_message, session_lost
-from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
+from .edits import EditResult, edit_request, keyframes_message, session_lost
+from .messages import _face_videos, _read, animate_requests, animation_options, extract_requests
 
-CHUNK_BYTES = 1024 * 1024
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
-REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes": pb.EYES}
-DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
-DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
-MODEL_SETS = {"human": pb.HUMAN, "animal": pb.ANIMAL}
+if TYPE_CHECKING:
+    from .live import LiveStream
+
 ProgressCallback = Callable[[pb.Progress], None]
-
-
-def animation_options(**options) -> pb.AnimationOptions:
-    """``AnimationOptions`` from keyword arguments named like its fields; enums by name (``animation_region="lip"``,
-    ``driving_option="pose-friendly"``, ``crop_driving_video="on"``, ``model_set="animal"``). Unset fields keep the
-    official defaults."""
-    values = dict(options)
-    for name, table in (("animation_region", REGIONS), ("driving_option", DRIVING_OPTIONS),
-                        ("crop_driving_video", DRIVING_CROP), ("model_set", MODEL_SETS)):
-        if isinstance(values.get(name), str):
-            if values[name] not in table:
-                raise ValueError(f"unknown {name} {values[name]!r}; choose one of {', '.join(table)}")
-            values[name] = table[values[name]]
-    if values.get("edit") is not None:
-        values["edit"] = edit_message(values["edit"])
-    if values.get("smoothing") is not None:
-        values["smoothing"] = smoothing_message(values["smoothing"])
-    return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
-
-
-def smoothing_message(value) -> pb.Smoothing:
-    """``options.smoothing`` from ``True``/``False``, a dict (``{"min_cutoff_hz": 0.5, "beta": 0.3}``: enabled unless
-    it says ``"enabled": False``) or a ``Smoothing`` message."""
-    if isinstance(value, pb.Smoothing):
-        return value
-    if isinstance(value, bool):
-        return pb.Smoothing(enabled=value)
-    if isinstance(value, dict):
-        unknown = set(value) - {"enabled", "min_cutoff_hz", "beta"}
-        if unknown:
-            raise ValueError(f"unknown smoothing setting(s) {', '.join(sorted(unknown))}; use enabled, "
-                             "min_cutoff_hz, beta")
-        return pb.Smoothing(**{"enabled": True, **{k: v for k, v in value.items() if v is not None}})
-    raise ValueError(f"smoothing must be True/False, a dict or a Smoothing message, got {value!r}")
-
-
-def driving_kind(path: Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix in TEMPLATE_SUFFIXES:
-        return "template"
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    raise ValueError(f"cannot tell what the driving file {path} is from its suffix {suffix!r}: use a video "
-                     f"({', '.join(VIDEO_SUFFIXES)}), an image ({', '.join(IMAGE_SUFFIXES)}) or a motion template "
-                     f"({', '.join(TEMPLATE_SUFFIXES)})")
-
-
-class InputError(ValueError):
-    """A local input (source, driving file) is missing, unreadable or malformed; raised before any call is made."""
-
-
-def _checked_file(path: Path, what: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"the {what} {str(path)!r} does not exist")
-    if not path.is_file():
-        raise InputError(f"the {what} {str(path)!r} is not a file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"the {what} {str(path)!r} cannot be read (permission denied)")
-    return path
-
-
-def _read(path: Path, what: str) -> bytes:
-    path = _checked_file(path, what)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"the {what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            yield chunk
-
-
-def animate_setup(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
-                  output: pb.OutputOptions | None = None) -> tuple[pb.AnimateSetup, Path | None]:
-    """The setup message and the driving video to stream after it (None: nothing follows). Every local input is
-    read, converted and checked here, before a call starts: a missing file or a refused template raises
-    ``InputError`` / ``TemplateError`` with its reason instead of failing inside gRPC's request iterator."""
-    source_bytes = source if isinstance(source, bytes) else _read(source, "source image")
-    setup = pb.AnimateSetup(source_image=source_bytes, options=options or pb.AnimationOptions(),
-                            output=output or pb.OutputOptions())
-    video = None
-    if isinstance(driving, pb.MotionTemplate):
-        setup.driving_template.CopyFrom(driving)
-    elif isinstance(driving, pb.Keyframes):
-        setup.driving_keyframes.CopyFrom(driving)
-    else:
-        kind = driving_kind(driving)
-        if kind == "template":
-            path = _checked_file(driving, "driving template")
-            try:
-                setup.driving_template.CopyFrom(read_template(path))
-            except TemplateError as exc:
-                raise TemplateError(f"the driving template {str(path)!r} is refused: {exc}") from None
-        elif kind == "image":
-            setup.driving_image = _read(driving, "driving image")
-        else:
-            video = _checked_file(driving, "driving video")
-            setup.driving_video.CopyFrom(pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name))
-    return setup, video
-
-
-def animate_requests(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
-                     output: pb.OutputOptions | None = None) -> Iterator[pb.AnimateRequest]:
-    """The request stream: the setup message, then the driving video in chunks. The inputs are checked when this
-    is called (``animate_setup``), not when the stream is iterated."""
-    setup, video = animate_setup(source, driving, options, output)
-    return _stream(pb.AnimateRequest, setup, video)
-
-
-def _stream(message, setup, video: Path | None) -> Iterator:
-    yield message(setup=setup)
-    if video is not None:
-        for chunk in _chunks(video):
-            yield message(driving_chunk=chunk)
-
-
-def extract_requests(video: Path, crop_driving_video: str = "auto") -> Iterator[pb.ExtractMotionRequest]:
-    """The ExtractMotion request stream; the video file is checked when this is called."""
-    video = _checked_file(video, "driving video")
-    setup = pb.ExtractMotionSetup(driving_video=pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name),
-                                  crop_driving_video=DRIVING_CROP[crop_driving_video])
-    return _stream(pb.ExtractMotionRequest, setup, video)
 
 
 class _Output:
@@ -216,7 +84,11 @@ class PortraitClient:
                 sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
                 timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
                 low_latency: bool | None = None, **options) -> pb.Summary:
-        """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary."""
+        """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary.
+        Several faces: ``faces="all"`` (or indices, boxes: ``faces_message``) and ``face_drivings={1: path}`` (an
+        image, a template or a video: its motion is extracted first)."""
+        for face, video in _face_videos(options.get("face_drivings")).items():
+            options["face_drivings"] = {**options["face_drivings"], face: self.extract_motion(video, timeout=timeout)}
         out = _Output(output, sink)
         requests = _animate_call(source, driving, crf, audio, low_latency, options)
         summary = None
@@ -293,6 +165,9 @@ class AsyncPortraitClient:
                       sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
                       timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
                       low_latency: bool | None = None, **options) -> pb.Summary:
+        for face, video in _face_videos(options.get("face_drivings")).items():
+            options["face_drivings"] = {**options["face_drivings"],
+                                        face: await self.extract_motion(video, timeout=timeout)}
         out = _Output(output, sink)
         requests = _aiter(_animate_call(source, driving, crf, audio, low_latency, options))
         summary = None
@@ -339,6 +214,17 @@ class AsyncPortraitClient:
         response = await self.health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
+    def live(self, source: Path | bytes, fps: float | None = None, output_format: str = "jpeg",
+             input_format: str = "jpeg", jpeg_quality: int | None = None, timeout: float | None = None,
+             **options) -> "LiveStream":
+        """AnimateStream (live animation; see client/live.py): ``async with client.live("me.jpg") as stream:``, then
+        ``stream.send(frame)`` and ``async for result in stream``. ``fps``: the rate frames are sent at [25];
+        ``output_format``/``input_format``: jpeg or i420; ``options``: animation options by name (as ``animate``)."""
+        from .live import LiveStream, live_setup
+
+        setup = live_setup(source, fps, output_format, jpeg_quality, animation_options(**options))
+        return LiveStream(self.stub, setup, input_format, timeout)
+
 
 async def _aiter(requests: Iterator) -> AsyncIterator:
     for request in requests:
@@ -347,12 +233,16 @@ async def _aiter(requests: Iterator) -> AsyncIterator:
 
 def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: int | None, audio: bool | None,
                   low_latency: bool | None, options: dict) -> Iterator[pb.AnimateRequest]:
-    """The request stream of ``animate`` (both clients): animation options by name, output options."""
+    """The request stream of ``animate`` (both clients): animation options by name, output options (a source
+    video's ``fps_and_audio_from_driving`` among them)."""
     keyframes, fps = options.pop("keyframes", None), options.pop("keyframes_fps", None)
+    from_driving = options.pop("fps_and_audio_from_driving", None)
+    face_drivings = options.pop("face_drivings", None)
     if keyframes is not None:
         driving = keyframes_message(keyframes, fps)
     return animate_requests(source, driving, animation_options(**options),
-                            pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency))
+                            pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency,
+                                             fps_and_audio_from_driving=from_driving), face_drivings=face_drivings)
 
 
 def _handle(response: pb.AnimateResponse, out: _Output, on_progress: ProgressCallback | None) -> pb.Summary | None:

@@ -6,6 +6,7 @@
     liveportrait extract-motion [--server HOST:PORT] VIDEO -o motion.pb
     liveportrait animate [--server HOST:PORT] --source S --keyframes kf.json -o out.mp4   # no driving video
     liveportrait edit [--server HOST:PORT] --source S --smile 0.8 --head-pitch 10 ... -o out.png
+    liveportrait live [--server HOST:PORT] --source S --driving clip.mp4|--camera N [-o out.mp4] [--show]
     liveportrait detect [--server HOST:PORT] IMAGE [--json]
     liveportrait health [--server HOST:PORT]
     liveportrait web [--server HOST:PORT] [--port 7860] [--host 127.0.0.1]   # Gradio page over the gRPC API
@@ -20,42 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import grpc
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .api import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS, PortraitClient, default_target
+from .api import PortraitClient, default_target
+from .messages import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS
+from .cli_stack import cmd_demo, cmd_up, cmd_web
+from .console import ProgressBar, print_summary
+from .faces import add_face_options, faces_kwargs
 from .templates import TemplateError, convert, write_template
-
-STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
-
-
-class ProgressBar:
-    """One updating line on stderr."""
-
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream = stream
-        self.width = width
-        self.started = time.monotonic()
-
-    def __call__(self, progress: pb.Progress) -> None:
-        stage = STAGE_NAMES.get(progress.stage, "?")
-        elapsed = time.monotonic() - self.started
-        if progress.frames_total:
-            filled = int(self.width * progress.frames_done / progress.frames_total)
-            bar = "#" * filled + "-" * (self.width - filled)
-            line = f"[{bar}] {progress.frames_done}/{progress.frames_total} frames  {stage:<10} {elapsed:6.1f} s"
-        else:
-            line = f"{stage:<10} {progress.message}  {elapsed:6.1f} s"
-        self.stream.write("\r" + line[:120].ljust(100))
-        self.stream.flush()
-
-    def done(self) -> None:
-        self.stream.write("\n")
-
 
 def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, help="orchestrator HOST:PORT (default $LIVEPORTRAIT_SERVER or "
@@ -101,8 +78,15 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
                    help="with --smooth: cut-off while still, lower = steadier [1.0]")
     g.add_argument("--smooth-beta", type=float, default=None, metavar="B",
                    help="with --smooth: cut-off rise with speed, higher = less lag [0.3]")
+    g.add_argument("--source-video-smoothing", type=float, default=None, metavar="VARIANCE",
+                   help="source video: official driving_smooth_observation_variance, larger = smoother, 0 = off "
+                        "[3e-07]")
+    g.add_argument("--source-video-eye-retargeting", action=flag, default=None,
+                   help="source video: every frame's eyes as open as in its first frame (official) [off]")
+    g.add_argument("--fps-and-audio-from-driving", action=flag, default=None,
+                   help="source video: take the output's fps and audio from the driving video, not the source [off]")
     g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
-    g.add_argument("--audio", action=flag, default=None, help="mux the driving video's audio [on]")
+    g.add_argument("--audio", action=flag, default=None, help="mux the audio (driving video's; a source video's) [on]")
     g.add_argument("--low-latency", action=flag, default=None,
                    help="stream for playback while rendering: each chunk's frames arrive at most one chunk later [off]")
 
@@ -110,7 +94,8 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
 OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching",
                 "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale",
                 "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio",
-                "source_max_dim", "face_index", "face_order", "face_hint", "model_set")
+                "source_max_dim", "face_index", "face_order", "face_hint", "model_set", "source_video_smoothing",
+                "source_video_eye_retargeting", "fps_and_audio_from_driving")
 SMOOTHING_FLAGS = ("smooth", "smooth_min_cutoff", "smooth_beta")  # -> options.smoothing (``smoothing_kwarg``)
 
 
@@ -121,12 +106,14 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("animate", help="animate a portrait")
     _add_server(a)
-    a.add_argument("--source", "-s", type=Path, required=True, help="portrait image")
+    a.add_argument("--source", "-s", type=Path, required=True,
+                   help="portrait image, or a video (.mp4, .mov ...: video-to-video)")
     a.add_argument("--driving", "-d", type=Path, default=None, help="driving video, image or motion template")
     a.add_argument("--keyframes", type=Path, default=None,
                    help="instead of --driving: keyframes JSON (edits interpolated over time; see client/edits.py)")
     a.add_argument("--output", "-o", type=Path, required=True, help="MP4 to write")
     _add_animation_options(a)
+    add_face_options(a.add_argument_group("several faces (default: one face, --face-index / --face-hint)"))
     _add_edit_options(a.add_argument_group("edit applied to every frame (AnimationOptions.edit; ranges: the "
                                            "official sliders)"))
 
@@ -146,6 +133,24 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--stitching", action=flag, default=None, help="[on]")
     g.add_argument("--paste-back", action=flag, default=None, help="[on]")
     _add_edit_options(ed.add_argument_group("edit (unset: unchanged; ranges: the official sliders)"))
+
+    lv = sub.add_parser("live", help="live animation (AnimateStream): a camera, or a video played as one in real "
+                                     "time, animates the portrait frame by frame; prints latency, fps and drops")
+    _add_server(lv)
+    lv.add_argument("--source", "-s", type=Path, required=True, help="portrait image")
+    lv.add_argument("--driving", "-d", type=Path, default=None, help="a video played as a camera at its own fps")
+    lv.add_argument("--camera", type=int, default=None, metavar="N", help="camera N (OpenCV), instead of --driving")
+    lv.add_argument("--output", "-o", type=Path, default=None, help="MP4 of the animated frames")
+    lv.add_argument("--show", action="store_true", help="show the animated frames in a window (OpenCV GUI)")
+    lv.add_argument("--fps", type=float, default=None, help="send at this rate [the video's or camera's]")
+    lv.add_argument("--loop", action="store_true", help="replay --driving until --seconds / --frames / Ctrl-C")
+    lv.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    lv.add_argument("--frames", type=int, default=None, help="stop after sending this many frames")
+    lv.add_argument("--input-format", choices=["jpeg", "i420"], default="jpeg",
+                    help="how frames travel to the server [jpeg]")
+    lv.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    _add_animation_options(lv)
+    _add_edit_options(lv.add_argument_group("edit applied to every frame (AnimationOptions.edit)"))
 
     e = sub.add_parser("extract-motion", help="driving video -> motion template (.pb or .json)")
     _add_server(e)
@@ -183,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--metrics-port", type=int, default=9100 if name == "up" else 0)
         if name == "up":
             s.add_argument("--web", action="store_true", help="also serve the web page (liveportrait web)")
+            s.add_argument("--animal", action="store_true",
+                           help="also export and serve the animal models (requests with --model-set animal)")
             s.add_argument("--web-port", type=int, default=7860, help="HTTP port of the web page [7860]")
         if name == "demo":
             s.add_argument("--output", "-o", type=Path, default=Path("artifacts/demo.mp4"))
@@ -217,6 +224,8 @@ def cmd_animate(args) -> int:
         options["keyframes"] = args.keyframes
     options["edit"] = _edit_values(args) or None
     options["smoothing"] = smoothing_kwarg(args.smooth, args.smooth_min_cutoff, args.smooth_beta)
+    options["faces"], options["face_drivings"] = faces_kwargs(args.all_faces, args.faces, args.face_box,
+                                                              args.face_driving)
     bar = ProgressBar()
     with _client(args) as client:
         summary = client.animate(args.source, args.driving, args.output, on_progress=bar, timeout=args.timeout,
@@ -236,19 +245,6 @@ def smoothing_kwarg(smooth: bool | None, min_cutoff: float | None, beta: float |
     return {"min_cutoff_hz": min_cutoff, "beta": beta}
 
 
-def print_summary(summary: pb.Summary, output: Path) -> None:
-    fps = summary.fps.num / max(summary.fps.den, 1)
-    print(f"wrote {output}: {summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps "
-          f"({summary.fps.num}/{summary.fps.den}), audio {'yes' if summary.has_audio else 'no'}, "
-          f"{summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s")
-    print("stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings))
-    if summary.frames:
-        print(f"Triton traffic: {(summary.triton_bytes_sent + summary.triton_bytes_received) / summary.frames / 1e6:.3f}"
-              f" MB per frame")
-    for warning in summary.warnings:
-        print(f"WARNING: {warning}")
-
-
 def cmd_edit(args) -> int:
     image_format = "jpeg" if args.output.suffix.lower() in (".jpg", ".jpeg") else "png"
     source_options = {name: getattr(args, name) for name in ("crop_source", "crop_scale", "face_index", "face_order",
@@ -262,6 +258,26 @@ def cmd_edit(args) -> int:
     print("stages: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
     for warning in result.warnings:
         print(f"WARNING: {warning}")
+    return 0
+
+
+def cmd_live(args) -> int:
+    import asyncio
+
+    from . import live_cli
+    from .api import AsyncPortraitClient
+
+    live_cli.check_options(args)
+    options = {name: getattr(args, name) for name in OPTION_NAMES if name not in live_cli.VIDEO_ONLY}
+    options["edit"] = _edit_values(args) or None
+    options["smoothing"] = smoothing_kwarg(args.smooth, args.smooth_min_cutoff, args.smooth_beta)
+
+    async def main() -> None:
+        async with AsyncPortraitClient(args.server or default_target(), args.ca, args.api_key, args.cert,
+                                       args.key) as client:
+            await live_cli.run(client, args, options)
+
+    asyncio.run(main())
     return 0
 
 
@@ -308,88 +324,8 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def _stack(args):
-    from orchestrator.embedded import EmbeddedStack, StackConfig
-    from orchestrator.triton_process import free_port
-
-    return EmbeddedStack(StackConfig(profile=args.profile, weights=args.weights, port=args.port or free_port(),
-                                     metrics_port=args.metrics_port or free_port(), face_stack=args.face_stack))
-
-
-def cmd_up(args) -> int:
-    import signal
-
-    stack = _stack(args)
-    with stack, _web(args, stack) as web:
-        if args.weights == "synthetic":
-            print("NOTE: synthetic weights (the output is structured noise, not a face); pass --weights DIR with "
-                  "the official LivePortrait weights and --profile full for real results.")
-        print(f"ready: liveportrait animate --server {stack.target} --source S --driving D -o out.mp4")
-        if web:
-            print(f"web page: {web.url} (log {web.log_file})")
-        print("press Ctrl-C to stop")
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            while True:  # a child that dies is restarted (with backoff) and reported
-                time.sleep(1.0)
-                stack.supervise()
-        except KeyboardInterrupt:
-            print("\nstopping ...")
-    print("stopped")
-    return 0
-
-
-def _web(args, stack):
-    """``up --web``: the web page as a child process beside the stack, stopped with it."""
-    import contextlib
-
-    if not args.web:
-        return contextlib.nullcontext()
-    from .web import WebProcess
-
-    print("starting the web page ...")
-    return WebProcess(stack.target, stack.config.work_dir / "web.log", port=args.web_port)
-
-
-def cmd_web(args) -> int:
-    from .web import serve
-
-    serve(args.server or default_target(), host=args.host, port=args.port, root_certificates=args.ca,
-          timeout=args.timeout, api_key=args.api_key, client_cert=args.cert, client_key=args.key)
-    return 0
-
-
-def _interrupt(*_) -> None:
-    raise KeyboardInterrupt
-
-
-def cmd_demo(args) -> int:
-    from client.demo_motion import demo_template
-
-    source = args.source or _astronaut(args.output.parent)
-    driving = args.driving or demo_template(args.frames)
-    with _stack(args) as stack:
-        bar = ProgressBar()
-        with PortraitClient(stack.target) as client:
-            summary = client.animate(source, driving, args.output, on_progress=bar)
-        bar.done()
-    print_summary(summary, args.output)
-    return 0
-
-
-def _astronaut(directory: Path) -> Path:
-    """skimage.data.astronaut() (public domain) as a PNG next to the output."""
-    import cv2
-    from skimage import data
-
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "astronaut.png"
-    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    return path
-
-
 COMMANDS = {"animate": cmd_animate, "edit": cmd_edit, "extract-motion": cmd_extract, "detect": cmd_detect, "health": cmd_health,
-            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo, "web": cmd_web}
+            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo, "web": cmd_web, "live": cmd_live}
 
 
 def main(argv: list[str] | None = None) -> int:

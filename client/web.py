@@ -12,12 +12,15 @@ The page's process is a gRPC client and nothing more: every action goes through 
   back, so later moves skip detection and feature extraction on the server); "Apply to animation" copies the edit
   into the Animate tab's ``edit`` option.
 * **Faces**: DetectFaces draws the faces with their indices; choosing one sets the Animate tab's face index.
+* **Live**: the browser camera animates a portrait through AnimateStream, with a latency read-out
+  (``client/web_live.py``).
 
 Errors of the service are shown as ``CODE: message`` in the tab's status box (and a toast), never as a stack trace.
 ``WebProcess`` runs this page as a child process (``liveportrait up --web``, the browser tests).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -30,201 +33,18 @@ from pathlib import Path
 import grpc
 
 from orchestrator.child_process import ChildServer, http_ok
-from orchestrator.edit import FIELDS, OFFICIAL
 from orchestrator.triton_process import free_port
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .api import DRIVING_CROP, DRIVING_OPTIONS, IMAGE_SUFFIXES, MODEL_SETS, REGIONS, VIDEO_SUFFIXES, PortraitClient
+from .api import AsyncPortraitClient, PortraitClient
+from .messages import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from .templates import TEMPLATE_SUFFIXES, TemplateError
+from .web_options import (ANIMATE_OPTIONS, EDIT_SLIDERS, EDIT_SOURCE_OPTIONS, FACE_ORDERS, FACE_WIDGETS,
+                          OFFICIAL_SLIDERS, OPTION_BY_NAME, STAGE_NAMES, Option, Slider, animate_kwargs, edit_json,
+                          error_text, json_value, slider_edit, summary_text)
 
 DEFAULT_PORT = 7860
-FACE_ORDERS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
-STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
 KEEP_RESULTS_S = 3600.0  # results written by this process are deleted after an hour (Gradio serves its own copies)
-
-
-@dataclass(frozen=True)
-class Option:
-    """One AnimatePortrait option as ``liveportrait animate`` has it: name (the ``--flag`` with underscores, also the
-    ``PortraitClient.animate`` keyword), the official default, choices or a range."""
-    name: str
-    default: object
-    help: str = ""
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    integer: bool = False
-
-    @property
-    def label(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-# In the order of `liveportrait animate --help`; ranges are the orchestrator's checks (orchestrator/options.py).
-ANIMATE_OPTIONS: tuple[Option, ...] = (
-    Option("relative_motion", True, "relative driving"),
-    Option("driving_option", "expression-friendly", choices=tuple(DRIVING_OPTIONS)),
-    Option("driving_multiplier", 1.0, minimum=0.0, maximum=10.0, step=0.05),
-    Option("animation_region", "all", choices=tuple(REGIONS)),
-    Option("stitching", True),
-    Option("eye_retargeting", False),
-    Option("lip_retargeting", False),
-    Option("normalize_lip", False),
-    Option("paste_back", True),
-    Option("crop_source", True, "detect and crop the source face"),
-    Option("crop_scale", 2.3, minimum=1.0, maximum=4.0, step=0.05),
-    Option("crop_vy_ratio", -0.125, minimum=-1.0, maximum=1.0, step=0.005),
-    Option("crop_rotate", True),
-    Option("crop_driving_video", "auto", "auto: crop non-square videos", choices=tuple(DRIVING_CROP)),
-    Option("driving_crop_scale", 2.2, minimum=1.0, maximum=4.0, step=0.05),
-    Option("driving_crop_vy_ratio", -0.1, minimum=-1.0, maximum=1.0, step=0.005),
-    Option("source_max_dim", 1280, minimum=64, maximum=4096, step=1, integer=True),
-    Option("face_index", 0, "which source face, in --face-order (see the Faces tab)", minimum=0, step=1,
-           integer=True),
-    Option("face_order", "large-small", choices=FACE_ORDERS),
-    Option("face_hint", "", "X1 Y1 X2 Y2: a box around the face to animate (source pixels); empty: none"),
-    Option("model_set", "human", "animal: needs a face hint or crop_source off (no animal face detector)",
-           choices=tuple(MODEL_SETS)),
-    Option("smooth", False, "steady motion: causal One-Euro filter over the driving motion (not official)"),
-    Option("smooth_min_cutoff", 1.0, "with smooth: cut-off while still (Hz), lower = steadier", minimum=0.01,
-           step=0.1),
-    Option("smooth_beta", 0.3, "with smooth: cut-off rise with speed, higher = less lag", minimum=0.0, step=0.05),
-    Option("crf", 18, "H.264 quality", minimum=0, maximum=51, step=1, integer=True),
-    Option("audio", True, "mux the driving video's audio"),
-    Option("low_latency", False, "stream for playback while rendering"),
-)
-OPTION_BY_NAME = {o.name: o for o in ANIMATE_OPTIONS}
-FACE_WIDGETS = ("face_index", "face_order")  # shown outside the options accordion
-# AnimationOptions fields that also prepare the Edit tab's source (EditSourceOptions: same names and defaults).
-EDIT_SOURCE_OPTIONS = tuple(f.name for f in pb.EditSourceOptions.DESCRIPTOR.fields if f.name in OPTION_BY_NAME)
-
-
-@dataclass(frozen=True)
-class Slider:
-    """One ``Edit`` field: its official slider range and the value that means "no change"."""
-    name: str
-    minimum: float
-    maximum: float
-    neutral: float = 0.0
-    step: float = 0.5
-    label: str = ""
-
-
-# How each Edit field looks on the page (slider step, label); its range and neutral value are the server's
-# (orchestrator.edit.FIELDS, the one table the validation and the CLI use too).
-SLIDER_LOOK: dict[str, tuple[float, str]] = {
-    "eye_ratio": (0.01, "eyes open ratio (source's own by default)"),
-    "lip_ratio": (0.01, "lip open ratio (source's own by default)"),
-    "head_pitch": (0.5, "relative pitch"),
-    "head_yaw": (0.5, "relative yaw"),
-    "head_roll": (0.5, "relative roll"),
-    "mov_x": (0.01, "x-axis movement"),
-    "mov_y": (0.01, "y-axis movement"),
-    "mov_z": (0.01, "z-axis movement"),
-    "lip_pout": (0.01, "pouting"),
-    "lip_purse": (0.5, "pursing 😐"),
-    "lip_grin": (0.5, "grin 😁"),
-    "lip_open": (1, "lip close <-> open"),
-    "smile": (0.01, "smile 😄"),
-    "wink": (0.5, "wink 😉"),
-    "eyebrow": (0.5, "eyebrow 🤨"),
-    "gaze_x": (0.5, "eyeball direction x"),
-    "gaze_y": (0.5, "eyeball direction y"),
-    "rotate_pitch": (0.5, "rotate pitch"),
-    "rotate_yaw": (0.5, "rotate yaw"),
-    "rotate_roll": (0.5, "rotate roll"),
-    "blink": (0.5, "blink"),
-    "alp_eyebrow": (0.5, "eyebrow"),
-    "alp_wink": (0.5, "wink"),
-    "pupil_x": (0.5, "pupil x"),
-    "pupil_y": (0.5, "pupil y"),
-    "aaa": (1, "aaa"),
-    "eee": (0.5, "eee"),
-    "woo": (0.5, "woo"),
-    "alp_smile": (0.01, "smile"),
-    "src_ratio": (0.01, "source expression ratio"),
-}
-EDIT_SLIDERS: tuple[Slider, ...] = tuple(
-    Slider(f.name, f.low, f.high, f.low if f.neutral is None else f.neutral, *SLIDER_LOOK[f.name]) for f in FIELDS)
-OFFICIAL_SLIDERS = tuple(s for s, f in zip(EDIT_SLIDERS, FIELDS) if f.origin == OFFICIAL)  # the rest: ALP's
-
-
-def error_text(exc: BaseException) -> str:
-    """``CODE: message`` for a gRPC error, the message for a local one; never a stack trace."""
-    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
-        return f"{exc.code().name}: {exc.details()}"
-    return str(exc) or type(exc).__name__
-
-
-def animate_kwargs(values: dict) -> dict:
-    """Keyword arguments of ``PortraitClient.animate`` from the option widgets: only options that differ from their
-    default are sent (unset fields mean the official defaults to the server)."""
-    kwargs = {}
-    for name, value in values.items():
-        option = OPTION_BY_NAME[name]
-        if name == "face_hint":
-            text = (value or "").replace(",", " ").split()
-            if not text:
-                continue
-            try:
-                box = [float(v) for v in text]
-            except ValueError:
-                raise ValueError(f"face hint must be four numbers X1 Y1 X2 Y2, got {value!r}") from None
-            if len(box) != 4:
-                raise ValueError(f"face hint must be four numbers X1 Y1 X2 Y2, got {value!r}")
-            kwargs[name] = box
-            continue
-        if value is None:
-            continue
-        if option.integer:
-            value = int(round(float(value)))
-        elif isinstance(option.default, float):
-            value = float(value)
-        if value != option.default:
-            kwargs[name] = value
-    smooth = {k: kwargs.pop(k, None) for k in ("smooth", "smooth_min_cutoff", "smooth_beta")}
-    if smooth["smooth"]:  # the two settings only count with the checkbox (options.smoothing)
-        kwargs["smoothing"] = {"min_cutoff_hz": smooth["smooth_min_cutoff"], "beta": smooth["smooth_beta"]}
-    return kwargs
-
-
-def slider_edit(values: dict, source_ratios: dict | None = None) -> "pb.Edit":
-    """An ``Edit`` with the sliders that are off their neutral value (eye/lip ratio: off the source's own)."""
-    fields = {}
-    for slider in EDIT_SLIDERS:
-        value = values.get(slider.name)
-        if value is None:
-            continue
-        neutral = (source_ratios or {}).get(slider.name, slider.neutral) if slider.name in ("eye_ratio",
-                                                                                           "lip_ratio") else slider.neutral
-        if neutral is None or abs(float(value) - float(neutral)) > 1e-6:
-            fields[slider.name] = float(value)
-    return pb.Edit(**fields)
-
-
-def edit_json(edit: "pb.Edit") -> str:
-    """The Animate tab's ``edit`` option: Edit fields by name (the dict ``PortraitClient.animate(edit=...)`` takes)."""
-    return json.dumps({f.name: round(value, 4) for f, value in edit.ListFields()})
-
-
-def json_value(text: str, what: str):
-    """A JSON document typed into the page (None when empty)."""
-    if not (text or "").strip():
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} is not JSON: {exc}") from None
-
-
-def summary_text(summary: pb.Summary) -> str:
-    fps = summary.fps.num / max(summary.fps.den, 1)
-    lines = [f"{summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps, audio "
-             f"{'yes' if summary.has_audio else 'no'}, {summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s",
-             "stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings)]
-    lines += [f"WARNING: {w}" for w in summary.warnings]
-    return "\n".join(lines)
 
 
 def _draw_faces(path: str, faces) -> "object":
@@ -253,6 +73,8 @@ class WebApp:
                  client_key: Path | None = None):
         self.server = server
         self.client = PortraitClient(server, root_certificates, api_key, client_cert, client_key)
+        # the Live tab's streams: an asyncio client made in Gradio's event loop
+        self.connect = lambda: AsyncPortraitClient(server, root_certificates, api_key, client_cert, client_key)
         self.timeout = timeout
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="liveportrait-web-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -372,8 +194,8 @@ class WebApp:
                 with gr.Tab("Animate", id="animate"):
                     with gr.Row():
                         with gr.Column():
-                            source = gr.File(label="Source portrait (image)", file_types=list(IMAGE_SUFFIXES),
-                                             elem_id="animate-source")
+                            source = gr.File(label="Source portrait (image), or a source video (video-to-video)",
+                                             file_types=[*IMAGE_SUFFIXES, *VIDEO_SUFFIXES], elem_id="animate-source")
                             driving = gr.File(label="Driving video, image or motion template (.pb, .json, .pkl)",
                                               file_types=driving_types, elem_id="animate-driving")
                             keyframes = gr.Textbox(
@@ -485,6 +307,11 @@ class WebApp:
 
                     use.click(do_use, [faces_image, choice, ordering],
                               [source, widgets["face_index"], widgets["face_order"], tabs])
+
+                with gr.Tab("Live", id="live"):
+                    from .web_live import LiveTab
+
+                    LiveTab(self.connect, self.work_dir / "live").layout(demo, widgets)
         return demo
 
 
@@ -525,10 +352,8 @@ def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_c
           client_key: Path | None = None) -> None:
     """Run the page until interrupted."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise RuntimeError("the web page needs Gradio: pip install 'liveportrait-serving[web]'") from None
+    if importlib.util.find_spec("gradio") is None:
+        raise RuntimeError("the web page needs Gradio: pip install 'liveportrait-serving[web]'")
     app = WebApp(server, root_certificates, timeout, api_key=api_key, client_cert=client_cert, client_key=client_key)
     demo = app.blocks()
     demo.queue(default_concurrency_limit=8)

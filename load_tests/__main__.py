@@ -1,4 +1,4 @@
-"""python -m load_tests {run,batching,reference,scaleout,all} ... (see load_tests/README.md)."""
+"""python -m load_tests {run,batching,reference,scaleout,all,summary,live} ... (see load_tests/README.md)."""
 from __future__ import annotations
 
 import argparse

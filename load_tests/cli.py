@@ -146,6 +146,38 @@ def all_command(args) -> int:
     return 0 if all(report["scaleout"]["verdict"].values()) else 1
 
 
+def add_live(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="", help="orchestrator gRPC target; default: start the tiny CPU stack here")
+    p.add_argument("--streams", default="1,2,4,8", help="levels: concurrent live streams, e.g. 1,2,4,8")
+    p.add_argument("--fps", type=float, default=10.0, help="frames sent per second by each stream")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of sending per level")
+    defaults = Scenario("video")
+    p.add_argument("--source", type=Path, default=defaults.source, help="source portrait")
+    p.add_argument("--video", type=Path, default=defaults.video, help="driving video, replayed in a loop")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of one stream before the first level")
+    p.add_argument("--triton-metrics", default="", help="with --target: Triton metrics URLs (render batch size)")
+    p.add_argument("--orchestrator-metrics", default="", help="with --target: orchestrator metrics URLs")
+    p.add_argument("--report", type=Path, default=Path("artifacts/load/live.json"), help="JSON; the table: .md")
+
+
+def live_command(args) -> int:
+    """N concurrent AnimateStream streams at a frame rate: latency percentiles, fps per stream, drops, render batch"""
+    from .live import LiveConfig, live_table, run_live, run_live_local
+
+    config = LiveConfig(target=args.target, streams=csv_list(args.streams), fps=args.fps, duration_s=args.duration,
+                        source=args.source, video=args.video, warmup_s=args.warmup,
+                        probe=ServerProbe(csv_list(args.triton_metrics, str), csv_list(args.orchestrator_metrics, str)))
+    if args.target:
+        report = asyncio.run(run_live(config))
+    else:
+        report = run_live_local(config)
+    write_json(report, args.report)
+    text = live_table(report)
+    args.report.with_suffix(".md").write_text(text)
+    print(text + f"report: {args.report}")
+    return 0
+
+
 def add_summary(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("artifacts/load"))
 
@@ -165,4 +197,5 @@ COMMANDS = {
     "scaleout": (add_scaleout, scaleout_command),
     "all": (add_all, all_command),
     "summary": (add_summary, summary_command),
+    "live": (add_live, live_command),
 }

@@ -45,7 +45,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from orchestrator.driving import extract_motion
+from orchestrator.pipeline.driving import extract_motion
 from orchestrator.face import make_analyzer
 from orchestrator.face.geometry import DRIVING_CROP
 from orchestrator.face.tracking import DrivingCropTracker, TrackerConfig
@@ -53,7 +53,7 @@ from orchestrator.keypoints import source_keypoints
 from orchestrator.media import EncodeSettings, FragmentedMp4Writer, probe, read_frames
 from orchestrator.metrics import Metrics
 from orchestrator.options import AnimateOptions
-from orchestrator.paste import PasteBack, feathered_mask
+from orchestrator.pipeline.paste import PasteBack, feathered_mask
 from orchestrator.pipeline import KeypointStage, RequestContext, output_frames, prepare_source, render
 from orchestrator.timing import Timings
 from orchestrator.triton_client import RequestRunner, Traffic, TritonConfig, TritonRunner

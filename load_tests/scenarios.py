@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import grpc
 
-from client.api import animate_requests
+from client.messages import animate_requests
 from client.channel import ChannelSettings
 from client.templates import read_template
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb

@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .driving import EditedMotion, neutral_motion
+from .pipeline.driving import EditedMotion, neutral_motion
 from .edit import Edit, deltas
 from .errors import InvalidRequest
 from .keypoints import KeypointOptions, SourceKeypoints, source_keypoints
 from .options import AnimateOptions, EditRequestOptions
-from .paste import PasteBack, feathered_mask
+from .pipeline.paste import PasteBack, feathered_mask
 from .pipeline import KeypointStage, RequestContext, Source, prepare_source
 
 

@@ -32,11 +32,16 @@ class StackConfig:
     work_dir: Path = REPO_ROOT / "build" / "embedded"
     face_stack: str = "mediapipe"  # "official": the InsightFace/LivePortrait files found in the weights directory
     orchestrator_args: tuple[str, ...] = ()
+    animal: bool = False  # also export and serve the animal models (model_set ANIMAL requests)
 
     @property
     def repository(self) -> Path:
         label = "synthetic" if self.weights == "synthetic" else "official"
         return self.work_dir / f"repo-{self.profile}-cpu-{label}"
+
+    @property
+    def animal_repository(self) -> Path:
+        return self.repository.with_name(self.repository.name + "-animal")
 
 
 def resolve_ports(config: StackConfig, log=print) -> StackConfig:
@@ -53,15 +58,17 @@ def resolve_ports(config: StackConfig, log=print) -> StackConfig:
     return config
 
 
-def export_repository(config: StackConfig, log=print) -> Path:
-    """``liveportrait-export`` in a child process (it needs torch, the orchestrator does not); idempotent."""
+def export_repository(config: StackConfig, log=print, model_set: str = "human") -> Path:
+    """``liveportrait-export`` in a child process (it needs torch, the orchestrator does not); idempotent. The animal
+    set goes to a repository of its own, served beside the human one (its models end in ``_animal``)."""
+    output = config.animal_repository if model_set == "animal" else config.repository
     command = [sys.executable, "-m", "export_scripts.cli", "--weights", config.weights, "--profile", config.profile,
-               "--target", "cpu", "--output", str(config.repository)]
-    log(f"model repository: {config.repository} ({config.profile} profile, weights: {config.weights})")
+               "--target", "cpu", "--output", str(output), "--model-set", model_set]
+    log(f"model repository: {output} ({config.profile} profile, weights: {config.weights}, {model_set} models)")
     result = subprocess.run(command, cwd=REPO_ROOT)
     if result.returncode != 0:
         raise StackError(f"liveportrait-export failed (exit {result.returncode})")
-    return config.repository
+    return output
 
 
 @dataclass
@@ -160,9 +167,10 @@ class EmbeddedStack:
             raise StackError(f"--face-stack official needs the official face files in the weights directory "
                              f"({c.weights}): insightface/models/buffalo_l/det_10g.onnx, 2d106det.onnx and "
                              f"liveportrait/landmark.onnx")
+        more = (f"--model-repository={export_repository(c, self.log, 'animal')}",) if c.animal else ()
         try:
             self.log("starting tritonserver (CPU; NVML/DCGM warnings are expected without a GPU) ...")
-            self.triton = TritonProcess(repository, log_file=c.work_dir / "tritonserver.log").start()
+            self.triton = TritonProcess(repository, log_file=c.work_dir / "tritonserver.log", extra_args=more).start()
             self.log(f"tritonserver ready on {self.triton.grpc_url} (log {self.triton.log_file})")
             self.orchestrator = OrchestratorProcess(self.triton.grpc_url, c.work_dir / "orchestrator.log",
                                                     port=c.port, metrics_port=c.metrics_port,

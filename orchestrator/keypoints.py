@@ -70,6 +70,15 @@ class Motion:
         return Motion(self.scale[index], self.R[index], self.exp[index], self.t[index], pick(self.eye_ratio),
                       pick(self.lip_ratio))
 
+    @staticmethod
+    def concat(parts: list["Motion"]) -> "Motion":
+        """Consecutive chunks as one motion (the eye/lip ratios only when every part has them)."""
+        if len(parts) == 1:
+            return parts[0]
+        fields = ("scale", "R", "exp", "t", "eye_ratio", "lip_ratio")
+        values = [[getattr(p, f) for p in parts] for f in fields]
+        return Motion(*(None if any(v is None for v in vs) else np.concatenate(vs) for vs in values))
+
 
 @dataclass(frozen=True)
 class SourceKeypoints:
@@ -327,3 +336,73 @@ def combine_retargeting(x: np.ndarray, x_s: np.ndarray, plan: RetargetPlan, eye_
         if delta is not None:
             out += delta
     return out
+
+
+class VideoSourceComposer:
+    """The official keypoint math for a source video (``LivePortraitPipeline.execute`` with a source video), frame i
+    pairing source frame i with driving frame i (a driving image: its one frame for every source frame).
+
+    The values the official code smooths over the clip (``targets``, one row of 9 + 63 per frame):
+
+    * relative: ``R_d_i R_d_0^T R_s_i`` (a driving image: ``R_s_i``) and ``exp_s_i + exp_d_i - exp_d_0`` (a driving
+      image: ``exp_s_i + exp_d_0 - lip_array``);
+    * absolute: ``R_d_i`` and ``exp_d_i``.
+
+    Then (``compose``) per frame, from the (smoothed) targets: ``R_new`` = the target rotation when
+    ``animation_region`` moves the pose, else ``R_s_i``; ``delta_new`` = ``exp_s_i`` with the region's components
+    replaced by the target's (for ``all``/``exp`` the absolute-mode subset, as the official code does for a source
+    video); ``scale_new = scale_s_i``; ``t_new = t_s_i`` (absolute with pose: ``t_d_i``), z zeroed;
+    ``x = scale_new * (x_c_s_i @ R_new + delta_new) + t_new``. No expression-friendly multiplier (the official code
+    applies it to an image source only).
+    """
+
+    def __init__(self, options: KeypointOptions, driving_is_video: bool):
+        self.options = options
+        self.driving_is_video = driving_is_video
+        self._reference: Motion | None = None
+
+    def targets(self, source: Motion, driving: Motion) -> np.ndarray:
+        """(N, 72) rows [R (9), exp (63)] of the frames to smooth."""
+        if self._reference is None:
+            self._reference = driving[0:1]
+        ref, n = self._reference, len(source)
+        if self.options.relative_motion:
+            if self.driving_is_video:
+                R = (driving.R @ ref.R[0].T) @ source.R
+                exp = source.exp + (driving.exp - ref.exp[0])
+            else:
+                R = source.R
+                exp = source.exp + (ref.exp[0] - LIP_ARRAY.astype(F32))
+        else:
+            R = driving.R if self.driving_is_video else np.broadcast_to(ref.R[0], (n, 3, 3))
+            exp = driving.exp if self.driving_is_video else np.broadcast_to(ref.exp[0], (n, NUM_KP, 3))
+        return np.concatenate([np.reshape(R, (n, 9)), np.reshape(exp, (n, 63))], axis=1).astype(np.float64)
+
+    def compose(self, kp: np.ndarray, source: Motion, driving: Motion, targets: np.ndarray) -> np.ndarray:
+        """(N, 21, 3) driving keypoints before stitching/retargeting."""
+        o, n = self.options, len(source)
+        R_target = targets[:, :9].reshape(n, 3, 3).astype(F32)
+        exp_target = targets[:, 9:].reshape(n, NUM_KP, 3).astype(F32)
+        region = o.animation_region
+        moves_pose = region in ("all", "pose")
+        R_new = R_target if moves_pose else source.R
+        delta = np.array(source.exp, F32)
+        if region in ("all", "exp"):
+            delta[:, ABSOLUTE_EXP_KEYPOINTS] = exp_target[:, ABSOLUTE_EXP_KEYPOINTS]
+            delta[:, 3:5, 1] = exp_target[:, 3:5, 1]
+            delta[:, 5, 2] = exp_target[:, 5, 2]
+            delta[:, 8, 2] = exp_target[:, 8, 2]
+            delta[:, 9, 1:] = exp_target[:, 9, 1:]
+        elif region == "lip":
+            delta[:, LIP_KEYPOINTS] = exp_target[:, LIP_KEYPOINTS]
+        elif region == "eyes":
+            delta[:, EYE_KEYPOINTS] = exp_target[:, EYE_KEYPOINTS]
+        if not o.relative_motion and moves_pose:
+            t = driving.t if self.driving_is_video else np.broadcast_to(self._reference.t[0], (n, 3))
+        else:
+            t = source.t
+        t = np.array(t, F32)
+        t[:, 2] = 0
+        x = (kp @ R_new + delta) * np.asarray(source.scale, F32).reshape(-1, 1, 1)
+        x[:, :, :2] += t[:, None, :2]
+        return x.astype(F32)

@@ -26,7 +26,7 @@ log = logging.getLogger("liveportrait.orchestrator.media")
 
 
 class InvalidVideoError(ValueError):
-    """The driving video cannot be used; the message says why (maps to INVALID_ARGUMENT)."""
+    """The uploaded (driving or source) video cannot be used; the message says why (maps to INVALID_ARGUMENT)."""
 
 
 @dataclass(frozen=True)
@@ -38,31 +38,32 @@ class VideoInfo:
     has_audio: bool
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _open(path: Path, what: str = "driving video") -> av.container.InputContainer:
     """The spooled upload opened for reading. Client-facing messages never carry the library's text or the spool
     file's path (both go to the server log only)."""
     try:
         return av.open(str(path), "r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        log.info("the driving video cannot be opened: %s", exc)
-        raise InvalidVideoError("the driving video cannot be read: it is not a video file in a supported format, "
+        log.info("the %s cannot be opened: %s", what, exc)
+        raise InvalidVideoError(f"the {what} cannot be read: it is not a video file in a supported format, "
                                 "or it is truncated or corrupt") from None
 
 
-def probe(path: Path) -> VideoInfo:
-    with _open(path) as container:
+def probe(path: Path, what: str = "driving video") -> VideoInfo:
+    """Size, frame rate, header frame count and audio of an uploaded video (``what`` names it in errors)."""
+    with _open(path, what) as container:
         if not container.streams.video:
-            raise InvalidVideoError("the driving file has no video stream")
+            raise InvalidVideoError(f"the {what.split()[0]} file has no video stream")
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps or fps <= 0:
             fps = DEFAULT_FPS
         codec = stream.codec_context
         if codec is None:  # found by fuzzing: a damaged sample description leaves the track without a decoder
-            raise InvalidVideoError("the driving video's track has no decoder (an unknown codec, or a damaged file)")
+            raise InvalidVideoError(f"the {what}'s track has no decoder (an unknown codec, or a damaged file)")
         width, height = codec.width, codec.height
         if not width or not height:
-            raise InvalidVideoError("the driving video has no frame size")
+            raise InvalidVideoError(f"the {what} has no frame size")
         return VideoInfo(width, height, Fraction(fps).limit_denominator(1_000_000), stream.frames or 0,
                          bool(container.streams.audio))
 
@@ -75,9 +76,9 @@ def upright(frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
-def read_frames(path: Path, chunk: int, max_frames: int) -> Iterator[list[np.ndarray]]:
+def read_frames(path: Path, chunk: int, max_frames: int, what: str = "driving video") -> Iterator[list[np.ndarray]]:
     """RGB uint8 frames in lists of at most ``chunk``; more than ``max_frames`` frames raises InvalidVideoError."""
-    with _open(path) as container:
+    with _open(path, what) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         batch: list[np.ndarray] = []
@@ -86,20 +87,20 @@ def read_frames(path: Path, chunk: int, max_frames: int) -> Iterator[list[np.nda
             for frame in container.decode(stream):
                 count += 1
                 if count > max_frames:
-                    raise InvalidVideoError(f"the driving video has more than {max_frames} frames (the limit)")
+                    raise InvalidVideoError(f"the {what} has more than {max_frames} frames (the limit)")
                 batch.append(upright(frame))
                 if len(batch) == chunk:
                     yield batch
                     batch = []
         except av.error.FFmpegError as exc:
             codec = stream.codec_context.name or "video"
-            log.info("the driving video failed to decode after %d frames (%s): %s", count, codec, exc)
-            raise InvalidVideoError(f"the driving video could not be decoded (corrupt or unsupported "
+            log.info("the %s failed to decode after %d frames (%s): %s", what, count, codec, exc)
+            raise InvalidVideoError(f"the {what} could not be decoded (corrupt or unsupported "
                                     f"{CODEC_NAMES.get(codec, codec)} stream at frame {count + 1})") from None
         if batch:
             yield batch
         if count == 0:
-            raise InvalidVideoError("the driving video has no decodable frame")
+            raise InvalidVideoError(f"the {what} has no decodable frame")
 
 
 class _Sink(io.RawIOBase):

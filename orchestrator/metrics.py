@@ -4,6 +4,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+LIVE_LATENCY_BUCKETS = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5)
 
 
 class Metrics:
@@ -17,7 +18,8 @@ class Metrics:
         self.stage_latency = Histogram("liveportrait_stage_duration_seconds",
                                        "Time spent in a pipeline stage per request", ["stage"],
                                        buckets=LATENCY_BUCKETS, registry=r)
-        self.frames = Counter("liveportrait_frames_rendered_total", "Animated frames rendered", registry=r)
+        self.frames = Counter("liveportrait_frames_rendered_total",
+                              "Animated frames rendered (one per face: frames x faces)", registry=r)
         self.in_flight = Gauge("liveportrait_requests_in_flight", "Requests being processed", registry=r)
         self.queued = Gauge("liveportrait_requests_queued", "Requests waiting for a processing slot", registry=r)
         self.triton_latency = Histogram("liveportrait_triton_request_duration_seconds", "Triton call latency",
@@ -35,6 +37,14 @@ class Metrics:
         self.client_bytes = Counter("liveportrait_client_bytes_total",
                                     "Payload bytes received from (in) and sent to (out) clients", ["direction"],
                                     registry=r)
+        # live animation (AnimateStream)
+        self.live_streams = Gauge("liveportrait_live_streams", "Live animation streams open", registry=r)
+        self.live_frame_latency = Histogram(
+            "liveportrait_live_frame_latency_seconds", "Live frames: from a driving frame's arrival to its animated "
+            "frame's answer (the server's share of the capture-to-display latency)", buckets=LIVE_LATENCY_BUCKETS,
+            registry=r)
+        self.live_frames = Counter("liveportrait_live_frames_total", "Live driving frames by outcome: rendered, "
+                                   "dropped (stale: a newer frame arrived first), no_face", ["outcome"], registry=r)
 
     def serve(self, port: int, address: str = "0.0.0.0"):
         """Expose /metrics on its own HTTP port; returns the server (``shutdown()`` stops it)."""

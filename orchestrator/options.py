@@ -35,6 +35,15 @@ class DrivingCropOptions:
 
 
 @dataclass(frozen=True)
+class FaceSelection:
+    """``options.faces``: which faces of the source image to animate (exactly one of the three is set)."""
+
+    all: bool = False  # every detected face, in face_order (at most the server's limit)
+    indices: tuple[int, ...] = ()  # by index in face_order
+    boxes: tuple[tuple[float, float, float, float], ...] = ()  # the face each box holds
+
+
+@dataclass(frozen=True)
 class AnimateOptions:
     keypoints: KeypointOptions = field(default_factory=KeypointOptions)
     paste_back: bool = True
@@ -52,6 +61,10 @@ class AnimateOptions:
     edit: Edit | None = None  # applied on top of the driving motion in every frame
     smoothing: SmoothingOptions | None = None  # steady motion (None: off, the driving motion is used raw)
     model_set: str = "human"  # "animal": the *_animal models and the official animal pipeline
+    # a source video: official driving_smooth_observation_variance (0: off) and flag_source_video_eye_retargeting
+    source_video_smoothing: float = 3e-7
+    source_video_eye_retargeting: bool = False
+    faces: FaceSelection | None = None  # several faces (None: one face, face_index / face_hint)
 
     @property
     def pastes_back(self) -> bool:
@@ -117,11 +130,12 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
     if division not in (2, 4, 8, 16):
         raise InvalidRequest(f"source_division must be 2, 4, 8 or 16 (the video needs even sides), got {division}")
     model_set = _enum(MODEL_SET_NAMES, o.model_set, "model_set")
+    faces = face_selection(o, model_set) if o.HasField("faces") else None
     if model_set == "animal":
         # official animal pipeline: no eye/lip retargeting, no lip normalisation, its own motion composition
         keypoints = KeypointOptions(driving_multiplier=keypoints.driving_multiplier, stitching=keypoints.stitching,
                                     animal=True)
-        if _get(o, "crop_source", True) and hint is None:
+        if _get(o, "crop_source", True) and hint is None and faces is None:
             raise FailedPrecondition(ANIMAL_NEEDS_A_BOX)
     return AnimateOptions(
         model_set=model_set,
@@ -141,7 +155,56 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         low_latency=_get(output, "low_latency", False),
         edit=edit_from_proto(o.edit, "options.edit") if o.HasField("edit") else None,
         smoothing=smoothing_options(o.smoothing) if o.HasField("smoothing") else None,
+        faces=faces,
+        source_video_smoothing=_range("source_video_smoothing", _get(o, "source_video_smoothing", 3e-7), 0.0, 1.0),
+        source_video_eye_retargeting=_get(o, "source_video_eye_retargeting", False),
     )
+
+
+def face_selection(o: pb.AnimationOptions, model_set: str) -> FaceSelection:
+    """``options.faces`` checked: one way of choosing, no repeated index, well-formed boxes, and the options the
+    pasting of several faces into one frame needs."""
+    f = o.faces
+    if [bool(f.all), bool(f.indices), bool(f.boxes)].count(True) != 1:
+        raise InvalidRequest("options.faces: set exactly one of `all`, `indices` and `boxes`")
+    if len(set(f.indices)) != len(f.indices):
+        raise InvalidRequest(f"options.faces.indices repeats a face: {list(f.indices)}")
+    if len(f.boxes) % 4:
+        raise InvalidRequest(f"options.faces.boxes holds [x1, y1, x2, y2] per face (4 values each), got "
+                             f"{len(f.boxes)} values")
+    boxes = tuple(tuple(float(v) for v in f.boxes[i:i + 4]) for i in range(0, len(f.boxes), 4))
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        if not np.isfinite([x1, y1, x2, y2]).all() or x2 <= x1 or y2 <= y1:
+            raise InvalidRequest(f"options.faces.boxes[{i}] must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+    if o.face_index or o.face_hint:
+        raise InvalidRequest("face_index and face_hint choose one face; with options.faces choose the faces with "
+                             "faces.indices or faces.boxes")
+    if not _get(o, "crop_source", True):
+        raise InvalidRequest("options.faces needs crop_source: each face is cropped from the source image, animated "
+                             "and pasted back into it")
+    if not (_get(o, "paste_back", True) and _get(o, "stitching", True)):
+        raise InvalidRequest("options.faces needs paste_back and stitching: the animated faces are pasted back "
+                             "into one frame")
+    if model_set == "animal" and not boxes:
+        raise FailedPrecondition("options.faces in animal mode needs faces.boxes, one box around each animal's "
+                                 "face (no animal face detector is served)")
+    return FaceSelection(bool(f.all), tuple(int(i) for i in f.indices), boxes)
+
+
+def video_source_options(options: AnimateOptions, setup: pb.AnimateSetup) -> AnimateOptions:
+    """A source video's request checked: what the official v2v pipeline does not combine with it is refused."""
+    refusals = [
+        (setup.WhichOneof("driving") == "driving_keyframes", "driving_keyframes (drive a source video with a video, "
+                                                              "an image or a motion template)"),
+        (options.edit is not None, "options.edit"),
+        (options.model_set != "human", "model_set ANIMAL (the official animal pipeline takes a source image)"),
+        (bool(setup.face_drivings) or setup.options.HasField("faces"), "several faces (options.faces, "
+                                                                       "face_drivings)"),
+    ]
+    for refused, what in refusals:
+        if refused:
+            raise InvalidRequest(f"a source video cannot be animated with {what}")
+    return options
 
 
 def smoothing_options(message: pb.Smoothing) -> SmoothingOptions | None:

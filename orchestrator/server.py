@@ -177,7 +177,8 @@ class Orchestrator:
             self.service.draining = True
             deadline = time.monotonic() + self.config.drain_s
             admission = self.service.admission
-            while admission.running + admission.waiting and time.monotonic() < deadline:
+            live = self.service.live_streams  # live streams end themselves with UNAVAILABLE within a second
+            while admission.running + admission.waiting + live.active and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             if admission.running + admission.waiting:
                 log.warning("drain time over: cancelling %d running request(s)", admission.running)
@@ -232,6 +233,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--max-source-bytes", type=int, default=_env("max_source_bytes", dl.max_source_bytes))
     p.add_argument("--max-driving-bytes", type=int, default=_env("max_driving_bytes", dl.max_driving_bytes))
     p.add_argument("--max-frames", type=int, default=_env("max_frames", dl.max_frames))
+    p.add_argument("--max-faces", type=int, default=_env("max_faces", dl.max_faces),
+                   help=f"faces one AnimatePortrait animates (options.faces), 1 to {dl.chunk_frames}: the faces of a "
+                        "frame are rendered in one Triton batch")
     p.add_argument("--max-request-seconds", type=float, default=_env("max_request_seconds", dl.max_request_s))
     p.add_argument("--edit-sessions", type=int, default=_env("edit_sessions", dl.edit_sessions),
                    help="EditPortrait: prepared sources kept (LRU)")
@@ -239,6 +243,19 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="EditPortrait: total bytes of the kept sources")
     p.add_argument("--edit-session-ttl", type=float, default=_env("edit_session_ttl", dl.edit_session_ttl_s),
                    help="EditPortrait: idle seconds before a session is dropped")
+    p.add_argument("--live-max-streams", type=int, default=_env("live_max_streams", dl.live_max_streams),
+                   help="AnimateStream: live streams open at once (beyond: RESOURCE_EXHAUSTED)")
+    p.add_argument("--live-max-fps", type=float, default=_env("live_max_fps", dl.live_max_fps),
+                   help="AnimateStream: driving frames per second per stream")
+    p.add_argument("--live-max-session-seconds", type=float,
+                   default=_env("live_max_session_seconds", dl.live_max_session_s),
+                   help="AnimateStream: length of one stream")
+    p.add_argument("--live-idle-timeout", type=float, default=_env("live_idle_timeout", dl.live_idle_timeout_s),
+                   help="AnimateStream: seconds without a driving frame before the stream is ended")
+    p.add_argument("--live-max-frame-bytes", type=int, default=_env("live_max_frame_bytes", dl.live_max_frame_bytes),
+                   help="AnimateStream: bytes of one driving frame")
+    p.add_argument("--live-max-frame-side", type=int, default=_env("live_max_frame_side", dl.live_max_frame_side),
+                   help="AnimateStream: pixels per side of a driving frame")
     p.add_argument("--face-stack", choices=FACE_STACKS, default=_env("face_stack", d.face_stack))
     p.add_argument("--spool-dir", type=Path, default=_env("spool_dir", None), help="where uploads are spooled")
     p.add_argument("--tls-cert", type=Path, default=_env("tls_cert", None))
@@ -258,14 +275,26 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         p.error("--tls-cert and --tls-key go together")
     if a.tls_client_ca and not a.tls_cert:
         p.error("--tls-client-ca needs --tls-cert and --tls-key")
+    if not 1 <= a.max_faces <= dl.chunk_frames:
+        p.error(f"--max-faces must be between 1 and {dl.chunk_frames}")
+    if a.live_max_streams < 0:
+        p.error("--live-max-streams must be >= 0 (0: no live streams)")
+    for flag in ("live_max_fps", "live_max_session_seconds", "live_idle_timeout", "live_max_frame_bytes",
+                 "live_max_frame_side"):
+        if not getattr(a, flag) > 0:
+            p.error(f"--{flag.replace('_', '-')} must be > 0")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(
         address=a.address, port=a.port, metrics_port=a.metrics_port,
         triton=TritonConfig(url=a.triton_url, call_timeout_s=a.triton_timeout, ssl=a.triton_ssl,
                             root_certificates=a.triton_root_certificates),
         limits=Limits(max_source_bytes=a.max_source_bytes, max_driving_bytes=a.max_driving_bytes,
-                      max_frames=a.max_frames, max_request_s=a.max_request_seconds, edit_sessions=a.edit_sessions,
-                      edit_session_bytes=a.edit_session_bytes, edit_session_ttl_s=a.edit_session_ttl),
+                      max_frames=a.max_frames, max_faces=a.max_faces, max_request_s=a.max_request_seconds,
+                      edit_sessions=a.edit_sessions, edit_session_bytes=a.edit_session_bytes,
+                      edit_session_ttl_s=a.edit_session_ttl, live_max_streams=a.live_max_streams,
+                      live_max_fps=a.live_max_fps, live_max_session_s=a.live_max_session_seconds,
+                      live_idle_timeout_s=a.live_idle_timeout, live_max_frame_bytes=a.live_max_frame_bytes,
+                      live_max_frame_side=a.live_max_frame_side),
         max_concurrent=a.max_concurrent, max_queued=a.max_queued, max_message_bytes=a.max_message_bytes,
         face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_client_ca=a.tls_client_ca, api_keys=a.api_keys, health_port=a.health_port, drain_s=a.drain_seconds)

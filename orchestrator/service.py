@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import AsyncIterator
@@ -19,18 +18,23 @@ from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
 from .auth import Caller, current_caller
-from .driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
+from .pipeline.driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
 from .editing import SessionStore, edit_image, session_source
 from .errors import FailedPrecondition, InvalidRequest, Unavailable, status_of
-from .face import CropConfig, FaceAnalyzer, FaceSelectionError, decode_image, make_analyzer
+from .face import CropConfig, FaceAnalyzer, FaceSelectionError, InvalidImageError, decode_image, make_analyzer
 from .keypoints import KeypointOptions, Motion
+from .live import LiveAnimator, LiveSession, LiveStreams, live_options, setup_message
 from .media import probe
 from .metrics import Metrics
-from .options import AnimateOptions, animate_options, driving_crop_options, edit_request_options, keyframes_from_proto
-from .pipeline import RequestContext, animate, weights_warnings
-from .templates import Template, from_proto, to_proto
+from .options import (AnimateOptions, animate_options, driving_crop_options, edit_request_options, keyframes_from_proto,
+                      video_source_options)
+from .pipeline import ImageAnimation, RequestContext, animate, weights_warnings
+from .pipeline.image_source import FaceDriving
+from .pipeline.video_source import SourceVideo, VideoAnimation
+from .templates import InvalidTemplateError, Template, from_proto, to_proto
 from .timing import Timings
 from .triton_client import ModelSetRunner, RequestRunner, Traffic, TritonRunner
+from .uploads import Requests, SpoolFile, receive_video
 
 log = logging.getLogger("liveportrait.orchestrator")
 
@@ -42,9 +46,17 @@ class Limits:
     max_frames: int = 18_000  # 10 minutes at 30 fps
     max_request_s: float = 3600.0
     chunk_frames: int = 8  # frames per Triton batch (the models' max_batch_size)
+    max_faces: int = 8  # faces one AnimatePortrait animates (options.faces); <= chunk_frames (one render batch)
     edit_sessions: int = 64  # prepared sources kept for EditPortrait (LRU)
     edit_session_bytes: int = 512 * 1024 * 1024  # their total size
     edit_session_ttl_s: float = 900.0  # idle seconds before a session is dropped
+    # AnimateStream (live animation; orchestrator/live/)
+    live_max_streams: int = 8  # streams open at once; beyond: RESOURCE_EXHAUSTED at setup
+    live_max_fps: float = 30.0  # driving frames per second per stream
+    live_max_session_s: float = 1800.0  # length of one stream
+    live_idle_timeout_s: float = 30.0  # seconds without a driving frame before a stream is ended
+    live_max_frame_bytes: int = 4 * 1024 * 1024  # one driving frame message
+    live_max_frame_side: int = 1920  # pixels, each side of a driving frame
 
 
 @dataclass
@@ -67,28 +79,44 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         self.spool_dir = spool_dir
         self.draining = False  # set on SIGTERM: new calls are refused with UNAVAILABLE, running ones finish
         self.sessions = SessionStore(limits.edit_sessions, limits.edit_session_bytes, limits.edit_session_ttl_s)
+        self.live_streams = LiveStreams(limits.live_max_streams, metrics)
 
     # ---- RPCs ------------------------------------------------------------------------------------------------
 
     async def AnimatePortrait(self, request_iterator, context) -> AsyncIterator[pb.AnimateResponse]:
         async with self._call("AnimatePortrait", context) as runner:
-            setup = await self._first(request_iterator, "setup")
+            requests = Requests(request_iterator)
+            setup = await self._first(requests, "setup")
             options = animate_options(setup.options, setup.output)
             if setup.WhichOneof("driving") == "driving_keyframes":
                 options = keyframe_options(options)
             if options.model_set != "human":
                 runner = ModelSetRunner(runner, options.model_set, missing_model_set(options.model_set))
-            self._check_source(setup.source_image)
+            source_video = setup.WhichOneof("source") == "source_video"
+            if source_video:
+                options = video_source_options(options, setup)
+            else:
+                self._check_source(setup.source_image)
             timings = Timings()
             need_ratios = options.keypoints.retargeting
             analyzer = self._analyzer(runner, options.source_crop)
-            async with self._driving(setup, request_iterator, runner, analyzer, options, need_ratios,
-                                     timings) as driving:
+            async with AsyncExitStack() as uploads:
+                if source_video:
+                    source = await uploads.enter_async_context(self._source_video(setup, requests, analyzer, options,
+                                                                                  timings))
+                driving = await uploads.enter_async_context(self._driving(setup, requests, runner, analyzer, options,
+                                                                          need_ratios, timings))
                 caller = current_caller.get()
-                if caller is not None:  # the API key's max video length (quotas)
-                    caller.check_length(driving.total_frames)
                 ctx = RequestContext(runner, analyzer, timings, self._frames_rendered(caller), self.state.weights)
-                async for response in animate(setup.source_image, driving, options, ctx):
+                if source_video:
+                    animation = VideoAnimation(source, driving, options, ctx, setup.output.fps_and_audio_from_driving)
+                else:
+                    animation = ImageAnimation(setup.source_image, driving, options, ctx,
+                                               await face_drivings(setup, options, self.limits, ctx),
+                                               self.limits.max_faces, self.limits.chunk_frames)
+                if caller is not None:  # the API key's max video length (quotas)
+                    caller.check_length(animation.total_frames)
+                async for response in animate(animation, options, ctx):
                     if response.HasField("video"):
                         self.metrics.client_bytes.labels("out").inc(len(response.video.data))
                     yield response
@@ -106,13 +134,12 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                                         else -0.1)
             timings = Timings()
             with self._spool() as path:
-                await self._receive_video(request_iterator, path, setup.driving_video.size_bytes)
+                await self._receive_video(Requests(request_iterator), path, setup.driving_video.size_bytes)
                 info = probe(path)
                 driving = VideoDriving(path, info, runner, self._analyzer(runner, CropConfig()), crop, True, timings,
                                        self.limits.chunk_frames, self.limits.max_frames, audio=False)
                 parts = [motion async for motion in driving.chunks()]
-            motion = Motion(*(np.concatenate([getattr(p, f) for p in parts])
-                              for f in ("scale", "R", "exp", "t", "eye_ratio", "lip_ratio")))
+            motion = Motion.concat(parts)
             template = Template(motion, info.fps, setup.driving_video.filename or "ExtractMotion")
             for stage, seconds in timings.seconds.items():
                 self.metrics.stage_latency.labels(stage).observe(seconds)
@@ -160,19 +187,39 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 source_eye_ratio=[] if source.eye_ratio is None else [float(v) for v in source.eye_ratio],
                 source_lip_ratio=source.lip_ratio or 0.0)
 
+    async def AnimateStream(self, request_iterator, context) -> AsyncIterator[pb.LiveResponse]:
+        """Live animation (orchestrator/live): its own limit of open streams instead of the admission queue, and
+        the session's length as its deadline."""
+        limits = self.limits
+        async with self._call("AnimateStream", context, self.live_streams.slot, limits.live_max_session_s) as runner:
+            setup = await setup_message(self._first(request_iterator, "setup"), limits.live_idle_timeout_s)
+            self._check_source(setup.source_image)
+            options, output = live_options(setup, limits.live_max_fps)
+            if options.model_set != "human":
+                runner = ModelSetRunner(runner, options.model_set, missing_model_set(options.model_set))
+            ctx = RequestContext(runner, self._analyzer(runner, options.source_crop), Timings(),
+                                 self._frames_rendered(current_caller.get()), self.state.weights)
+            animator = LiveAnimator(setup.source_image, options, output, ctx, limits.live_max_frame_side)
+            async for response in LiveSession(animator, limits, self.metrics, lambda: self.draining).run(
+                    request_iterator):
+                yield response
+
     # ---- helpers ---------------------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _call(self, method: str, context) -> AsyncIterator[RequestRunner]:
-        """Admission, deadline, metrics and error mapping around one RPC; yields the request's Triton runner."""
+    async def _call(self, method: str, context, slot=None, max_seconds: float | None = None
+                    ) -> AsyncIterator[RequestRunner]:
+        """Admission (``slot``: the admission queue unless given), deadline (``max_seconds``: the request limit unless
+        given), metrics and error mapping around one RPC; yields the request's Triton runner."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
             if self.draining:
                 raise Unavailable("the server is shutting down; retry (another replica will take the request)")
-            async with self.admission.slot():
+            async with (slot or self.admission.slot)():
+                limit = self.limits.max_request_s if max_seconds is None else max_seconds
                 remaining = context.time_remaining()
-                budget = self.limits.max_request_s if remaining is None else min(remaining, self.limits.max_request_s)
+                budget = limit if remaining is None else min(remaining, limit)
                 yield RequestRunner(self.runner, Traffic(), time.monotonic() + budget)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -221,6 +268,19 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         return analyzer
 
     @asynccontextmanager
+    async def _source_video(self, setup: pb.AnimateSetup, requests: Requests, analyzer: FaceAnalyzer,
+                            options: AnimateOptions, timings: Timings):
+        """The uploaded source video, spooled (removed when the call ends)."""
+        with self._spool() as path:
+            with timings.stage("receive"):
+                await self._receive_video(requests, path, setup.source_video.size_bytes, "source_chunk")
+            info = probe(path, "source video")
+            if info.frames > self.limits.max_frames:
+                raise InvalidRequest(f"the source video has {info.frames} frames, more than the limit of "
+                                     f"{self.limits.max_frames}")
+            yield SourceVideo(path, info, analyzer, options, timings, self.limits.chunk_frames, self.limits.max_frames)
+
+    @asynccontextmanager
     async def _driving(self, setup: pb.AnimateSetup, request_iterator, runner: RequestRunner,
                        analyzer: FaceAnalyzer, options: AnimateOptions, need_ratios: bool, timings: Timings):
         kind = setup.WhichOneof("driving")
@@ -251,44 +311,11 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                                  "driving_keyframes")
 
     def _spool(self):
-        return _SpoolFile(self.spool_dir)
+        return SpoolFile(self.spool_dir)
 
-    async def _receive_video(self, request_iterator, path: Path, announced: int) -> int:
-        limit = self.limits.max_driving_bytes
-        if announced > limit:
-            raise InvalidRequest(f"the driving video is {announced} bytes, more than the limit of {limit} bytes")
-        size = 0
-        with open(path, "wb") as spool:
-            async for message in request_iterator:
-                if message.WhichOneof("part") != "driving_chunk":
-                    raise InvalidRequest("after the setup only driving_chunk messages may follow")
-                size += len(message.driving_chunk)
-                self.metrics.client_bytes.labels("in").inc(len(message.driving_chunk))
-                if size > limit:
-                    raise InvalidRequest(f"the driving video exceeds the limit of {limit} bytes")
-                spool.write(message.driving_chunk)
-        if size == 0:
-            raise InvalidRequest("the driving video is empty: send its bytes as driving_chunk messages after setup")
-        if announced and size != announced:
-            raise InvalidRequest(f"the driving video was announced as {announced} bytes (setup size_bytes) but "
-                                 f"{size} bytes arrived; the upload is incomplete or size_bytes is wrong")
-        return size
-
-
-class _SpoolFile:
-    """A temporary file for one uploaded video, removed on exit."""
-
-    def __init__(self, directory: Path | None):
-        self.directory = directory
-
-    def __enter__(self) -> Path:
-        handle = tempfile.NamedTemporaryFile(prefix="driving-", suffix=".bin", dir=self.directory, delete=False)
-        handle.close()
-        self.path = Path(handle.name)
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+    async def _receive_video(self, requests: Requests, path: Path, announced: int, part: str = "driving_chunk") -> int:
+        return await receive_video(requests, path, announced, self.limits.max_driving_bytes, part,
+                                   self.metrics.client_bytes.labels("in").inc)
 
 
 def missing_model_set(model_set: str):
@@ -299,6 +326,36 @@ def missing_model_set(model_set: str):
             "(tritonserver --model-repository HUMAN --model-repository ANIMAL)")
 
     return error
+
+
+async def face_drivings(setup: pb.AnimateSetup, options: AnimateOptions, limits: Limits,
+                        ctx: RequestContext) -> dict[int, FaceDriving]:
+    """``setup.face_drivings``: the faces with their own driving input (an image or a motion template), by position
+    among the animated faces; the others follow the main driving input."""
+    if setup.face_drivings and options.faces is None:
+        raise InvalidRequest("face_drivings need options.faces (the faces to animate)")
+    own: dict[int, FaceDriving] = {}
+    for i, message in enumerate(setup.face_drivings):
+        label = f"face_drivings[{i}]"
+        if message.face in own:
+            raise InvalidRequest(f"{label} drives face {message.face}, which {own[message.face].label} drives too")
+        kind = message.WhichOneof("driving")
+        if kind is None:
+            raise InvalidRequest(f"{label} has no driving input: set driving_image or driving_template")
+        if len(message.driving_image) > limits.max_source_bytes:
+            raise InvalidRequest(f"{label}.driving_image is {len(message.driving_image)} bytes, more than the limit "
+                                 f"of {limits.max_source_bytes} bytes")
+        try:
+            if kind == "driving_template":
+                driving = TemplateDriving(from_proto(message.driving_template, limits.max_frames), limits.chunk_frames)
+            else:
+                image = await asyncio.to_thread(decode_image, message.driving_image)
+                driving = ImageDriving(image, ctx.runner, ctx.analyzer, options.driving_crop,
+                                       options.keypoints.retargeting, ctx.timings)
+        except (InvalidImageError, InvalidTemplateError) as exc:
+            raise InvalidRequest(f"{label}.{kind}: {exc}") from None
+        own[message.face] = FaceDriving(label, driving)
+    return own
 
 
 def keyframe_options(options: AnimateOptions) -> AnimateOptions:

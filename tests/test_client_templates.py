@@ -123,7 +123,7 @@ def _nan_pickle(path: Path, field: str) -> Path:
 def test_cli_animate_reports_the_local_input_error(tmp_path, capsys, case):
     """Issue 13 defect 3: a refused or malformed template or a missing file is reported with its reason before any
     call (exit 1, no invented gRPC status), not as `UNKNOWN: Exception iterating requests!`."""
-    from client.api import animate_requests
+    from client.messages import animate_requests
     from orchestrator.triton_process import free_port
 
     source = tmp_path / "s.png"

@@ -247,7 +247,7 @@ def test_edit_on_a_template_adds_the_edit_to_every_frame():
 def test_keyframe_driving_first_and_last_frames_are_the_keyframes_edits():
     """KeyframeDriving through KeypointStage (stitching off: numpy only): frame 0 / the last frame have the
     keypoints EditPortrait computes for the first / last keyframe's edit; count = round(total x fps)."""
-    from orchestrator.driving import EditedMotion, KeyframeDriving, neutral_motion
+    from orchestrator.pipeline.driving import EditedMotion, KeyframeDriving, neutral_motion
     from orchestrator.editing import PreparedSource, edit_stage
     from orchestrator.options import AnimateOptions
     from orchestrator.pipeline import Source

@@ -17,6 +17,7 @@ from orchestrator.triton_process import free_port
 
 pytestmark = pytest.mark.triton
 REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT.parent / "shared" / "examples"
 
 
 def port_open(port: int) -> bool:
@@ -39,7 +40,7 @@ def read_until(process: subprocess.Popen, pattern: str, timeout_s: float) -> tup
     pytest.fail(f"no {pattern!r} within {timeout_s:.0f} s; output:\n{seen}")
 
 
-def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator():
+def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator(tmp_path):
     port = free_port()
     busy = socket.socket()  # the metrics port is taken (another `liveportrait up`): a free one is chosen and printed
     busy.bind(("127.0.0.1", 0))
@@ -48,7 +49,7 @@ def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator():
     cli = [sys.executable, "-m", "client.cli"]
     web_port = free_port()  # and the web page beside the stack (`up --web`), stopped with it
     process = subprocess.Popen([*cli, "up", "--port", str(port), "--metrics-port", str(metrics_port), "--web",
-                                "--web-port", str(web_port)], cwd=REPO_ROOT,
+                                "--web-port", str(web_port), "--animal"], cwd=REPO_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -62,6 +63,11 @@ def test_up_serves_until_ctrl_c_then_stops_triton_and_the_orchestrator():
         health = subprocess.run([*cli, "health", "--server", f"127.0.0.1:{port}"], capture_output=True, text=True,
                                 timeout=60, cwd=REPO_ROOT)
         assert health.returncode == 0 and "SERVING" in health.stdout
+        animal = subprocess.run([*cli, "animate", "--server", f"127.0.0.1:{port}", "--source",
+                                 str(EXAMPLES / "source" / "s9.jpg"), "--driving", str(EXAMPLES / "driving" / "d9.jpg"),
+                                 "--model-set", "animal", "--no-crop-source", "-o", str(tmp_path / "animal.mp4")],
+                                capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+        assert animal.returncode == 0, animal.stdout + animal.stderr  # `up --animal` serves the animal models too
         triton_port = int(triton.group(1))
         assert port_open(port) and port_open(triton_port) and port_open(int(chosen.group(1)))
         process.send_signal(signal.SIGINT)

@@ -306,6 +306,13 @@ def test_pytorch_target_is_scheduled_on_a_gpu_and_sizes_the_orchestrator_like_gp
         [d for d in pytorch if d["kind"] == "HorizontalPodAutoscaler"]
 
 
+def test_the_animal_repository_is_served_beside_the_human_one(helm):
+    args = container(triton(render(helm, sets=("triton.modelRepository.extraRepositories[0]=/models-animal",))),
+                     "triton")["args"]
+    assert [a for a in args if a.startswith("--model-repository=")] == ["--model-repository=/models",
+                                                                         "--model-repository=/models-animal"]
+
+
 def test_scheduling_knobs_from_values(helm):
     d = triton(render(helm, sets=("triton.runtimeClassName=nvidia", "triton.gpu.count=2",
                                   "triton.nodeSelector.pool=gpu-l4", "triton.tolerations[0].key=dedicated",

@@ -7,7 +7,7 @@ import pytest
 from orchestrator.face.ratios import official_ratios
 from orchestrator.keypoints import (KeypointComposer, KeypointOptions, Motion, combined_eye_ratio, combined_lip_ratio,
                                     convex_hull_volume, motion_multiplier, rotation_matrix, source_keypoints)
-from orchestrator.paste import PasteBack, feathered_mask
+from orchestrator.pipeline.paste import PasteBack, feathered_mask
 
 from golden import cases_with
 

@@ -76,3 +76,29 @@ def test_scale_out_harness_with_two_replicas_spreads_evenly_and_the_signal_rises
     # The pending-requests rule is recorded under load. Its value at the sampled instants may be 0: Triton's batcher
     # takes every queued request when the instance frees up, so queued requests are brief (a CI run saw 0).
     assert report["phases"][0]["pending_max"] is not None
+
+
+def test_live_scenario_reports_latency_fps_drops_and_render_batch_per_level(orchestrator, triton_server, tmp_path):
+    report_path = tmp_path / "live.json"
+    assert main(["live", "--target", orchestrator.target, "--streams", "1,2", "--fps", "5", "--duration", "2",
+                 "--warmup", "0", "--triton-metrics", triton_server.metrics_url,
+                 "--orchestrator-metrics", orchestrator.metrics_url, "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert [lv["streams"] for lv in report["levels"]] == [1, 2]
+    for lv in report["levels"]:
+        assert lv["status"] == {"OK": lv["streams"]} and lv["errors"] == {}
+        assert len(lv["fps_per_stream"]) == lv["streams"] and min(lv["fps_per_stream"]) > 0
+        # every frame sent was either animated or dropped by the server as stale
+        assert lv["results"] == lv["frames_sent"] - lv["dropped_server"] >= lv["streams"]
+        assert lv["frames_offered"] == lv["frames_sent"] + lv["dropped_client"]
+        assert 0 <= lv["drop_rate"] < 1
+        lat, server = lv["latency_ms"], lv["server_ms"]
+        assert 0 < server["p50"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert 0 < lv["render_ms"]["p50"] <= server["max"] and 0 <= lv["queue_ms"]["p50"] <= server["p50"]
+        # one render_i420 call per animated frame, counted by Triton and the orchestrator
+        animated = lv["results"] - lv["no_face"]
+        assert lv["render_requests"] == animated == lv["server"]["orchestrator"]["frames_rendered"]
+        assert lv["server"]["orchestrator"]["requests"] == {"AnimateStream:OK": lv["streams"]}
+        assert 1 <= lv["render_avg_batch_size"] <= lv["streams"]
+    table = report_path.with_suffix(".md").read_text()
+    assert table.count("\n| ") == 3  # the header and one row per level

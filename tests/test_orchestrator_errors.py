@@ -15,7 +15,8 @@ import grpc
 import numpy as np
 import pytest
 
-from client.api import PortraitClient, animate_requests, animation_options
+from client.api import PortraitClient
+from client.messages import animate_requests, animation_options
 from client.templates import read_template
 from orchestrator.embedded import OrchestratorProcess
 from orchestrator.triton_process import TritonProcess

@@ -15,10 +15,11 @@ def test_generated_code_is_current(tmp_path: Path):
         assert committed.read_text() == fresh.read_text(), f"{committed} is stale: run `python -m protos.generate`"
 
 
-def test_service_has_the_four_methods():
+def test_service_has_the_five_methods():
     from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
     service = pb.DESCRIPTOR.services_by_name["PortraitAnimator"]
     methods = {m.name: (m.client_streaming, m.server_streaming) for m in service.methods}
     assert methods == {"AnimatePortrait": (True, True), "ExtractMotion": (True, False),
-                       "DetectFaces": (False, False), "EditPortrait": (False, False)}
+                       "DetectFaces": (False, False), "EditPortrait": (False, False),
+                       "AnimateStream": (True, True)}

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from client.api import animation_options
+from client.messages import animation_options
 from client.demo_motion import demo_template
 from orchestrator.admission import Admission
 from orchestrator.errors import InvalidRequest, Overloaded

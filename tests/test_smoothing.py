@@ -101,7 +101,7 @@ def test_keyframes_drive_without_smoothing():
 
 
 def test_the_client_and_the_cli_send_the_option():
-    from client.api import animation_options
+    from client.messages import animation_options
     from client.cli import parser, smoothing_kwarg
     from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 

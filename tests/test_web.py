@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from client import cli
-from client.web import ANIMATE_OPTIONS, EDIT_SLIDERS, FACE_ORDERS, WebProcess, animate_kwargs, slider_edit
+from client.web import WebProcess
+from client.web_options import ANIMATE_OPTIONS, EDIT_SLIDERS, FACE_ORDERS, animate_kwargs, slider_edit
 from orchestrator.embedded import OrchestratorProcess
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
@@ -67,6 +68,16 @@ def test_only_changed_options_are_sent():
     assert animate_kwargs(smooth) == {"smoothing": {"min_cutoff_hz": None, "beta": 0.5}}
 
 
+def test_live_tab_sends_the_animate_options_but_not_those_of_a_video_output():
+    from client.web_live import live_kwargs
+
+    values = {o.name: o.default for o in ANIMATE_OPTIONS}
+    assert live_kwargs(values) == {}
+    values.update(crf=20, audio=False, low_latency=True, driving_multiplier=1.5, face_index=1, smooth=True)
+    assert live_kwargs(values) == {"driving_multiplier": 1.5, "face_index": 1,
+                                   "smoothing": {"min_cutoff_hz": None, "beta": None}}
+
+
 def test_sliders_cover_the_slider_edit_with_the_proto_ranges():
     assert [s.name for s in EDIT_SLIDERS] == [f.name for f in pb.Edit.DESCRIPTOR.fields]
     body = re.search(r"message Edit \{(.*?)\n\}", PROTO.read_text(), re.S).group(1)
@@ -111,8 +122,8 @@ def _missing(what: str):
     pytest.skip(f"{what} is missing: run `make tools` (Debian's chromium and chromium-driver)")
 
 
-@pytest.fixture(scope="module")
-def browser():
+def chrome(*extra_args: str):
+    """Headless Chromium through chromedriver."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
         _missing("chromium / chromedriver")
@@ -122,9 +133,14 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,2000", "--mute-audio"):
+                "--window-size=1400,2000", "--mute-audio", *extra_args):
         options.add_argument(arg)
-    session = webdriver.Chrome(service=Service(driver), options=options)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    session = chrome()
     yield session
     session.quit()
 
@@ -133,6 +149,11 @@ def browser():
 def page(browser, web, request):
     """The page, freshly loaded; a failed test leaves a screenshot, the HTML and the page's log in ARTIFACTS (every
     test does with LIVEPORTRAIT_WEB_SCREENSHOTS=1)."""
+    yield from loaded(browser, web, request)
+
+
+def loaded(browser, web, request):
+    """``page``'s body for any browser session."""
     browser.get(web.url)
     wait_for(browser, lambda: browser.execute_script("return !!document.querySelector('#animate-run')"),
              "the page to load")
@@ -297,3 +318,59 @@ def test_edit_slider_updates_the_preview(page, edit_served):
     click(page, "edit-apply")
     edit = wait_for(page, lambda: textbox(page, "animate-edit"), "the edit in the Animate tab")
     assert '"smile"' in edit
+
+
+def fake_camera_video(destination: Path, frames: int = 50) -> Path:
+    """The first two seconds of d0.mp4 as a Y4M file: what Chromium's fake camera plays, in a loop."""
+    with av.open(str(EXAMPLES / "driving" / "d0.mp4")) as inp, \
+            av.open(str(destination), "w", format="yuv4mpegpipe") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("rawvideo", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        for i, frame in enumerate(inp.decode(vin)):
+            if i == frames:
+                break
+            out.mux(vout.encode(frame.reformat(format="yuv420p")))
+        out.mux(vout.encode(None))
+    return destination
+
+
+@pytest.fixture
+def camera_page(web, request, tmp_path):
+    """The page in a browser of its own whose camera plays a clip of d0.mp4 (permission granted)."""
+    camera = fake_camera_video(tmp_path / "camera.y4m")
+    session = chrome("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-video-capture={camera}")
+    try:
+        yield from loaded(session, web, request)
+    finally:
+        session.quit()
+
+
+def live_streams(orchestrator) -> float:
+    """The orchestrator's gauge of open AnimateStream streams."""
+    import urllib.request
+
+    text = urllib.request.urlopen(orchestrator.metrics_url, timeout=10).read().decode()
+    return float(re.search(r"^liveportrait_live_streams (\S+)$", text, re.M).group(1))
+
+
+@pytest.mark.triton
+def test_live_tab_animates_the_camera_with_a_latency_readout(camera_page, orchestrator):
+    page = camera_page
+    output_src = "const i = document.querySelector('#live-output img'); return i && i.complete && i.src"
+    open_tab(page, "Live")
+    upload(page, "live-source", EXAMPLES / "source" / "s0.jpg")
+    click(page, "live-camera [title='grant webcam access'] button")  # "Click to Access Webcam"
+    wait_for(page, lambda: page.execute_script(
+        "const v = document.querySelector('#live-camera video'); return v && v.videoWidth > 0"), "the camera")
+    click(page, "live-camera button.capture-button")  # start streaming
+    first = wait_for(page, lambda: page.execute_script(output_src), "the first animated frame")
+    wait_for(page, lambda: (src := page.execute_script(output_src)) and src != first, "a second animated frame")
+    text = wait_for(page, lambda: re.search(r"latency p50 \d+ ms, p95 \d+ ms", textbox(page, "live-readout"))
+                    and textbox(page, "live-readout"), "the latency read-out")
+    assert re.search(r"server p50 \d+ ms\), \d+\.\d fps", text), text
+    assert re.search(r"\d+ of \d+ camera frames animated \(\d+ without a face\), \d+ dropped \(\d+%\)", text), text
+    assert live_streams(orchestrator) == 1  # one stream for this browser session
+    click(page, "live-camera button.capture-button")  # stop streaming: the page ends the stream
+    wait_for(page, lambda: live_streams(orchestrator) == 0, "the live stream to end", 30)

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from .analyzer import FaceAnalyzer
-from .geometry import DRIVING_CROP, CropConfig, box_transform, crop_rect, square_box, warp_crop
-from .ordering import box_iou
+from .geometry import (DRIVING_CROP, CropConfig, CropTransform, box_transform, crop_rect, crop_transform, resize_crop,
+                       square_box, warp_crop)
+from .ordering import box_iou, select_face
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,60 @@ class DrivingCropTracker:
             return box
         a = self.config.smoothing
         return a * box + (1 - a) * self._box
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One source-video frame prepared like a source image (official ``crop_source_video``)."""
+
+    image_256: np.ndarray  # the network input (the official source crop, resized)
+    transform: CropTransform  # frame <-> 512 crop (``M_c2o`` for the paste-back)
+    eye_ratio: tuple[float, float]
+    lip_ratio: float
+    box: np.ndarray  # the landmarks' bounding box [x1, y1, x2, y2]
+    face_found: bool  # False: the face was lost on this frame and the last crop is reused
+
+
+class SourceFaceTracker:
+    """The chosen face of a source video, frame after frame: detected (with the request's face index, order and
+    hint) on the first frame that shows a face, then followed by its landmarks (the landmark model seeded with the
+    previous frame's, as the official ``crop_source_video`` does), re-detected when lost (the face overlapping the
+    last one most). Every frame is cropped from its own landmarks like a source image (rotation, ``crop`` scale and
+    offsets); a frame where the face is lost reuses the last crop."""
+
+    def __init__(self, analyzer: FaceAnalyzer, face_index: int = 0, order: str | None = None,
+                 hint: np.ndarray | None = None):
+        self.analyzer = analyzer
+        self.face_index, self.order, self.hint = face_index, order, hint
+        self._landmarks: np.ndarray | None = None
+        self._last: SourceFrame | None = None
+
+    async def process(self, frame: np.ndarray) -> SourceFrame | None:
+        """The frame's crop, or None while no face has been seen yet."""
+        landmarks = None
+        if self._landmarks is not None:
+            landmarks = await self.analyzer.track(frame, self._landmarks)
+        if landmarks is None:
+            faces = await self.analyzer.detect(frame, self.order, self.hint if self._last is None else None)
+            if faces and self._last is None:
+                landmarks = select_face(faces, self.face_index, self.hint).landmarks
+            elif faces:
+                landmarks = max(faces, key=lambda f: box_iou(f.box, self._last.box)).landmarks
+        if landmarks is None:
+            if self._last is None:
+                return None
+            self._landmarks = None
+            last = self._last
+            return SourceFrame(self.crop_like(frame, last), last.transform, last.eye_ratio, last.lip_ratio, last.box,
+                               False)
+        self._landmarks = landmarks
+        transform = crop_transform(self.analyzer.crop_points(landmarks), self.analyzer.config.crop)
+        eyes, lip = self.analyzer.ratios(landmarks)
+        box = np.concatenate([landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)]).astype(np.float64)
+        self._last = SourceFrame(resize_crop(warp_crop(frame, transform)), transform, eyes, lip, box, True)
+        return self._last
+
+    @staticmethod
+    def crop_like(frame: np.ndarray, found: SourceFrame) -> np.ndarray:
+        """The network input of ``frame`` cut with another frame's crop (frames before the first face)."""
+        return resize_crop(warp_crop(frame, found.transform))

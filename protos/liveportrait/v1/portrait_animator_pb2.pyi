@@ -57,6 +57,11 @@ class Easing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EASE_OUT: _ClassVar[Easing]
     EASE_IN_OUT: _ClassVar[Easing]
     STEP: _ClassVar[Easing]
+
+class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FRAME_ENCODED: _ClassVar[FrameFormat]
+    FRAME_I420: _ClassVar[FrameFormat]
 HUMAN: ModelSet
 ANIMAL: ModelSet
 DRIVING_OPTION_UNSPECIFIED: DrivingOption
@@ -87,32 +92,68 @@ EASE_IN: Easing
 EASE_OUT: Easing
 EASE_IN_OUT: Easing
 STEP: Easing
+FRAME_ENCODED: FrameFormat
+FRAME_I420: FrameFormat
 
 class AnimateRequest(_message.Message):
-    __slots__ = ("setup", "driving_chunk")
+    __slots__ = ("setup", "driving_chunk", "source_chunk")
     SETUP_FIELD_NUMBER: _ClassVar[int]
     DRIVING_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_CHUNK_FIELD_NUMBER: _ClassVar[int]
     setup: AnimateSetup
     driving_chunk: bytes
-    def __init__(self, setup: _Optional[_Union[AnimateSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ...) -> None: ...
+    source_chunk: bytes
+    def __init__(self, setup: _Optional[_Union[AnimateSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ..., source_chunk: _Optional[bytes] = ...) -> None: ...
 
 class AnimateSetup(_message.Message):
-    __slots__ = ("source_image", "driving_video", "driving_image", "driving_template", "driving_keyframes", "options", "output")
+    __slots__ = ("source_image", "source_video", "driving_video", "driving_image", "driving_template", "driving_keyframes", "options", "output", "face_drivings")
     SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DRIVING_IMAGE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    FACE_DRIVINGS_FIELD_NUMBER: _ClassVar[int]
     source_image: bytes
+    source_video: SourceVideo
     driving_video: DrivingVideo
     driving_image: bytes
     driving_template: MotionTemplate
     driving_keyframes: Keyframes
     options: AnimationOptions
     output: OutputOptions
-    def __init__(self, source_image: _Optional[bytes] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., driving_keyframes: _Optional[_Union[Keyframes, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+    face_drivings: _containers.RepeatedCompositeFieldContainer[FaceDriving]
+    def __init__(self, source_image: _Optional[bytes] = ..., source_video: _Optional[_Union[SourceVideo, _Mapping]] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., driving_keyframes: _Optional[_Union[Keyframes, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., face_drivings: _Optional[_Iterable[_Union[FaceDriving, _Mapping]]] = ...) -> None: ...
+
+class SourceVideo(_message.Message):
+    __slots__ = ("size_bytes", "filename")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    filename: str
+    def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class FaceDriving(_message.Message):
+    __slots__ = ("face", "driving_image", "driving_template")
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    face: int
+    driving_image: bytes
+    driving_template: MotionTemplate
+    def __init__(self, face: _Optional[int] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ...) -> None: ...
+
+class FaceSelection(_message.Message):
+    __slots__ = ("all", "indices", "boxes")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    boxes: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, all: _Optional[bool] = ..., indices: _Optional[_Iterable[int]] = ..., boxes: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class DrivingVideo(_message.Message):
     __slots__ = ("size_bytes", "filename")
@@ -123,7 +164,7 @@ class DrivingVideo(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
-    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit", "smoothing", "model_set")
+    __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit", "smoothing", "model_set", "faces", "source_video_smoothing", "source_video_eye_retargeting")
     RELATIVE_MOTION_FIELD_NUMBER: _ClassVar[int]
     DRIVING_OPTION_FIELD_NUMBER: _ClassVar[int]
     DRIVING_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +189,9 @@ class AnimationOptions(_message.Message):
     EDIT_FIELD_NUMBER: _ClassVar[int]
     SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     MODEL_SET_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VIDEO_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VIDEO_EYE_RETARGETING_FIELD_NUMBER: _ClassVar[int]
     relative_motion: bool
     driving_option: DrivingOption
     driving_multiplier: float
@@ -172,7 +216,10 @@ class AnimationOptions(_message.Message):
     edit: Edit
     smoothing: Smoothing
     model_set: ModelSet
-    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., smoothing: _Optional[_Union[Smoothing, _Mapping]] = ..., model_set: _Optional[_Union[ModelSet, str]] = ...) -> None: ...
+    faces: FaceSelection
+    source_video_smoothing: float
+    source_video_eye_retargeting: bool
+    def __init__(self, relative_motion: _Optional[bool] = ..., driving_option: _Optional[_Union[DrivingOption, str]] = ..., driving_multiplier: _Optional[float] = ..., animation_region: _Optional[_Union[AnimationRegion, str]] = ..., stitching: _Optional[bool] = ..., eye_retargeting: _Optional[bool] = ..., lip_retargeting: _Optional[bool] = ..., normalize_lip: _Optional[bool] = ..., paste_back: _Optional[bool] = ..., crop_source: _Optional[bool] = ..., crop_scale: _Optional[float] = ..., crop_vy_ratio: _Optional[float] = ..., crop_rotate: _Optional[bool] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., source_max_dim: _Optional[int] = ..., source_division: _Optional[int] = ..., face_index: _Optional[int] = ..., face_order: _Optional[str] = ..., face_hint: _Optional[_Iterable[float]] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., smoothing: _Optional[_Union[Smoothing, _Mapping]] = ..., model_set: _Optional[_Union[ModelSet, str]] = ..., faces: _Optional[_Union[FaceSelection, _Mapping]] = ..., source_video_smoothing: _Optional[float] = ..., source_video_eye_retargeting: _Optional[bool] = ...) -> None: ...
 
 class Smoothing(_message.Message):
     __slots__ = ("enabled", "min_cutoff_hz", "beta")
@@ -185,14 +232,16 @@ class Smoothing(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., min_cutoff_hz: _Optional[float] = ..., beta: _Optional[float] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("crf", "audio", "low_latency")
+    __slots__ = ("crf", "audio", "low_latency", "fps_and_audio_from_driving")
     CRF_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LOW_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    FPS_AND_AUDIO_FROM_DRIVING_FIELD_NUMBER: _ClassVar[int]
     crf: int
     audio: bool
     low_latency: bool
-    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ...) -> None: ...
+    fps_and_audio_from_driving: bool
+    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ..., fps_and_audio_from_driving: _Optional[bool] = ...) -> None: ...
 
 class AnimateResponse(_message.Message):
     __slots__ = ("progress", "video", "summary")
@@ -243,7 +292,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("frames", "fps", "width", "height", "video_bytes", "has_audio", "timings", "warnings", "weights", "seconds", "triton_bytes_sent", "triton_bytes_received", "source_face_box")
+    __slots__ = ("frames", "fps", "width", "height", "video_bytes", "has_audio", "timings", "warnings", "weights", "seconds", "triton_bytes_sent", "triton_bytes_received", "source_face_box", "faces", "source_frames")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +306,8 @@ class Summary(_message.Message):
     TRITON_BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
     TRITON_BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FACE_BOX_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FRAMES_FIELD_NUMBER: _ClassVar[int]
     frames: int
     fps: FrameRate
     width: int
@@ -270,7 +321,19 @@ class Summary(_message.Message):
     triton_bytes_sent: int
     triton_bytes_received: int
     source_face_box: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, frames: _Optional[int] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., video_bytes: _Optional[int] = ..., has_audio: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., weights: _Optional[str] = ..., seconds: _Optional[float] = ..., triton_bytes_sent: _Optional[int] = ..., triton_bytes_received: _Optional[int] = ..., source_face_box: _Optional[_Iterable[float]] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[AnimatedFace]
+    source_frames: int
+    def __init__(self, frames: _Optional[int] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., video_bytes: _Optional[int] = ..., has_audio: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., weights: _Optional[str] = ..., seconds: _Optional[float] = ..., triton_bytes_sent: _Optional[int] = ..., triton_bytes_received: _Optional[int] = ..., source_face_box: _Optional[_Iterable[float]] = ..., faces: _Optional[_Iterable[_Union[AnimatedFace, _Mapping]]] = ..., source_frames: _Optional[int] = ...) -> None: ...
+
+class AnimatedFace(_message.Message):
+    __slots__ = ("index", "box", "driving")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    box: _containers.RepeatedScalarFieldContainer[float]
+    driving: str
+    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Iterable[float]] = ..., driving: _Optional[str] = ...) -> None: ...
 
 class MotionFrame(_message.Message):
     __slots__ = ("scale", "rotation", "exp", "t", "eye_ratio", "lip_ratio")
@@ -519,3 +582,113 @@ class Keyframes(_message.Message):
     keyframes: _containers.RepeatedCompositeFieldContainer[Keyframe]
     fps: FrameRate
     def __init__(self, keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ...) -> None: ...
+
+class LiveRequest(_message.Message):
+    __slots__ = ("setup", "frame", "reference")
+    SETUP_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    setup: LiveSetup
+    frame: DrivingFrame
+    reference: DrivingFrame
+    def __init__(self, setup: _Optional[_Union[LiveSetup, _Mapping]] = ..., frame: _Optional[_Union[DrivingFrame, _Mapping]] = ..., reference: _Optional[_Union[DrivingFrame, _Mapping]] = ...) -> None: ...
+
+class LiveSetup(_message.Message):
+    __slots__ = ("source_image", "options", "output_format", "jpeg_quality", "fps")
+    SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    source_image: bytes
+    options: AnimationOptions
+    output_format: FrameFormat
+    jpeg_quality: int
+    fps: float
+    def __init__(self, source_image: _Optional[bytes] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output_format: _Optional[_Union[FrameFormat, str]] = ..., jpeg_quality: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+
+class DrivingFrame(_message.Message):
+    __slots__ = ("data", "format", "width", "height", "capture_time_us", "sequence")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    format: FrameFormat
+    width: int
+    height: int
+    capture_time_us: int
+    sequence: int
+    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class LiveResponse(_message.Message):
+    __slots__ = ("started", "frame", "reference_set")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SET_FIELD_NUMBER: _ClassVar[int]
+    started: LiveStarted
+    frame: LiveFrame
+    reference_set: ReferenceSet
+    def __init__(self, started: _Optional[_Union[LiveStarted, _Mapping]] = ..., frame: _Optional[_Union[LiveFrame, _Mapping]] = ..., reference_set: _Optional[_Union[ReferenceSet, _Mapping]] = ...) -> None: ...
+
+class LiveStarted(_message.Message):
+    __slots__ = ("width", "height", "output_format", "source_face_box", "timings", "weights", "warnings", "max_fps", "max_session_seconds", "idle_timeout_seconds")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FACE_BOX_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SESSION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    output_format: FrameFormat
+    source_face_box: _containers.RepeatedScalarFieldContainer[float]
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    weights: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    max_fps: float
+    max_session_seconds: float
+    idle_timeout_seconds: float
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., output_format: _Optional[_Union[FrameFormat, str]] = ..., source_face_box: _Optional[_Iterable[float]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., weights: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., max_fps: _Optional[float] = ..., max_session_seconds: _Optional[float] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class LiveFrame(_message.Message):
+    __slots__ = ("sequence", "capture_time_us", "image", "format", "width", "height", "face_found", "timings", "server_seconds", "frames_received", "frames_dropped")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FACE_FOUND_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    capture_time_us: int
+    image: bytes
+    format: FrameFormat
+    width: int
+    height: int
+    face_found: bool
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    server_seconds: float
+    frames_received: int
+    frames_dropped: int
+    def __init__(self, sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., image: _Optional[bytes] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., face_found: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., server_seconds: _Optional[float] = ..., frames_received: _Optional[int] = ..., frames_dropped: _Optional[int] = ...) -> None: ...
+
+class ReferenceSet(_message.Message):
+    __slots__ = ("sequence", "capture_time_us", "face_found")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    FACE_FOUND_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    capture_time_us: int
+    face_found: bool
+    def __init__(self, sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., face_found: _Optional[bool] = ...) -> None: ...

@@ -54,13 +54,19 @@ class PortraitAnimatorStub:
                 request_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditRequest.SerializeToString,
                 response_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditResponse.FromString,
                 _registered_method=True)
+        self.AnimateStream = channel.stream_stream(
+                '/liveportrait.v1.PortraitAnimator/AnimateStream',
+                request_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.LiveRequest.SerializeToString,
+                response_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.LiveResponse.FromString,
+                _registered_method=True)
 
 
 class PortraitAnimatorServicer:
     """Missing associated documentation comment in .proto file."""
 
     def AnimatePortrait(self, request_iterator, context):
-        """Stream in: one `setup` message, then (driving video only) the video bytes as `driving_chunk` messages, in order.
+        """Stream in: one `setup` message, then (source video only) the source video's bytes as `source_chunk` messages,
+        then (driving video only) the driving video's bytes as `driving_chunk` messages, in order.
         Stream out: `progress` events, `video` chunks (concatenated in order they form one fragmented MP4, playable
         while it grows) and, last, one `summary`.
         """
@@ -92,6 +98,16 @@ class PortraitAnimatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnimateStream(self, request_iterator, context):
+        """Live animation (see "AnimateStream" below): a source image, then camera frames in, animated frames out, frame by
+        frame. Stream in: one `setup`, then `frame`s (and optionally `reference` frames). Stream out: one `started`, then
+        one `frame` per driving frame processed (stale frames are dropped, never queued) and a `reference_set` per
+        reference frame.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortraitAnimatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +130,11 @@ def add_PortraitAnimatorServicer_to_server(servicer, server):
                     servicer.EditPortrait,
                     request_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditRequest.FromString,
                     response_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditResponse.SerializeToString,
+            ),
+            'AnimateStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AnimateStream,
+                    request_deserializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.LiveRequest.FromString,
+                    response_serializer=protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.LiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +245,33 @@ class PortraitAnimator:
             '/liveportrait.v1.PortraitAnimator/EditPortrait',
             protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditRequest.SerializeToString,
             protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.EditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnimateStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/liveportrait.v1.PortraitAnimator/AnimateStream',
+            protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.LiveRequest.SerializeToString,
+            protos_dot_liveportrait_dot_v1_dot_portrait__animator__pb2.LiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,14 +3,15 @@
 The mask is generated here (a square that is 1 inside and falls smoothly to 0 over ``feather`` pixels at the crop
 border, like the official ``mask_template.png``), warped into the source once per request (official
 ``prepare_paste_back``); each frame is then the official ``paste_back`` blend, computed only inside the mask's
-bounding box (outside it the source is unchanged, so the result is identical).
+bounding box (outside it the source is unchanged, so the result is identical). Several faces of one image:
+``paste_faces`` pastes them into one frame in order.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from .face.geometry import paste_back_mask
+from ..face.geometry import paste_back_mask
 
 
 def feathered_mask(size: int = 512, feather: int = 16) -> np.ndarray:
@@ -47,3 +48,24 @@ class PasteBack:
         blend += self._source_part
         out[y0:y1, x0:x1] = np.clip(blend, 0, 255, out=blend)  # the assignment truncates like astype(uint8)
         return out
+
+    def onto(self, frame: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        """The same blend over ``frame`` (the source with other faces already pasted in) instead of the source, in
+        place: inside this face's mask the crop is blended with what ``frame`` holds there."""
+        h, w = frame.shape[:2]
+        warped = cv2.warpAffine(crop, self.M_c2o[:2], (w, h), flags=cv2.INTER_LINEAR)
+        y0, y1, x0, x1 = self.box
+        blend = warped[y0:y1, x0:x1].astype(np.float32)
+        blend *= self._mask
+        blend += (1 - self._mask) * frame[y0:y1, x0:x1]
+        frame[y0:y1, x0:x1] = np.clip(blend, 0, 255, out=blend)
+        return frame
+
+
+def paste_faces(pastes: list[PasteBack], crops: list[np.ndarray]) -> np.ndarray:
+    """One frame with several animated faces (one crop each, same source image): pasted back in order, each blended
+    over the frame so far, so where two masks overlap the later face is blended over the earlier one."""
+    frame = pastes[0](crops[0])
+    for paste, crop in zip(pastes[1:], crops[1:]):
+        paste.onto(frame, crop)
+    return frame

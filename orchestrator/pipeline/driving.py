@@ -10,15 +10,15 @@ from typing import AsyncIterator, Protocol
 
 import numpy as np
 
-from .errors import InvalidRequest, NoFace
-from .face import FaceAnalyzer
-from .face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig
-from .keypoints import Motion, motion_from_extractor
-from .media import DEFAULT_FPS, VideoInfo, read_frames
-from .options import DrivingCropOptions
-from .templates import Template
-from .timing import Timings
-from .triton_client import RequestRunner
+from ..errors import InvalidRequest, NoFace
+from ..face import FaceAnalyzer
+from ..face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig
+from ..keypoints import Motion, motion_from_extractor
+from ..media import DEFAULT_FPS, VideoInfo, read_frames
+from ..options import DrivingCropOptions
+from ..templates import Template
+from ..timing import Timings
+from ..triton_client import RequestRunner
 
 MOTION_MODEL = "motion_extractor_u8"
 
@@ -220,7 +220,7 @@ class KeyframeDriving:
     is_video: bool = True
 
     def __post_init__(self):
-        from .edit import InvalidEditError, keyframe_edits
+        from ..edit import InvalidEditError, keyframe_edits
 
         try:
             self.edits = keyframe_edits(self.keyframes, float(self.fps), self.max_frames)
@@ -232,7 +232,7 @@ class KeyframeDriving:
         return len(self.edits)
 
     async def chunks(self) -> AsyncIterator[Motion]:
-        from .edit import deltas
+        from ..edit import deltas
 
         for start in range(0, len(self.edits), self.chunk):
             part = [deltas(e) for e in self.edits[start:start + self.chunk]]

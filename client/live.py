@@ -1,0 +1,325 @@
+"""Live animation client (``AnimateStream``): send camera frames, receive animated frames, as an async iterator.
+
+    async with AsyncPortraitClient("localhost:50051") as client:
+        async with client.live("me.jpg", fps=25) as stream:  # the source is prepared when this returns
+            print(stream.started.width, stream.started.height)
+            stream.send(rgb_frame)  # numpy RGB (encoded to JPEG when it is sent), or JPEG/PNG bytes
+            async for result in stream:  # LiveResult, in order, one per frame the server processed
+                show(result.rgb())  # None when the frame showed no face
+                print(result.latency_s, result.frames_dropped)
+        print(stream.stats.summary())
+
+``send`` never blocks: frames wait in a slot of one on the client too (a newer frame replaces one the network has not
+taken yet; counted as ``stats.client_dropped``), and the server keeps only the newest frame it has not started on
+(older ones are dropped and counted in each result). Close the stream (leaving the ``async with``, or ``close()``) to
+end it cleanly: frames still waiting are answered first; ``cancel()`` ends it at once. The results of a failed call
+end with the ``grpc.aio.AioRpcError`` raised from the iteration.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from .messages import _read
+
+FORMATS = {"jpeg": pb.FRAME_ENCODED, "i420": pb.FRAME_I420}
+_END = object()
+
+
+def now_us() -> int:
+    """The client clock of capture times: monotonic microseconds."""
+    return time.monotonic_ns() // 1000
+
+
+def live_setup(source: Path | bytes, fps: float | None = None, output_format: str = "jpeg",
+               jpeg_quality: int | None = None, options: pb.AnimationOptions | None = None) -> pb.LiveSetup:
+    """The setup message (the source image is read here: a missing file fails before any call)."""
+    if output_format not in FORMATS:
+        raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(FORMATS)}")
+    data = source if isinstance(source, bytes) else _read(source, "source image")
+    return pb.LiveSetup(source_image=data, options=options or pb.AnimationOptions(),
+                        output_format=FORMATS[output_format], jpeg_quality=jpeg_quality, fps=fps)
+
+
+def frame_message(frame: np.ndarray | bytes, capture_time_us: int, sequence: int, input_format: str = "jpeg",
+                  jpeg_quality: int = 90) -> pb.DrivingFrame:
+    """A driving frame: RGB uint8 (H x W x 3) encoded as ``input_format`` (jpeg or i420: even sides), or an image
+    file's bytes as they are."""
+    if isinstance(frame, (bytes, bytearray)):
+        return pb.DrivingFrame(data=bytes(frame), format=pb.FRAME_ENCODED, capture_time_us=capture_time_us,
+                               sequence=sequence)
+    h, w = frame.shape[:2]
+    if input_format == "i420":
+        if h % 2 or w % 2:
+            frame = frame[:h - h % 2, :w - w % 2]
+            h, w = frame.shape[:2]
+        data = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420).tobytes()
+        return pb.DrivingFrame(data=data, format=pb.FRAME_I420, width=w, height=h, capture_time_us=capture_time_us,
+                               sequence=sequence)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        raise ValueError("the frame could not be JPEG-encoded")
+    return pb.DrivingFrame(data=data.tobytes(), format=pb.FRAME_ENCODED, capture_time_us=capture_time_us,
+                           sequence=sequence)
+
+
+@dataclass
+class LiveResult:
+    """One animated frame (``image`` empty when the driving frame showed no face)."""
+
+    sequence: int
+    capture_time_us: int
+    image: bytes
+    format: int
+    width: int
+    height: int
+    face_found: bool
+    timings: dict[str, float]  # the server's seconds per stage for this frame
+    server_seconds: float  # the frame's arrival at the server -> its answer
+    frames_received: int  # by the server in this stream so far
+    frames_dropped: int  # of those, dropped as stale
+    received_us: int  # client clock when it arrived here
+
+    @classmethod
+    def of(cls, frame: pb.LiveFrame, received_us: int) -> "LiveResult":
+        return cls(frame.sequence, frame.capture_time_us, frame.image, frame.format, frame.width, frame.height,
+                   frame.face_found, {t.stage: t.seconds for t in frame.timings}, frame.server_seconds,
+                   frame.frames_received, frame.frames_dropped, received_us)
+
+    @property
+    def latency_s(self) -> float:
+        """Capture -> here (the capture time on this client's clock, as ``LiveStream.send`` sets it)."""
+        return (self.received_us - self.capture_time_us) / 1e6
+
+    def rgb(self) -> np.ndarray | None:
+        """The frame decoded to RGB uint8, or None without an image."""
+        if not self.image:
+            return None
+        if self.format == pb.FRAME_I420:
+            planes = np.frombuffer(self.image, np.uint8).reshape(self.height * 3 // 2, self.width)
+            return cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(self.image, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def percentiles(values: list[float], points=(50, 95, 99)) -> dict[int, float]:
+    return {p: float(np.percentile(values, p)) for p in points} if values else {p: float("nan") for p in points}
+
+
+@dataclass
+class LiveStats:
+    """What one stream measured: the frames sent, the results received and their latencies."""
+
+    sent: int = 0  # frames written to the server
+    client_dropped: int = 0  # replaced on the client before the network took them
+    results: int = 0  # animated frames received (with or without a face)
+    no_face: int = 0
+    server_dropped: int = 0  # the server's count, from the last result
+    server_received: int = 0
+    latencies: list[float] = field(default_factory=list)  # capture -> received here, seconds (frames with a face)
+    server_seconds: list[float] = field(default_factory=list)
+    render_seconds: list[float] = field(default_factory=list)
+    first_us: int | None = None  # client clock of the first and last result
+    last_us: int | None = None
+
+    def add(self, result: LiveResult) -> None:
+        self.results += 1
+        self.server_dropped, self.server_received = result.frames_dropped, result.frames_received
+        self.first_us = self.first_us if self.first_us is not None else result.received_us
+        self.last_us = result.received_us
+        if not result.face_found:
+            self.no_face += 1
+            return
+        self.latencies.append(result.latency_s)
+        self.server_seconds.append(result.server_seconds)
+        self.render_seconds.append(result.timings.get("render", float("nan")))
+
+    @property
+    def achieved_fps(self) -> float:
+        """Results per second between the first and the last."""
+        if self.results < 2 or self.last_us == self.first_us:
+            return 0.0
+        return (self.results - 1) / ((self.last_us - self.first_us) / 1e6)
+
+    @property
+    def drop_rate(self) -> float:
+        """Frames dropped (on the client and the server) per frame offered."""
+        offered = self.sent + self.client_dropped
+        return (self.client_dropped + self.server_dropped) / offered if offered else 0.0
+
+    def summary(self) -> dict:
+        ms = (lambda values: {f"p{k}": round(v * 1000, 1) for k, v in percentiles(values).items()})
+        return {"sent": self.sent, "results": self.results, "no_face": self.no_face,
+                "dropped_server": self.server_dropped, "dropped_client": self.client_dropped,
+                "drop_rate": round(self.drop_rate, 4), "achieved_fps": round(self.achieved_fps, 2),
+                "latency_ms": ms(self.latencies), "server_ms": ms(self.server_seconds),
+                "render_ms": ms(self.render_seconds)}
+
+
+class _Outgoing:
+    """Frames waiting for the network: reference frames in order, then the newest driving frame (one)."""
+
+    def __init__(self):
+        self.references: deque = deque()
+        self.frame = None
+        self.closed = False
+        self.ready = asyncio.Event()
+
+    def put(self, item, reference: bool) -> bool:
+        """True when a waiting driving frame was replaced."""
+        replaced = False
+        if reference:
+            self.references.append(item)
+        else:
+            replaced = self.frame is not None
+            self.frame = item
+        self.ready.set()
+        return replaced
+
+    async def take(self):
+        while True:
+            if self.references:
+                return self.references.popleft(), True
+            if self.frame is not None:
+                item, self.frame = self.frame, None
+                return item, False
+            if self.closed:
+                return None, False
+            self.ready.clear()
+            await self.ready.wait()
+
+
+class LiveStream:
+    """One ``AnimateStream`` call. ``start()`` (or ``async with``) sends the setup and waits for ``started``."""
+
+    def __init__(self, stub, setup: pb.LiveSetup, input_format: str = "jpeg", timeout: float | None = None,
+                 jpeg_quality: int = 90):
+        if input_format not in FORMATS:
+            raise ValueError(f"unknown input format {input_format!r}; choose one of {', '.join(FORMATS)}")
+        self.stub = stub
+        self.setup = setup
+        self.input_format = input_format
+        self.jpeg_quality = jpeg_quality
+        self.timeout = timeout
+        self.started: pb.LiveStarted | None = None
+        self.stats = LiveStats()
+        self.references: list[pb.ReferenceSet] = []  # the answers to reference frames, in order
+        self._call = None
+        self._outgoing = _Outgoing()
+        self._results: asyncio.Queue = asyncio.Queue()
+        self._pending_references: deque[asyncio.Future] = deque()
+        self._error: BaseException | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._sequence = 0
+
+    async def __aenter__(self) -> "LiveStream":
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            self.cancel()
+
+    async def start(self) -> pb.LiveStarted:
+        self._call = self.stub.AnimateStream(timeout=self.timeout)
+        await self._call.write(pb.LiveRequest(setup=self.setup))
+        response = await self._call.read()  # a refused setup raises its AioRpcError here
+        if response is grpc.aio.EOF or response.WhichOneof("event") != "started":
+            self.cancel()
+            raise RuntimeError("the server did not start the live stream")
+        self.started = response.started
+        self._tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._read())]
+        return self.started
+
+    def send(self, frame: np.ndarray | bytes, capture_time_us: int | None = None, sequence: int | None = None) -> int:
+        """Queue a driving frame (RGB array or image bytes) without waiting; returns its sequence number. The capture
+        time defaults to now on this client's clock (``now_us``), which ``LiveResult.latency_s`` compares with."""
+        sequence = self._sequence if sequence is None else sequence
+        self._sequence = sequence + 1
+        item = (frame, now_us() if capture_time_us is None else capture_time_us, sequence)
+        if self._outgoing.put(item, reference=False):
+            self.stats.client_dropped += 1
+        return sequence
+
+    def send_reference(self, frame: np.ndarray | bytes) -> asyncio.Future:
+        """A neutral frame the motion is relative to from now on; the future gives the server's ``ReferenceSet``
+        (``face_found`` false: no face in it, the reference is unchanged)."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending_references.append(future)
+        self._outgoing.put((frame, now_us(), self._sequence), reference=True)
+        return future
+
+    def __aiter__(self) -> "LiveStream":
+        return self
+
+    async def __anext__(self) -> LiveResult:
+        item = await self._results.get()
+        if item is _END:
+            self._results.put_nowait(_END)  # later iterations end too
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        return item
+
+    async def close(self) -> None:
+        """No more frames: the waiting ones are sent and answered, then the call ends (the results stay readable)."""
+        self._outgoing.closed = True
+        self._outgoing.ready.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cancel(self) -> None:
+        """End the call at once (the server frees the stream)."""
+        if self._call is not None:
+            self._call.cancel()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                item, reference = await self._outgoing.take()
+                if item is None:
+                    break
+                frame, capture_us, sequence = item
+                message = await asyncio.to_thread(frame_message, frame, capture_us, sequence, self.input_format,
+                                                  self.jpeg_quality)
+                await self._call.write(pb.LiveRequest(**{"reference" if reference else "frame": message}))
+                self.stats.sent += not reference
+            await self._call.done_writing()
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass  # the call ended; the reader reports how
+
+    async def _read(self) -> None:
+        try:
+            while (response := await self._call.read()) is not grpc.aio.EOF:
+                kind = response.WhichOneof("event")
+                if kind == "frame":
+                    result = LiveResult.of(response.frame, now_us())
+                    self.stats.add(result)
+                    self._results.put_nowait(result)
+                elif kind == "reference_set":
+                    self.references.append(response.reference_set)
+                    if self._pending_references:
+                        future = self._pending_references.popleft()
+                        if not future.done():
+                            future.set_result(response.reference_set)
+        except grpc.aio.AioRpcError as exc:
+            self._error = exc
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for future in self._pending_references:
+                if not future.done():
+                    future.cancel()
+            self._results.put_nowait(_END)

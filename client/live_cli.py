@@ -1,0 +1,243 @@
+"""``liveportrait live``: a camera (or a video file played as one, in real time at its own frame rate) animates a
+portrait through ``AnimateStream``; the result is written to an MP4 and/or shown, and the stream's figures are printed
+at the end: latency from capture to the animated frame's arrival (p50/p95/p99), the server's share, one frame's render
+time, the achieved frame rate and the drop rate.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import AsyncIterator
+
+import numpy as np
+
+from .live import LiveResult, LiveStream, now_us
+
+VIDEO_ONLY = ("crf", "audio", "low_latency", "source_video_smoothing", "source_video_eye_retargeting",
+              "fps_and_audio_from_driving")  # AnimatePortrait options that a live stream does not have
+
+
+class FileCamera:
+    """A video file played as a camera: frame i is captured at start + i / fps (real time), ``loop`` replays it."""
+
+    def __init__(self, path: Path, fps: float | None = None, loop: bool = False):
+        import av
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"the driving video {str(path)!r} does not exist")
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate or 25
+        except (av.error.FFmpegError, IndexError) as exc:
+            raise ValueError(f"the driving video {str(path)!r} cannot be read: {exc}") from None
+        self.fps = float(fps or rate)
+        self.loop = loop
+
+    def _decoded(self):
+        import av
+
+        while True:
+            with av.open(str(self.path)) as container:
+                for frame in container.decode(video=0):
+                    yield frame.to_ndarray(format="rgb24")
+            if not self.loop:
+                return
+
+    async def frames(self) -> AsyncIterator[tuple[np.ndarray, int]]:
+        frames = self._decoded()
+        started = time.monotonic()
+        index = 0
+        while (frame := await asyncio.to_thread(next, frames, None)) is not None:
+            delay = started + index / self.fps - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield frame, now_us()
+            index += 1
+
+
+class OpenCvCamera:
+    """A camera read through OpenCV (``cv2.VideoCapture(index)``)."""
+
+    def __init__(self, index: int):
+        import cv2
+
+        self.capture = cv2.VideoCapture(index)
+        if not self.capture.isOpened():
+            raise ValueError(f"camera {index} cannot be opened (no camera, or OpenCV has no access to it); play a "
+                             "video file as a camera with --driving clip.mp4")
+        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 30.0)
+
+    async def frames(self) -> AsyncIterator[tuple[np.ndarray, int]]:
+        import cv2
+
+        try:
+            while True:
+                ok, frame = await asyncio.to_thread(self.capture.read)
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), now_us()
+        finally:
+            self.capture.release()
+
+
+class Mp4Writer:
+    """The animated frames as an H.264 MP4; each frame at its driving frame's position (``sequence / fps``), so a
+    dropped frame shows as the previous one held."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float):
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), "w")
+        rate = Fraction(fps).limit_denominator(1001)
+        self.stream = self.container.add_stream("libx264", rate=rate)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.codec_context.time_base = 1 / rate
+        self.first: int | None = None
+        self.last_pts = -1
+        self.frames = 0
+
+    def write(self, result: LiveResult) -> None:
+        import av
+
+        image = result.rgb()
+        if image is None:
+            return
+        self.first = result.sequence if self.first is None else self.first
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self.last_pts = max(result.sequence - self.first, self.last_pts + 1)
+        self.container.mux(self.stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+
+class Window:
+    """``--show``: an OpenCV window (needs an OpenCV build with GUI support)."""
+
+    name = "liveportrait live (q: quit)"
+
+    def __init__(self):
+        import cv2
+
+        try:
+            cv2.namedWindow(self.name, cv2.WINDOW_AUTOSIZE)
+        except cv2.error:
+            raise ValueError("--show needs OpenCV with GUI support (pip install opencv-python instead of "
+                             "opencv-python-headless, and a display); write the result with -o out.mp4") from None
+
+    def show(self, result: LiveResult) -> bool:
+        """False when the user asked to quit."""
+        import cv2
+
+        image = result.rgb()
+        if image is not None:
+            cv2.imshow(self.name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+
+    def close(self) -> None:
+        import cv2
+
+        cv2.destroyWindow(self.name)
+
+
+async def play(stream: LiveStream, camera, writer: Mp4Writer | None, window: Window | None,
+               max_frames: int | None, seconds: float | None) -> None:
+    """Send the camera's frames while showing/writing the results; ends when the camera does, after ``max_frames``
+    or ``seconds``, or when the window is closed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:  # Ctrl-C ends the stream cleanly (the figures are still printed)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+
+    async def send() -> None:
+        ends = None if seconds is None else time.monotonic() + seconds
+        count = 0
+        async for frame, captured in camera.frames():
+            if stop.is_set() or (ends is not None and time.monotonic() >= ends):
+                break
+            stream.send(frame, captured)
+            count += 1
+            if max_frames is not None and count >= max_frames:
+                break
+        await stream.close()
+
+    sender = asyncio.create_task(send())
+    try:
+        async for result in stream:
+            if writer is not None:
+                await asyncio.to_thread(writer.write, result)
+            if window is not None and not window.show(result):
+                stop.set()
+                break
+        await sender
+    finally:
+        sender.cancel()
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+
+def report(stream: LiveStream, fps: float, as_json: bool = False) -> None:
+    summary = stream.stats.summary()
+    summary["fps_sent"] = round(fps, 3)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    lat, server, render = summary["latency_ms"], summary["server_ms"], summary["render_ms"]
+    print(f"frames: {summary['sent']} sent at {fps:.3g} fps, {summary['results']} answered "
+          f"({summary['no_face']} without a face), dropped {summary['dropped_server']} on the server + "
+          f"{summary['dropped_client']} on the client = drop rate {summary['drop_rate']:.1%}; achieved "
+          f"{summary['achieved_fps']:.2f} fps")
+    print(f"latency capture -> animated frame: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
+          f"(server p50 {server['p50']} / p95 {server['p95']} / p99 {server['p99']} ms; one frame's render p50 "
+          f"{render['p50']} ms)")
+
+
+async def run(client, args, options: dict) -> LiveStream:
+    camera = FileCamera(args.driving, args.fps, args.loop) if args.driving else OpenCvCamera(args.camera)
+    fps = args.fps or camera.fps
+    window = Window() if args.show else None
+    stream = client.live(args.source, fps=fps, output_format="jpeg", input_format=args.input_format,
+                         timeout=args.timeout, **options)
+    writer = None
+    try:
+        async with stream:
+            started = stream.started
+            print(f"live: {started.width}x{started.height} output, source prepared in "
+                  f"{sum(t.seconds for t in started.timings):.2f} s; sending at {fps:.3g} fps", file=sys.stderr)
+            for warning in started.warnings:
+                print(f"WARNING: {warning}", file=sys.stderr)
+            if args.output:
+                writer = Mp4Writer(args.output, started.width, started.height, fps)
+            await play(stream, camera, writer, window, args.frames, args.seconds)
+    finally:
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
+            print(f"wrote {args.output}: {writer.frames} frames", file=sys.stderr)
+        if window is not None:
+            window.close()
+    report(stream, fps, args.json)
+    return stream
+
+
+def check_options(args) -> None:
+    given = [name for name in VIDEO_ONLY if getattr(args, name, None) is not None]
+    if given:
+        raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in given)}: not for live streams (output "
+                         "options of an MP4 or of a source video)")
+    if (args.driving is None) == (args.camera is None):
+        raise ValueError("give one of --driving (a video played as a camera) and --camera N")

@@ -1,0 +1,194 @@
+"""The request messages of the service built from local files and keyword options: ``AnimationOptions`` by name,
+the AnimatePortrait and ExtractMotion request streams (a source video, then a driving video, in 1 MiB chunks), and
+the checks of local inputs that run before any call (a missing file, a refused template: ``InputError``,
+``TemplateError``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from .edits import edit_message
+from .faces import faces_message
+from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
+
+CHUNK_BYTES = 1024 * 1024
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
+REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes": pb.EYES}
+DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
+DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
+MODEL_SETS = {"human": pb.HUMAN, "animal": pb.ANIMAL}
+
+def animation_options(**options) -> pb.AnimationOptions:
+    """``AnimationOptions`` from keyword arguments named like its fields; enums by name (``animation_region="lip"``,
+    ``driving_option="pose-friendly"``, ``crop_driving_video="on"``, ``model_set="animal"``). Unset fields keep the
+    official defaults."""
+    values = dict(options)
+    for name, table in (("animation_region", REGIONS), ("driving_option", DRIVING_OPTIONS),
+                        ("crop_driving_video", DRIVING_CROP), ("model_set", MODEL_SETS)):
+        if isinstance(values.get(name), str):
+            if values[name] not in table:
+                raise ValueError(f"unknown {name} {values[name]!r}; choose one of {', '.join(table)}")
+            values[name] = table[values[name]]
+    if values.get("edit") is not None:
+        values["edit"] = edit_message(values["edit"])
+    if values.get("smoothing") is not None:
+        values["smoothing"] = smoothing_message(values["smoothing"])
+    if values.get("faces") is not None:
+        values["faces"] = faces_message(values["faces"])
+    return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
+
+
+def face_driving_message(face: int, driving: Path | bytes | pb.MotionTemplate) -> pb.FaceDriving:
+    """One ``setup.face_drivings`` entry: the driving input of the animated face at position ``face``: a motion
+    template (message or file), or an image (file or bytes). A video is refused here: extract its motion first
+    (``extract_motion``; the clients' ``animate`` does it)."""
+    if isinstance(driving, pb.MotionTemplate):
+        return pb.FaceDriving(face=face, driving_template=driving)
+    if isinstance(driving, bytes):
+        return pb.FaceDriving(face=face, driving_image=driving)
+    kind = driving_kind(driving)
+    if kind == "image":
+        return pb.FaceDriving(face=face, driving_image=_read(driving, f"driving image of face {face}"))
+    if kind == "video":
+        raise InputError(f"the driving of face {face} {str(driving)!r} is a video: extract its motion first "
+                         "(extract_motion) and pass the template")
+    path = _checked_file(driving, f"driving template of face {face}")
+    try:
+        return pb.FaceDriving(face=face, driving_template=read_template(path))
+    except TemplateError as exc:
+        raise TemplateError(f"the driving template of face {face} {str(path)!r} is refused: {exc}") from None
+
+
+def _face_videos(face_drivings: dict | None) -> dict[int, Path]:
+    """The per-face driving inputs that are video files (their motion is extracted before the call)."""
+    return {face: Path(d) for face, d in (face_drivings or {}).items()
+            if isinstance(d, (str, Path)) and driving_kind(Path(d)) == "video"}
+
+
+def smoothing_message(value) -> pb.Smoothing:
+    """``options.smoothing`` from ``True``/``False``, a dict (``{"min_cutoff_hz": 0.5, "beta": 0.3}``: enabled unless
+    it says ``"enabled": False``) or a ``Smoothing`` message."""
+    if isinstance(value, pb.Smoothing):
+        return value
+    if isinstance(value, bool):
+        return pb.Smoothing(enabled=value)
+    if isinstance(value, dict):
+        unknown = set(value) - {"enabled", "min_cutoff_hz", "beta"}
+        if unknown:
+            raise ValueError(f"unknown smoothing setting(s) {', '.join(sorted(unknown))}; use enabled, "
+                             "min_cutoff_hz, beta")
+        return pb.Smoothing(**{"enabled": True, **{k: v for k, v in value.items() if v is not None}})
+    raise ValueError(f"smoothing must be True/False, a dict or a Smoothing message, got {value!r}")
+
+
+def driving_kind(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in TEMPLATE_SUFFIXES:
+        return "template"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise ValueError(f"cannot tell what the driving file {path} is from its suffix {suffix!r}: use a video "
+                     f"({', '.join(VIDEO_SUFFIXES)}), an image ({', '.join(IMAGE_SUFFIXES)}) or a motion template "
+                     f"({', '.join(TEMPLATE_SUFFIXES)})")
+
+
+class InputError(ValueError):
+    """A local input (source, driving file) is missing, unreadable or malformed; raised before any call is made."""
+
+
+def _checked_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"the {what} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InputError(f"the {what} {str(path)!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"the {what} {str(path)!r} cannot be read (permission denied)")
+    return path
+
+
+def _read(path: Path, what: str) -> bytes:
+    path = _checked_file(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"the {what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
+def animate_setup(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
+                  output: pb.OutputOptions | None = None, *,
+                  face_drivings: dict | None = None) -> tuple[pb.AnimateSetup, Path | None]:
+    """The setup message and the driving video to stream after it (None: nothing follows). Every local input is
+    read, converted and checked here, before a call starts: a missing file or a refused template raises
+    ``InputError`` / ``TemplateError`` with its reason instead of failing inside gRPC's request iterator.
+    ``face_drivings``: {position among the animated faces: its own driving (``face_driving_message``)}."""
+    setup = pb.AnimateSetup(options=options or pb.AnimationOptions(), output=output or pb.OutputOptions())
+    if is_video(source):  # video-to-video: its bytes are streamed first (see ``_stream``)
+        source = _checked_file(source, "source video")
+        setup.source_video.CopyFrom(pb.SourceVideo(size_bytes=source.stat().st_size, filename=source.name))
+    else:
+        setup.source_image = source if isinstance(source, bytes) else _read(source, "source image")
+    video = None
+    if isinstance(driving, pb.MotionTemplate):
+        setup.driving_template.CopyFrom(driving)
+    elif isinstance(driving, pb.Keyframes):
+        setup.driving_keyframes.CopyFrom(driving)
+    else:
+        kind = driving_kind(driving)
+        if kind == "template":
+            path = _checked_file(driving, "driving template")
+            try:
+                setup.driving_template.CopyFrom(read_template(path))
+            except TemplateError as exc:
+                raise TemplateError(f"the driving template {str(path)!r} is refused: {exc}") from None
+        elif kind == "image":
+            setup.driving_image = _read(driving, "driving image")
+        else:
+            video = _checked_file(driving, "driving video")
+            setup.driving_video.CopyFrom(pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name))
+    setup.face_drivings.extend(face_driving_message(face, d) for face, d in (face_drivings or {}).items())
+    return setup, video
+
+
+def animate_requests(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
+                     output: pb.OutputOptions | None = None, *,
+                     face_drivings: dict | None = None) -> Iterator[pb.AnimateRequest]:
+    """The request stream: the setup message, then the driving video in chunks. The inputs are checked when this
+    is called (``animate_setup``), not when the stream is iterated."""
+    setup, video = animate_setup(source, driving, options, output, face_drivings=face_drivings)
+    return _stream(pb.AnimateRequest, setup, video, Path(source) if setup.HasField("source_video") else None)
+
+
+def is_video(source: Path | bytes) -> bool:
+    """A source given as a path with a video suffix is a source video (video-to-video)."""
+    return not isinstance(source, bytes) and Path(source).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _stream(message, setup, video: Path | None, source_video: Path | None = None) -> Iterator:
+    yield message(setup=setup)
+    if source_video is not None:
+        for chunk in _chunks(source_video):
+            yield message(source_chunk=chunk)
+    if video is not None:
+        for chunk in _chunks(video):
+            yield message(driving_chunk=chunk)
+
+
+def extract_requests(video: Path, crop_driving_video: str = "auto") -> Iterator[pb.ExtractMotionRequest]:
+    """The ExtractMotion request stream; the video file is checked when this is called."""
+    video = _checked_file(video, "driving video")
+    setup = pb.ExtractMotionSetup(driving_video=pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name),
+                                  crop_driving_video=DRIVING_CROP[crop_driving_video])
+    return _stream(pb.ExtractMotionRequest, setup, video)

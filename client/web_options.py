@@ -1,0 +1,205 @@
+"""The web page's controls and what they send: every AnimatePortrait option as ``liveportrait animate`` has it (name,
+official default, range), the ``Edit`` sliders (ranges from ``orchestrator.edit.FIELDS``), and their conversion to
+``PortraitClient`` keywords and messages. No Gradio here: ``web.py`` builds the widgets from these tables."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import grpc
+
+from orchestrator.edit import FIELDS, OFFICIAL
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from .messages import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS
+
+FACE_ORDERS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
+STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One AnimatePortrait option as ``liveportrait animate`` has it: name (the ``--flag`` with underscores, also the
+    ``PortraitClient.animate`` keyword), the official default, choices or a range."""
+    name: str
+    default: object
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    integer: bool = False
+
+    @property
+    def label(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+# In the order of `liveportrait animate --help`; ranges are the orchestrator's checks (orchestrator/options.py).
+ANIMATE_OPTIONS: tuple[Option, ...] = (
+    Option("relative_motion", True, "relative driving"),
+    Option("driving_option", "expression-friendly", choices=tuple(DRIVING_OPTIONS)),
+    Option("driving_multiplier", 1.0, minimum=0.0, maximum=10.0, step=0.05),
+    Option("animation_region", "all", choices=tuple(REGIONS)),
+    Option("stitching", True),
+    Option("eye_retargeting", False),
+    Option("lip_retargeting", False),
+    Option("normalize_lip", False),
+    Option("paste_back", True),
+    Option("crop_source", True, "detect and crop the source face"),
+    Option("crop_scale", 2.3, minimum=1.0, maximum=4.0, step=0.05),
+    Option("crop_vy_ratio", -0.125, minimum=-1.0, maximum=1.0, step=0.005),
+    Option("crop_rotate", True),
+    Option("crop_driving_video", "auto", "auto: crop non-square videos", choices=tuple(DRIVING_CROP)),
+    Option("driving_crop_scale", 2.2, minimum=1.0, maximum=4.0, step=0.05),
+    Option("driving_crop_vy_ratio", -0.1, minimum=-1.0, maximum=1.0, step=0.005),
+    Option("source_max_dim", 1280, minimum=64, maximum=4096, step=1, integer=True),
+    Option("face_index", 0, "which source face, in --face-order (see the Faces tab)", minimum=0, step=1,
+           integer=True),
+    Option("face_order", "large-small", choices=FACE_ORDERS),
+    Option("face_hint", "", "X1 Y1 X2 Y2: a box around the face to animate (source pixels); empty: none"),
+    Option("model_set", "human", "animal: needs a face hint or crop_source off (no animal face detector)",
+           choices=tuple(MODEL_SETS)),
+    Option("smooth", False, "steady motion: causal One-Euro filter over the driving motion (not official)"),
+    Option("smooth_min_cutoff", 1.0, "with smooth: cut-off while still (Hz), lower = steadier", minimum=0.01,
+           step=0.1),
+    Option("smooth_beta", 0.3, "with smooth: cut-off rise with speed, higher = less lag", minimum=0.0, step=0.05),
+    Option("source_video_smoothing", 3e-7, "source video: official smoothing variance, larger = smoother, 0 = off",
+           minimum=0.0, maximum=1.0, step=1e-7),
+    Option("source_video_eye_retargeting", False, "source video: eyes as open as in its first frame"),
+    Option("fps_and_audio_from_driving", False, "source video: fps and audio from the driving video"),
+    Option("crf", 18, "H.264 quality", minimum=0, maximum=51, step=1, integer=True),
+    Option("audio", True, "mux the driving video's audio"),
+    Option("low_latency", False, "stream for playback while rendering"),
+)
+OPTION_BY_NAME = {o.name: o for o in ANIMATE_OPTIONS}
+FACE_WIDGETS = ("face_index", "face_order")  # shown outside the options accordion
+# AnimationOptions fields that also prepare the Edit tab's source (EditSourceOptions: same names and defaults).
+EDIT_SOURCE_OPTIONS = tuple(f.name for f in pb.EditSourceOptions.DESCRIPTOR.fields if f.name in OPTION_BY_NAME)
+
+
+@dataclass(frozen=True)
+class Slider:
+    """One ``Edit`` field: its official slider range and the value that means "no change"."""
+    name: str
+    minimum: float
+    maximum: float
+    neutral: float = 0.0
+    step: float = 0.5
+    label: str = ""
+
+
+# How each Edit field looks on the page (slider step, label); its range and neutral value are the server's
+# (orchestrator.edit.FIELDS, the one table the validation and the CLI use too).
+SLIDER_LOOK: dict[str, tuple[float, str]] = {
+    "eye_ratio": (0.01, "eyes open ratio (source's own by default)"),
+    "lip_ratio": (0.01, "lip open ratio (source's own by default)"),
+    "head_pitch": (0.5, "relative pitch"),
+    "head_yaw": (0.5, "relative yaw"),
+    "head_roll": (0.5, "relative roll"),
+    "mov_x": (0.01, "x-axis movement"),
+    "mov_y": (0.01, "y-axis movement"),
+    "mov_z": (0.01, "z-axis movement"),
+    "lip_pout": (0.01, "pouting"),
+    "lip_purse": (0.5, "pursing 😐"),
+    "lip_grin": (0.5, "grin 😁"),
+    "lip_open": (1, "lip close <-> open"),
+    "smile": (0.01, "smile 😄"),
+    "wink": (0.5, "wink 😉"),
+    "eyebrow": (0.5, "eyebrow 🤨"),
+    "gaze_x": (0.5, "eyeball direction x"),
+    "gaze_y": (0.5, "eyeball direction y"),
+    "rotate_pitch": (0.5, "rotate pitch"),
+    "rotate_yaw": (0.5, "rotate yaw"),
+    "rotate_roll": (0.5, "rotate roll"),
+    "blink": (0.5, "blink"),
+    "alp_eyebrow": (0.5, "eyebrow"),
+    "alp_wink": (0.5, "wink"),
+    "pupil_x": (0.5, "pupil x"),
+    "pupil_y": (0.5, "pupil y"),
+    "aaa": (1, "aaa"),
+    "eee": (0.5, "eee"),
+    "woo": (0.5, "woo"),
+    "alp_smile": (0.01, "smile"),
+    "src_ratio": (0.01, "source expression ratio"),
+}
+EDIT_SLIDERS: tuple[Slider, ...] = tuple(
+    Slider(f.name, f.low, f.high, f.low if f.neutral is None else f.neutral, *SLIDER_LOOK[f.name]) for f in FIELDS)
+OFFICIAL_SLIDERS = tuple(s for s, f in zip(EDIT_SLIDERS, FIELDS) if f.origin == OFFICIAL)  # the rest: ALP's
+
+
+def error_text(exc: BaseException) -> str:
+    """``CODE: message`` for a gRPC error, the message for a local one; never a stack trace."""
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__
+
+
+def animate_kwargs(values: dict) -> dict:
+    """Keyword arguments of ``PortraitClient.animate`` from the option widgets: only options that differ from their
+    default are sent (unset fields mean the official defaults to the server)."""
+    kwargs = {}
+    for name, value in values.items():
+        option = OPTION_BY_NAME[name]
+        if name == "face_hint":
+            text = (value or "").replace(",", " ").split()
+            if not text:
+                continue
+            try:
+                box = [float(v) for v in text]
+            except ValueError:
+                raise ValueError(f"face hint must be four numbers X1 Y1 X2 Y2, got {value!r}") from None
+            if len(box) != 4:
+                raise ValueError(f"face hint must be four numbers X1 Y1 X2 Y2, got {value!r}")
+            kwargs[name] = box
+            continue
+        if value is None:
+            continue
+        if option.integer:
+            value = int(round(float(value)))
+        elif isinstance(option.default, float):
+            value = float(value)
+        if value != option.default:
+            kwargs[name] = value
+    smooth = {k: kwargs.pop(k, None) for k in ("smooth", "smooth_min_cutoff", "smooth_beta")}
+    if smooth["smooth"]:  # the two settings only count with the checkbox (options.smoothing)
+        kwargs["smoothing"] = {"min_cutoff_hz": smooth["smooth_min_cutoff"], "beta": smooth["smooth_beta"]}
+    return kwargs
+
+
+def slider_edit(values: dict, source_ratios: dict | None = None) -> "pb.Edit":
+    """An ``Edit`` with the sliders that are off their neutral value (eye/lip ratio: off the source's own)."""
+    fields = {}
+    for slider in EDIT_SLIDERS:
+        value = values.get(slider.name)
+        if value is None:
+            continue
+        neutral = (source_ratios or {}).get(slider.name, slider.neutral) if slider.name in ("eye_ratio",
+                                                                                           "lip_ratio") else slider.neutral
+        if neutral is None or abs(float(value) - float(neutral)) > 1e-6:
+            fields[slider.name] = float(value)
+    return pb.Edit(**fields)
+
+
+def edit_json(edit: "pb.Edit") -> str:
+    """The Animate tab's ``edit`` option: Edit fields by name (the dict ``PortraitClient.animate(edit=...)`` takes)."""
+    return json.dumps({f.name: round(value, 4) for f, value in edit.ListFields()})
+
+
+def json_value(text: str, what: str):
+    """A JSON document typed into the page (None when empty)."""
+    if not (text or "").strip():
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not JSON: {exc}") from None
+
+
+def summary_text(summary: pb.Summary) -> str:
+    fps = summary.fps.num / max(summary.fps.den, 1)
+    lines = [f"{summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps, audio "
+             f"{'yes' if summary.has_audio else 'no'}, {summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s",
+             "stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings)]
+    lines += [f"WARNING: {w}" for w in summary.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""AnimatePortrait's response stream, whatever is animated (an ``Animation``): progress events, the frames of each
+chunk H.264-encoded into MP4 fragments streamed to the client, and a summary at the end.
+
+The animations: ``image_source.ImageAnimation`` (a still portrait) and ``video_source.VideoAnimation`` (a source
+video, frame by frame). Each strings the stages together (source -> driving motion -> keypoints -> render ->
+paste-back); this module only encodes and reports.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import AsyncIterator, Protocol
+
+import numpy as np
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from ..media import EncodeSettings, FragmentedMp4Writer
+from ..options import AnimateOptions
+from ..templates import fps_to_proto
+from .context import RequestContext
+
+MIME = 'video/mp4; codecs="avc1.640028"'
+
+
+def progress(stage: int, done: int = 0, total: int = 0, message: str = "") -> pb.AnimateResponse:
+    return pb.AnimateResponse(progress=pb.Progress(stage=stage, frames_done=done, frames_total=total,
+                                                   message=message))
+
+
+class Animation(Protocol):
+    """What AnimatePortrait encodes: frames of one size, chunk by chunk."""
+
+    width: int  # known after ``prepare``
+    height: int
+    fps: Fraction
+    total_frames: int  # expected output frames (0 when unknown)
+    audio_path: Path | None  # the video whose audio is muxed (when the request wants audio)
+    faces: list  # the animated faces: each output frame renders one crop per face (metrics and quotas count them)
+
+    async def prepare(self) -> None: ...
+
+    def frames(self) -> AsyncIterator[list[np.ndarray]]: ...  # RGB uint8 frames, one list per chunk
+
+    def summary(self) -> pb.Summary: ...  # what only this animation knows (faces, source frames)
+
+
+async def animate(animation: Animation, options: AnimateOptions,
+                  ctx: RequestContext) -> AsyncIterator[pb.AnimateResponse]:
+    """The response stream of one AnimatePortrait call (after the inputs arrived)."""
+    started = time.perf_counter()
+    yield progress(pb.DECODE, 0, animation.total_frames, "decoding and analysing the source")
+    await animation.prepare()
+    total = animation.total_frames
+    writer = FragmentedMp4Writer(animation.width, animation.height, animation.fps,
+                                 EncodeSettings(crf=options.crf, low_latency=options.low_latency),
+                                 audio_from=animation.audio_path if options.audio else None)
+    offset = done = 0
+    try:
+        async for frames in animation.frames():
+            with ctx.timings.stage("encode"):
+                data = await asyncio.to_thread(writer.write, frames)
+            done += len(frames)
+            ctx.frames_rendered(len(frames) * max(1, len(animation.faces)))
+            if data:
+                yield pb.AnimateResponse(video=pb.VideoChunk(data=data, offset=offset, mime_type=MIME))
+                offset += len(data)
+            yield progress(pb.RENDER, done, max(total, done))
+        with ctx.timings.stage("encode"):
+            data = await asyncio.to_thread(writer.close)
+    except BaseException:
+        writer.abort()
+        raise
+    yield pb.AnimateResponse(video=pb.VideoChunk(data=data, offset=offset, mime_type=MIME))
+    offset += len(data)
+    result = summary(done, animation.fps, animation.width, animation.height, offset, writer.has_audio, ctx,
+                     time.perf_counter() - started)
+    result.MergeFrom(animation.summary())
+    yield pb.AnimateResponse(summary=result)
+
+
+def weights_warnings(weights: str) -> list[str]:
+    if weights.startswith("synthetic"):
+        return [f"synthetic weights ({weights}): the output is structured noise, not a face; serve a "
+                "model repository exported from the official LivePortrait weights for real results"]
+    return []
+
+
+def summary(frames: int, fps: Fraction, width: int, height: int, size: int, has_audio: bool, ctx: RequestContext,
+            seconds: float) -> pb.Summary:
+    warnings = weights_warnings(ctx.weights)
+    traffic = ctx.runner.traffic
+    return pb.Summary(
+        frames=frames, fps=fps_to_proto(fps), width=width, height=height, video_bytes=size,
+        has_audio=has_audio, warnings=warnings, weights=ctx.weights, seconds=seconds,
+        timings=[pb.StageTiming(stage=k, seconds=v) for k, v in ctx.timings.seconds.items()],
+        triton_bytes_sent=traffic.sent, triton_bytes_received=traffic.received,
+    )
