@@ -30,6 +30,7 @@ from .report import new_report
 from .scenarios import EXAMPLES
 from .stats import percentiles_ms
 
+METRICS_SETTLE_S = 0.5  # wait before reading the metrics after a level
 RENDER_MODEL = "render_i420"  # an ensemble: one request per animated frame
 BATCHED_STEP = "warping_spade"  # its heavy step, where Triton's dynamic batcher groups the streams' frames
 
@@ -107,6 +108,7 @@ async def run_streams(client: AsyncPortraitClient, config: LiveConfig, frames: l
     ended = await asyncio.gather(*(drive(s, frames, config.fps, t0 + k * interval / count, t0 + duration_s,
                                          config.close_timeout_s, queued) for k, s in enumerate(running)))
     wall = time.monotonic() - t0
+    await asyncio.sleep(METRICS_SETTLE_S)  # Triton counts an ensemble's request after its response has left
     server = await asyncio.to_thread(config.probe.breakdown, before)
     codes.update(ended)
     return [s.stats for s in running], queued, codes, wall, server

@@ -306,6 +306,13 @@ def test_pytorch_target_is_scheduled_on_a_gpu_and_sizes_the_orchestrator_like_gp
         [d for d in pytorch if d["kind"] == "HorizontalPodAutoscaler"]
 
 
+def test_live_stream_limits_reach_the_orchestrator(helm):
+    env = {e["name"]: e.get("value") for e in container(orchestrator(render(helm, sets=(
+        "orchestrator.live.maxStreams=16", "orchestrator.live.maxFps=25"))), "orchestrator")["env"]}
+    assert (env["LIVEPORTRAIT_LIVE_MAX_STREAMS"], env["LIVEPORTRAIT_LIVE_MAX_FPS"]) == ("16", "25")
+    assert env["LIVEPORTRAIT_LIVE_MAX_SESSION_SECONDS"] == "1800"
+
+
 def test_the_animal_repository_is_served_beside_the_human_one(helm):
     args = container(triton(render(helm, sets=("triton.modelRepository.extraRepositories[0]=/models-animal",))),
                      "triton")["args"]
