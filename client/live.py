@@ -299,6 +299,9 @@ class LiveStream:
             await self._call.done_writing()
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             pass  # the call ended; the reader reports how
+        except Exception as exc:  # a frame that cannot be sent (not an image, a failed encode): the stream ends with it
+            self._error = exc
+            self._call.cancel()
 
     async def _read(self) -> None:
         try:
@@ -315,7 +318,7 @@ class LiveStream:
                         if not future.done():
                             future.set_result(response.reference_set)
         except grpc.aio.AioRpcError as exc:
-            self._error = exc
+            self._error = self._error or exc  # the writer's own error first (it cancelled the call)
         except asyncio.CancelledError:
             pass
         finally:

@@ -54,12 +54,15 @@ class FileCamera:
         frames = self._decoded()
         started = time.monotonic()
         index = 0
-        while (frame := await asyncio.to_thread(next, frames, None)) is not None:
-            delay = started + index / self.fps - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield frame, now_us()
-            index += 1
+        try:
+            while (frame := await asyncio.to_thread(next, frames, None)) is not None:
+                delay = started + index / self.fps - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                yield frame, now_us()
+                index += 1
+        finally:
+            frames.close()  # the open video file
 
 
 class OpenCvCamera:
@@ -165,13 +168,17 @@ async def play(stream: LiveStream, camera, writer: Mp4Writer | None, window: Win
     async def send() -> None:
         ends = None if seconds is None else time.monotonic() + seconds
         count = 0
-        async for frame, captured in camera.frames():
-            if stop.is_set() or (ends is not None and time.monotonic() >= ends):
-                break
-            stream.send(frame, captured)
-            count += 1
-            if max_frames is not None and count >= max_frames:
-                break
+        try:
+            async for frame, captured in camera.frames():
+                if stop.is_set() or (ends is not None and time.monotonic() >= ends):
+                    break
+                stream.send(frame, captured)
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    break
+        except BaseException:
+            stream.cancel()  # a camera that fails ends the stream at once (its error is raised from `await sender`)
+            raise
         await stream.close()
 
     sender = asyncio.create_task(send())

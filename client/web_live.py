@@ -176,7 +176,7 @@ class LiveTab:
         if stream is not None and stream.started is not None:
             try:
                 await asyncio.wait_for(stream.close(), 5.0)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
                 stream.cancel()
         if page.reader is not None:
             await asyncio.gather(page.reader, return_exceptions=True)

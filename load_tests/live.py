@@ -86,7 +86,7 @@ async def drive(stream: LiveStream, frames: list[bytes], fps: float, start: floa
         i += 1
     try:
         await asyncio.wait_for(stream.close(), close_timeout_s)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
         stream.cancel()
         return "CLIENT_CLOSE_TIMEOUT"
     return await reader
@@ -140,7 +140,9 @@ def level_record(count: int, fps: float, stats: list[LiveStats], queued_s: list[
     record["server_p50_over_render_p50"] = round(lat / render, 3) if lat and render else None
     triton = server.get("triton", {})
     record["render_requests"] = triton.get(RENDER_MODEL, {}).get("requests")
-    record["render_avg_batch_size"] = triton.get(BATCHED_STEP, {}).get("avg_batch_size")
+    # the batched step inside the ensemble; the pytorch target's render_i420 is one fused model that batches itself
+    batched = triton.get(BATCHED_STEP) or triton.get(RENDER_MODEL, {})
+    record["render_avg_batch_size"] = batched.get("avg_batch_size")
     if server:
         record["server"] = server
     return record

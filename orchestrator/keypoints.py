@@ -144,11 +144,17 @@ def motion_from_extractor(outputs: dict[str, np.ndarray]) -> Motion:
                   np.asarray(outputs["t"], F32).reshape(-1, 3))
 
 
+def frames_keypoints(outputs: dict[str, np.ndarray]) -> tuple[Motion, np.ndarray, np.ndarray]:
+    """Motion, canonical keypoints ``x_c`` (N, 21, 3) and transformed keypoints ``x_s`` (N, 21, 3) of a batch of
+    images (a source video's frames) from the ``motion_extractor`` outputs."""
+    motion = motion_from_extractor(outputs)
+    kp = np.asarray(outputs["kp"], F32).reshape(-1, NUM_KP, 3)
+    return motion, kp, transform_keypoints(kp, motion.R, motion.exp, motion.scale, motion.t)
+
+
 def source_keypoints(outputs: dict[str, np.ndarray]) -> SourceKeypoints:
     """The source's keypoint state from the ``motion_extractor`` outputs of one image."""
-    motion = motion_from_extractor(outputs)
-    kp = np.asarray(outputs["kp"], F32).reshape(-1, NUM_KP, 3)[:1]
-    x_s = transform_keypoints(kp, motion.R[:1], motion.exp[:1], motion.scale[:1], motion.t[:1])
+    motion, kp, x_s = frames_keypoints({name: value[:1] for name, value in outputs.items()})
     return SourceKeypoints(kp[0], motion.R[0], motion.exp[0], float(motion.scale[0]), motion.t[0], x_s[0])
 
 

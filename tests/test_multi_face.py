@@ -25,6 +25,7 @@ from orchestrator.keypoints import Motion
 from orchestrator.options import FaceSelection, animate_options
 from orchestrator.pipeline.image_source import AlignedMotion
 from orchestrator.pipeline.paste import PasteBack, feathered_mask, paste_faces
+from orchestrator.pipeline.source import check_face_count
 from orchestrator.pipeline.source import select_faces
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
@@ -125,6 +126,10 @@ def test_animal_faces_are_given_by_boxes():
                              pb.OutputOptions())
     assert parsed.faces.boxes == ((0.0, 0.0, 9.0, 9.0),)
     assert animate_options(pb.AnimationOptions(), pb.OutputOptions()).faces is None
+    three = animate_options(pb.AnimationOptions(model_set=pb.ANIMAL, faces=pb.FaceSelection(boxes=[0, 0, 9, 9] * 3)),
+                            pb.OutputOptions())
+    with pytest.raises(InvalidRequest, match="at most 2 faces"):  # no detector runs, the limit still holds
+        check_face_count(three.faces, max_faces=2)
 
 
 def test_cli_face_flags():

@@ -15,7 +15,7 @@ import numpy as np
 from .analyzer import FaceAnalyzer
 from .geometry import (DRIVING_CROP, CropConfig, CropTransform, box_transform, crop_rect, crop_transform, resize_crop,
                        square_box, warp_crop)
-from .ordering import box_iou, select_face
+from .ordering import FaceSelectionError, box_iou, select_face
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,9 @@ class SourceFaceTracker:
     offsets); a frame where the face is lost reuses the last crop."""
 
     def __init__(self, analyzer: FaceAnalyzer, face_index: int = 0, order: str | None = None,
-                 hint: np.ndarray | None = None):
+                 hint: np.ndarray | None = None, small_face_levels: int = 1):
         self.analyzer = analyzer
+        self.small_face_levels = small_face_levels  # window search when no face is seen (costs time per frame)
         self.face_index, self.order, self.hint = face_index, order, hint
         self._landmarks: np.ndarray | None = None
         self._last: SourceFrame | None = None
@@ -133,11 +134,15 @@ class SourceFaceTracker:
         if self._landmarks is not None:
             landmarks = await self.analyzer.track(frame, self._landmarks)
         if landmarks is None:
-            faces = await self.analyzer.detect(frame, self.order, self.hint if self._last is None else None)
-            if faces and self._last is None:
-                landmarks = select_face(faces, self.face_index, self.hint).landmarks
-            elif faces:
-                landmarks = max(faces, key=lambda f: box_iou(f.box, self._last.box)).landmarks
+            first = self._last is None
+            faces = await self.analyzer.detect(frame, self.order, self.hint if first else None,
+                                               small_face_levels=self.small_face_levels)
+            try:
+                if faces:  # the chosen face, then the face where it was lost (another person's does not count)
+                    landmarks = select_face(faces, self.face_index, self.hint if first else self._last.box).landmarks
+            except FaceSelectionError:
+                if first:
+                    raise
         if landmarks is None:
             if self._last is None:
                 return None

@@ -49,7 +49,7 @@ class LiveOutput:
 def live_options(setup: pb.LiveSetup, max_fps: float) -> tuple[AnimateOptions, LiveOutput]:
     """The setup's options, checked (INVALID_ARGUMENT naming the field)."""
     options = animate_options(setup.options, pb.OutputOptions())
-    if getattr(options, "faces", None) is not None:
+    if options.faces is not None:
         raise InvalidRequest("options.faces (several faces) is not available in AnimateStream, which animates one "
                              "face: choose it with face_index / face_hint")
     fps = float(setup.fps) if setup.HasField("fps") else min(25.0, max_fps)

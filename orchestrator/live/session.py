@@ -114,7 +114,7 @@ class FrameSlot:
         if not self._ready.is_set():
             try:
                 await asyncio.wait_for(self._ready.wait(), max(timeout, 0.0))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
                 return None
         if self._error is not None:
             raise self._error
@@ -218,5 +218,5 @@ async def setup_message(first: Awaitable, timeout_s: float):
     """The setup message, which must come within the idle timeout."""
     try:
         return await asyncio.wait_for(first, timeout_s)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
         raise DeadlineExceeded(f"no setup message within {timeout_s:g} s") from None

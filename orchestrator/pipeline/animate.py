@@ -38,7 +38,7 @@ class Animation(Protocol):
     fps: Fraction
     total_frames: int  # expected output frames (0 when unknown)
     audio_path: Path | None  # the video whose audio is muxed (when the request wants audio)
-    faces: list  # the animated faces: each output frame renders one crop per face (metrics and quotas count them)
+    crops_per_frame: int  # faces rendered per output frame (metrics and quotas count frames x faces)
 
     async def prepare(self) -> None: ...
 
@@ -63,7 +63,7 @@ async def animate(animation: Animation, options: AnimateOptions,
             with ctx.timings.stage("encode"):
                 data = await asyncio.to_thread(writer.write, frames)
             done += len(frames)
-            ctx.frames_rendered(len(frames) * max(1, len(animation.faces)))
+            ctx.frames_rendered(len(frames) * animation.crops_per_frame)
             if data:
                 yield pb.AnimateResponse(video=pb.VideoChunk(data=data, offset=offset, mime_type=MIME))
                 offset += len(data)

@@ -76,7 +76,7 @@ class FaceAnimation:
     keypoints: KeypointStage
     label: str  # "main" or "face_drivings[i]"
     motion: AlignedMotion | None  # None: the main driving
-    smoother: MotionSmoother | None
+    smoother: MotionSmoother | None  # its own driving's (the main driving is steadied once for all faces)
 
 
 class ImageAnimation:
@@ -94,6 +94,7 @@ class ImageAnimation:
         self.width = self.height = 512
         self.faces: list[FaceAnimation] = []
         self.pastes: list[PasteBack] | None = None
+        self.smoother: MotionSmoother | None = None
         self.warnings: list[str] = []
 
     @property
@@ -107,6 +108,10 @@ class ImageAnimation:
     @property
     def audio_path(self) -> Path | None:
         return self.driving.audio_path
+
+    @property
+    def crops_per_frame(self) -> int:
+        return len(self.faces)
 
     async def prepare(self) -> None:
         """Decode, face crops, source motion (one call for all faces); the paste-back masks."""
@@ -127,7 +132,8 @@ class ImageAnimation:
             self.faces.append(FaceAnimation(
                 source, KeypointStage(source, kp, options, driving.is_video, ctx.runner), own.label if own else "main",
                 AlignedMotion(own.driving, own.label) if own else None,
-                MotionSmoother(float(self.driving.fps), smoothing) if smoothing else None))
+                MotionSmoother(float(self.driving.fps), smoothing) if smoothing and own else None))
+        self.smoother = MotionSmoother(float(self.driving.fps), smoothing) if smoothing else None  # the main driving's
         with ctx.timings.stage("keypoints"):
             for face in self.faces:
                 await face.keypoints.start()
@@ -147,12 +153,15 @@ class ImageAnimation:
 
     async def _rendered(self) -> AsyncIterator[list[np.ndarray]]:
         """The rendered crops of each driving chunk, per face: each face's driving motion (steadied when the request
-        asks for it; one smoother per face, its state carried from chunk to chunk) -> keypoints -> render, the faces
-        of up to ``max_batch`` items' worth of frames in one call."""
+        asks for it: one smoother for the main driving, one per face driving, their state carried from chunk to
+        chunk) -> keypoints -> render, the faces of up to ``max_batch`` items' worth of frames in one call."""
         ctx, faces = self.ctx, self.faces
         crops, x_s = [f.source.crop_256 for f in faces], [f.keypoints.kp.x_s for f in faces]
         step = max(1, self.max_batch // len(faces))  # frames per render call
         async for main in self.driving.chunks():
+            if self.smoother is not None:
+                with ctx.timings.stage("keypoints"):
+                    main = self.smoother(main)
             kp_driving = []
             for face in faces:
                 motion = main if face.motion is None else await face.motion.take(len(main))

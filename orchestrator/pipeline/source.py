@@ -36,13 +36,12 @@ async def prepare_source(data: bytes, options: AnimateOptions, ctx: RequestConte
     with ctx.timings.stage("detect"):
         if options.model_set == "animal":
             return await asyncio.to_thread(animal_source, image, options)
+        faces = await ctx.analyzer.detect(image, options.face_order, options.face_hint)
         if options.crop_source:
-            faces = await ctx.analyzer.detect(image, options.face_order, options.face_hint)
             if not faces:
                 raise NoFace(f"no face was found in the source image; {NO_FACE_HINT}")
             face = select_face(faces, options.face_index, options.face_hint)
             return face_source(image, face, next(i for i, f in enumerate(faces) if f is face))
-        faces = await ctx.analyzer.detect(image, options.face_order, options.face_hint)
         face = faces[0] if faces else None
         crop_256 = cv2.resize(image, (256, 256))  # official: the whole image, resized
         return Source(image, crop_256, None, face.eye_ratio if face else None, face.lip_ratio if face else None,
@@ -55,6 +54,7 @@ async def prepare_sources(data: bytes, options: AnimateOptions, ctx: RequestCont
     group larger than ``max_faces``). One face (``prepare_source``) unless ``options.faces`` is set."""
     if options.faces is None:
         return [await prepare_source(data, options, ctx)], []
+    check_face_count(options.faces, max_faces)
     image = await _decode(data, options, ctx)
     with ctx.timings.stage("detect"):
         if options.model_set == "animal":
@@ -65,13 +65,17 @@ async def prepare_sources(data: bytes, options: AnimateOptions, ctx: RequestCont
     return sources, warnings
 
 
-def select_faces(faces: list[Face], selection: FaceSelection, max_faces: int) -> tuple[list[int], list[str]]:
-    """Indices (in face_order) of the selected faces, and warnings. ``all``: the first ``max_faces``; ``indices``:
-    those faces; ``boxes``: the face overlapping each box most (like ``face_hint``)."""
+def check_face_count(selection: FaceSelection, max_faces: int) -> None:
     named = len(selection.indices) + len(selection.boxes)
     if named > max_faces:
         raise InvalidRequest(f"options.faces names {named} faces; this server animates at most {max_faces} faces "
                              "per request")
+
+
+def select_faces(faces: list[Face], selection: FaceSelection, max_faces: int) -> tuple[list[int], list[str]]:
+    """Indices (in face_order) of the selected faces, and warnings. ``all``: the first ``max_faces``; ``indices``:
+    those faces; ``boxes``: the face overlapping each box most (like ``face_hint``)."""
+    check_face_count(selection, max_faces)
     if not faces:
         raise NoFace("no face was found in the source image, and options.faces animates detected faces; animate "
                      "one face with a `face_hint` box around it (without options.faces)")

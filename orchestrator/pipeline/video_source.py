@@ -25,8 +25,7 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from ..errors import NoFace
 from ..face import FaceAnalyzer, limit_size
 from ..face.tracking import SourceFaceTracker
-from ..keypoints import (LIP_NORMALIZE_THRESHOLD, Motion, VideoSourceComposer, combined_eye_ratio,
-                         motion_from_extractor, transform_keypoints)
+from ..keypoints import LIP_NORMALIZE_THRESHOLD, Motion, VideoSourceComposer, combined_eye_ratio, frames_keypoints
 from ..media import VideoInfo, read_frames
 from ..options import AnimateOptions
 from ..read_ahead import read_ahead
@@ -87,13 +86,13 @@ def join_motion(a: Motion | None, b: Motion) -> Motion:
 
 class SourceVideo:
     """The spooled source video -> ``SourceFrames`` chunks: every frame decoded, limited in size like a source image,
-    its face tracked and cropped. Frames before the first face wait (at most ``max_pending``) and take the first
-    face's crop, so the output keeps one frame per source frame."""
+    its face tracked and cropped. Frames before the first face wait (at most ``max_pending``, full-size frames held in
+    memory) and take the first face's crop, so the output keeps one frame per source frame."""
 
     what = "source video"
 
     def __init__(self, path: Path, info: VideoInfo, analyzer: FaceAnalyzer, options: AnimateOptions,
-                 timings: Timings, chunk: int = 8, max_frames: int = 18_000, max_pending: int = 300):
+                 timings: Timings, chunk: int = 8, max_frames: int = 18_000, max_pending: int = 64):
         self.path, self.info, self.options, self.timings = path, info, options, timings
         self.chunk, self.max_frames, self.max_pending = chunk, max_frames, max_pending
         self.tracker = SourceFaceTracker(analyzer, options.face_index, options.face_order, options.face_hint)
@@ -154,7 +153,9 @@ class SourceVideo:
             if found is None:
                 pending.append(frame)
                 if len(pending) > self.max_pending:
-                    raise NoFace(f"no face was found in the first {self.max_pending} frames of the source video")
+                    raise NoFace(f"no face was found in the first {self.max_pending} frames of the source video (frames "
+                                 "before the first face wait for it in memory); cut the video to start with the "
+                                 "face, or give `face_hint` [x1, y1, x2, y2] around it")
                 continue
             for image in pending + [frame]:  # frames that waited take the first face's crop
                 crop = found.image_256 if image is frame else self.tracker.crop_like(image, found)
@@ -180,8 +181,7 @@ async def paired(source: SourceVideo, driving: DrivingSource) -> AsyncIterator[t
             if not driving.is_video:
                 if still is None:
                     still = (await anext(motions))[0:1]
-                yield part, Motion(*(None if v is None else np.repeat(v, len(part), axis=0)
-                                     for v in (getattr(still, f.name) for f in dataclasses.fields(Motion))))
+                yield part, still[np.zeros(len(part), np.intp)]
                 continue
             while buffered is None or len(buffered) < len(part):
                 more = await anext(motions, None)
@@ -208,9 +208,10 @@ class VideoAnimation:
         variance = options.source_video_smoothing
         self.smoother = FixedLagKalman(variance) if driving.is_video and variance > 0 else None
         self.pastes_back = options.pastes_back
+        self.mask = feathered_mask()
         self.height = self.width = 512
         self._eyes_open: float | None = None  # source_video_eye_retargeting: frame 0's eye-open ratio
-        self.faces = [None]  # one face per frame
+        self.crops_per_frame = 1
 
     @property
     def fps(self) -> Fraction:
@@ -245,10 +246,11 @@ class VideoAnimation:
         return pb.Summary(source_frames=self.source.decoded)
 
     async def _rendered(self) -> AsyncIterator[tuple[SourceFrames, np.ndarray]]:
-        """Paired chunks -> source motion -> targets into the smoother -> the frames it releases, rendered."""
+        """Paired chunks -> source motion -> the rows to smooth -> the frames the smoother releases (with a look-ahead,
+        a few frames later; all of the rest at the end), rendered a chunk at a time."""
         ctx, o = self.ctx, self.options
         smoother = MotionSmoother(float(self.driving.fps), o.smoothing) if o.smoothing else None
-        waiting: tuple[SourceFrames, Motion, np.ndarray] | None = None
+        waiting: tuple[SourceFrames, Motion] | None = None  # frames pushed into the smoother, not yet released
         async for part, motion in paired(self.source, self.driving):
             with ctx.timings.stage("motion"):
                 part = await self._with_motion(part)
@@ -256,26 +258,27 @@ class VideoAnimation:
                 if smoother is not None:
                     motion = smoother(motion)
                 targets = self.composer.targets(part.motion, motion)
-                if self.smoother is not None:
-                    waiting = _queue(waiting, part, motion, targets)
-                    done = self.smoother.push(targets)
-                    if not len(done):
-                        continue
-                    part, motion, _ = _pop(waiting, len(done))
-                    waiting = _rest(waiting, len(done))
-                    targets = done
-            yield part, await self._render(part, motion, targets)
-        if self.smoother is not None and waiting is not None:
-            done = self.smoother.flush()
-            if len(done):
-                part, motion, _ = waiting
-                yield part, await self._render(part, motion, done)
+            if self.smoother is None:
+                yield part, await self._render(part, motion, targets)
+                continue
+            waiting = (part, motion) if waiting is None else (waiting[0] + part, join_motion(waiting[1], motion))
+            done = self.smoother.push(targets)
+            async for rendered in self._released(waiting, done):
+                yield rendered
+            waiting = (waiting[0][len(done):], waiting[1][len(done):]) if len(waiting[0]) > len(done) else None
+        if waiting is not None:
+            async for rendered in self._released(waiting, self.smoother.flush()):
+                yield rendered
+
+    async def _released(self, waiting: tuple[SourceFrames, Motion], targets: np.ndarray):
+        """The first ``len(targets)`` waiting frames rendered with their smoothed rows, at most a chunk per call."""
+        step = self.source.chunk
+        for start in range(0, len(targets), step):
+            window = slice(start, min(start + step, len(targets)))
+            yield waiting[0][window], await self._render(waiting[0][window], waiting[1][window], targets[window])
 
     async def _with_motion(self, part: SourceFrames) -> SourceFrames:
-        outputs = await self.ctx.runner.infer("motion_extractor_u8", {"image_u8": part.crops})
-        motion = motion_from_extractor(outputs)
-        kp = np.asarray(outputs["kp"], F32).reshape(-1, 21, 3)
-        x_s = transform_keypoints(kp, motion.R, motion.exp, motion.scale, motion.t)
+        motion, kp, x_s = frames_keypoints(await self.ctx.runner.infer("motion_extractor_u8", {"image_u8": part.crops}))
         return dataclasses.replace(part, motion=motion, kp=kp, x_s=x_s)
 
     async def _render(self, part: SourceFrames, motion: Motion, targets: np.ndarray) -> np.ndarray:
@@ -327,26 +330,9 @@ class VideoAnimation:
         crops = [cv2.cvtColor(p, cv2.COLOR_YUV2RGB_I420) for p in planes]
         if not self.pastes_back or part.M_c2o is None:
             return crops
-        mask = feathered_mask()
-        return [PasteBack(image, M, mask)(crop) for image, M, crop in zip(part.images, part.M_c2o, crops)]
+        return [PasteBack(image, M, self.mask)(crop) for image, M, crop in zip(part.images, part.M_c2o, crops)]
 
 
 def _lip_ratio(source: np.ndarray, driving: np.ndarray) -> np.ndarray:
     """Lip-retargeting input (N, 2) with a per-frame source ratio."""
     return np.stack([np.asarray(source, F32).reshape(-1), np.asarray(driving, F32).reshape(-1)], axis=1)
-
-
-def _queue(waiting, part: SourceFrames, motion: Motion, targets: np.ndarray):
-    if waiting is None:
-        return part, motion, targets
-    return waiting[0] + part, join_motion(waiting[1], motion), np.concatenate([waiting[2], targets])
-
-
-def _pop(waiting, n: int):
-    part, motion, targets = waiting
-    return part[:n], motion[:n], targets[:n]
-
-
-def _rest(waiting, n: int):
-    part, motion, targets = waiting
-    return (part[n:], motion[n:], targets[n:]) if len(part) > n else None
