@@ -216,10 +216,11 @@ def combined_eye_ratio(source_eyes: tuple[float, float], driving_eyes: np.ndarra
     return np.concatenate([source, driving[:, :1]], axis=1).astype(F32)
 
 
-def combined_lip_ratio(source_lip: float, driving_lip: np.ndarray) -> np.ndarray:
-    """Lip-retargeting MLP input (N, 2): [source lip, driving lip]."""
+def combined_lip_ratio(source_lip: float | np.ndarray, driving_lip: np.ndarray) -> np.ndarray:
+    """Lip-retargeting MLP input (N, 2): [source lip (one, or one per frame of a source video), driving lip]."""
     driving = np.asarray(driving_lip, F32).reshape(-1, 1)
-    return np.concatenate([np.full_like(driving, F32(source_lip)), driving], axis=1)
+    source = np.broadcast_to(np.asarray(source_lip, F32).reshape(-1, 1), driving.shape)
+    return np.concatenate([source, driving], axis=1)
 
 
 class KeypointComposer:
@@ -284,16 +285,7 @@ class KeypointComposer:
             t = src.t + (motion.t - ref.t[0]) if moves_pose else np.broadcast_to(src.t, (n, 3))
         else:
             R_new = motion.R if moves_pose else np.broadcast_to(src.R, (n, 3, 3))
-            if region in ("all", "exp"):
-                delta[:, ABSOLUTE_EXP_KEYPOINTS] = motion.exp[:, ABSOLUTE_EXP_KEYPOINTS]
-                delta[:, 3:5, 1] = motion.exp[:, 3:5, 1]
-                delta[:, 5, 2] = motion.exp[:, 5, 2]
-                delta[:, 8, 2] = motion.exp[:, 8, 2]
-                delta[:, 9, 1:] = motion.exp[:, 9, 1:]
-            elif region == "lip":
-                delta[:, LIP_KEYPOINTS] = motion.exp[:, LIP_KEYPOINTS]
-            elif region == "eyes":
-                delta[:, EYE_KEYPOINTS] = motion.exp[:, EYE_KEYPOINTS]
+            delta = region_expression(delta, motion.exp, region)
             scale = np.full(n, src.scale, F32)
             t = motion.t if moves_pose else np.broadcast_to(src.t, (n, 3))
         t = np.array(t, F32)
@@ -302,8 +294,29 @@ class KeypointComposer:
 
     def finalize(self, x: np.ndarray) -> np.ndarray:
         """``x_s + (x - x_s) * driving_multiplier`` (applied in every mode, as the official code does)."""
-        x_s = self.source.x_s
-        return (x_s + (x - x_s) * F32(self.options.driving_multiplier)).astype(F32)
+        return apply_multiplier(self.source.x_s, x, self.options.driving_multiplier)
+
+
+def apply_multiplier(x_s: np.ndarray, x: np.ndarray, multiplier: float) -> np.ndarray:
+    """The official last step: ``x_s + (x - x_s) * driving_multiplier``."""
+    return (x_s + (x - x_s) * F32(multiplier)).astype(F32)
+
+
+def region_expression(own: np.ndarray, driven: np.ndarray, region: str) -> np.ndarray:
+    """``own`` expressions (N, 21, 3, modified in place) with the components ``animation_region`` drives taken from
+    ``driven``: for ``all``/``exp`` the official absolute-mode subset (keypoints 1, 2, 6, 11-20 whole, 3-4 y, 5 z,
+    8 z, 9 y and z), for ``lip``/``eyes`` those keypoints."""
+    if region in ("all", "exp"):
+        own[:, ABSOLUTE_EXP_KEYPOINTS] = driven[:, ABSOLUTE_EXP_KEYPOINTS]
+        own[:, 3:5, 1] = driven[:, 3:5, 1]
+        own[:, 5, 2] = driven[:, 5, 2]
+        own[:, 8, 2] = driven[:, 8, 2]
+        own[:, 9, 1:] = driven[:, 9, 1:]
+    elif region == "lip":
+        own[:, LIP_KEYPOINTS] = driven[:, LIP_KEYPOINTS]
+    elif region == "eyes":
+        own[:, EYE_KEYPOINTS] = driven[:, EYE_KEYPOINTS]
+    return own
 
 
 @dataclass(frozen=True)
@@ -392,23 +405,9 @@ class VideoSourceComposer:
         region = o.animation_region
         moves_pose = region in ("all", "pose")
         R_new = R_target if moves_pose else source.R
-        delta = np.array(source.exp, F32)
-        if region in ("all", "exp"):
-            delta[:, ABSOLUTE_EXP_KEYPOINTS] = exp_target[:, ABSOLUTE_EXP_KEYPOINTS]
-            delta[:, 3:5, 1] = exp_target[:, 3:5, 1]
-            delta[:, 5, 2] = exp_target[:, 5, 2]
-            delta[:, 8, 2] = exp_target[:, 8, 2]
-            delta[:, 9, 1:] = exp_target[:, 9, 1:]
-        elif region == "lip":
-            delta[:, LIP_KEYPOINTS] = exp_target[:, LIP_KEYPOINTS]
-        elif region == "eyes":
-            delta[:, EYE_KEYPOINTS] = exp_target[:, EYE_KEYPOINTS]
+        delta = region_expression(np.array(source.exp, F32), exp_target, region)
         if not o.relative_motion and moves_pose:
             t = driving.t if self.driving_is_video else np.broadcast_to(self._reference.t[0], (n, 3))
         else:
             t = source.t
-        t = np.array(t, F32)
-        t[:, 2] = 0
-        x = (kp @ R_new + delta) * np.asarray(source.scale, F32).reshape(-1, 1, 1)
-        x[:, :, :2] += t[:, None, :2]
-        return x.astype(F32)
+        return transform_keypoints(kp, R_new, delta, source.scale, t)  # t's z is not used

@@ -79,7 +79,11 @@ class MotionSmoother:
     def __init__(self, fps: float, options: SmoothingOptions = SmoothingOptions()):
         self.filter = OneEuro(fps, options)
 
-    def __call__(self, motion: Motion) -> Motion:
+    def __call__(self, motion: Motion, dt: float | None = None) -> Motion:
+        """The chunk steadied; ``dt``: seconds since the previous frame when frames are not evenly spaced (a live
+        stream's capture times), else one frame at the fps."""
+        if dt is not None:
+            self.filter.dt = dt
         n = len(motion)
         parts = [motion.scale.reshape(n, 1), motion.R.reshape(n, 9), motion.exp.reshape(n, 63), motion.t]
         for ratio in (motion.eye_ratio, motion.lip_ratio):

@@ -177,3 +177,12 @@ def test_source_bytes_after_the_driving_video_are_refused(tmp_path):
         _receive([("source_chunk", b"ab"), ("driving_chunk", b"x"), ("source_chunk", b"c")], tmp_path, part=True)
     with pytest.raises(InvalidRequest, match="source video is empty"):
         _receive([("driving_chunk", b"x")], tmp_path, part=True)
+
+
+def test_the_lip_retargeting_input_takes_one_source_ratio_or_one_per_source_frame():
+    from orchestrator.keypoints import combined_lip_ratio
+
+    one = combined_lip_ratio(0.2, np.array([0.1, 0.3]))
+    np.testing.assert_array_equal(one, np.array([[0.2, 0.1], [0.2, 0.3]], np.float32))
+    per_frame = combined_lip_ratio(np.array([0.2, 0.4], np.float32), np.zeros(2))
+    np.testing.assert_array_equal(per_frame, np.array([[0.2, 0.0], [0.4, 0.0]], np.float32))

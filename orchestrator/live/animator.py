@@ -168,8 +168,7 @@ class LiveAnimator:
                 motion = await self._motion(found)
             with timings.stage("keypoints"):
                 if self.smoother is not None:
-                    self.smoother.filter.dt = self._time_step(frame.capture_time_us)
-                    motion = self.smoother(motion)
+                    motion = self.smoother(motion, dt=self._time_step(frame.capture_time_us))
                 kp_driving = await self.stage(motion)
             with timings.stage("render"):
                 planes = await render(self.ctx.runner, self.source.crop_256, self.keypoints.x_s, kp_driving)

@@ -25,7 +25,8 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from ..errors import NoFace
 from ..face import FaceAnalyzer, limit_size
 from ..face.tracking import SourceFaceTracker
-from ..keypoints import LIP_NORMALIZE_THRESHOLD, Motion, VideoSourceComposer, combined_eye_ratio, frames_keypoints
+from ..keypoints import (LIP_NORMALIZE_THRESHOLD, Motion, VideoSourceComposer, apply_multiplier, combined_eye_ratio,
+                         combined_lip_ratio, frames_keypoints)
 from ..media import VideoInfo, read_frames
 from ..options import AnimateOptions
 from ..read_ahead import read_ahead
@@ -78,10 +79,6 @@ class SourceFrames:
         values = {f.name: _join(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
                   if f.name != "motion"}
         return SourceFrames(**values, motion=motion)
-
-
-def join_motion(a: Motion | None, b: Motion) -> Motion:
-    return b if a is None or len(a) == 0 else Motion.concat([a, b])
 
 
 class SourceVideo:
@@ -187,7 +184,7 @@ async def paired(source: SourceVideo, driving: DrivingSource) -> AsyncIterator[t
                 more = await anext(motions, None)
                 if more is None:
                     break
-                buffered = join_motion(buffered, more)
+                buffered = more if buffered is None or not len(buffered) else Motion.concat([buffered, more])
             if buffered is None or len(buffered) == 0:
                 return
             n = min(len(part), len(buffered))
@@ -261,7 +258,7 @@ class VideoAnimation:
             if self.smoother is None:
                 yield part, await self._render(part, motion, targets)
                 continue
-            waiting = (part, motion) if waiting is None else (waiting[0] + part, join_motion(waiting[1], motion))
+            waiting = (part, motion) if waiting is None else (waiting[0] + part, Motion.concat([waiting[1], motion]))
             done = self.smoother.push(targets)
             async for rendered in self._released(waiting, done):
                 yield rendered
@@ -286,7 +283,7 @@ class VideoAnimation:
             x = self.composer.compose(part.kp, part.motion, motion, targets)
             x = await self._retarget_and_stitch(x, part, motion)
             x_s = part.x_s
-            x = (x_s + (x - x_s) * F32(self.options.keypoints.driving_multiplier)).astype(F32)
+            x = apply_multiplier(x_s, x, self.options.keypoints.driving_multiplier)
         with self.ctx.timings.stage("render"):
             return await render(self.ctx.runner, part.crops, x_s, x)
 
@@ -301,7 +298,7 @@ class VideoAnimation:
             if eye:
                 out += await retarget(runner, "retarget_eye", x_s, combined_eye_ratio(part.eye_ratio, motion.eye_ratio))
             if lip:
-                out += await retarget(runner, "retarget_lip", x_s, _lip_ratio(part.lip_ratio, motion.lip_ratio))
+                out += await retarget(runner, "retarget_lip", x_s, combined_lip_ratio(part.lip_ratio, motion.lip_ratio))
             return await stitch(runner, x_s, out) if o.stitching else out
         if o.stitching:
             x = await stitch(runner, x_s, x)
@@ -314,7 +311,7 @@ class VideoAnimation:
     async def _lip_normalization(self, part: SourceFrames) -> np.ndarray:
         """Official ``flag_normalize_lip`` per source frame: close the mouth of frames whose lip ratio >= 0.03."""
         delta = await retarget(self.ctx.runner, "retarget_lip", part.x_s,
-                               _lip_ratio(part.lip_ratio, np.zeros(len(part), F32)))
+                               combined_lip_ratio(part.lip_ratio, np.zeros(len(part), F32)))
         return delta * (part.lip_ratio >= LIP_NORMALIZE_THRESHOLD)[:, None, None]
 
     async def _eyes_like_the_first_frame(self, part: SourceFrames) -> np.ndarray:
@@ -331,8 +328,3 @@ class VideoAnimation:
         if not self.pastes_back or part.M_c2o is None:
             return crops
         return [PasteBack(image, M, self.mask)(crop) for image, M, crop in zip(part.images, part.M_c2o, crops)]
-
-
-def _lip_ratio(source: np.ndarray, driving: np.ndarray) -> np.ndarray:
-    """Lip-retargeting input (N, 2) with a per-frame source ratio."""
-    return np.stack([np.asarray(source, F32).reshape(-1), np.asarray(driving, F32).reshape(-1)], axis=1)
