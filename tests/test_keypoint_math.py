@@ -9,7 +9,7 @@ from orchestrator.keypoints import (KeypointComposer, KeypointOptions, Motion, c
                                     convex_hull_volume, motion_multiplier, rotation_matrix, source_keypoints)
 from orchestrator.pipeline.paste import PasteBack, feathered_mask
 
-from golden import cases_with
+from golden import assert_warped_close, cases_with
 
 TOL = 1e-5
 
@@ -103,11 +103,12 @@ def test_eye_and_lip_ratio_combination(case):
 
 
 @pytest.mark.parametrize("case", cases_with("crop"))
-def test_paste_back_with_the_official_mask_is_exact(case):
+def test_paste_back_with_the_official_mask_matches(case):
+    """Exact but for warpAffine's rounding between OpenCV releases (golden.assert_warped_close says how much)."""
     g = case.load("crop")
     paste = PasteBack(g["in_crop_source_image"], g["out_M_c2o"], g["in_mask_crop"])
-    assert rel_l2(paste.mask, g["out_mask_ori_float"]) <= TOL
-    np.testing.assert_array_equal(paste(g["in_paste_I_p"]), g["out_pasted_back"])
+    assert_warped_close(paste.mask, g["out_mask_ori_float"], scale=255)
+    assert_warped_close(paste(g["in_paste_I_p"]), g["out_pasted_back"])
 
 
 def test_generated_mask_is_feathered():

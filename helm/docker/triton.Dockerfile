@@ -24,8 +24,11 @@ FROM python:3.11-slim AS exporter
 WORKDIR /src
 # The whole repository minus <this Dockerfile>.dockerignore (environments, build outputs, weights).
 COPY . .
-# torch comes from the CPU wheel index: export runs on the CPU, no CUDA build needed.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu '.[export]'
+# The locked export set (requirements/export.lock); torch's CPU build comes from the CPU wheel index: export runs on
+# the CPU, no CUDA build needed.
+RUN pip install --no-cache-dir --require-hashes --extra-index-url https://download.pytorch.org/whl/cpu \
+      -r requirements/export.lock \
+ && pip install --no-cache-dir --no-deps .
 COPY --from=weights / /weights/
 ENV HOME=/tmp
 
@@ -40,10 +43,11 @@ ARG TARGET=gpu
 # The CPU repository's model.py imports numpy + onnxruntime from LIVEPORTRAIT_BACKEND_PYTHONPATH (the Python-backend
 # stub ignores PYTHONPATH); the pytorch repository's face models need onnxruntime (CPU) too, its PyTorch models use the
 # image's torch; the GPU repository needs nothing extra (onnxruntime backend ships in the image).
-RUN if [ "$TARGET" = "cpu" ]; then \
-      python3 -m pip install --no-cache-dir --target /opt/liveportrait/python 'numpy<2' 'onnxruntime>=1.20'; \
-    elif [ "$TARGET" = "pytorch" ]; then \
-      python3 -m pip install --no-cache-dir --target /opt/liveportrait/python 'onnxruntime>=1.20'; \
+# The versions are requirements/triton-python.lock's (the embedded server's lock).
+COPY requirements/triton-python.lock /tmp/triton-python.lock
+RUN if [ "$TARGET" = "cpu" ] || [ "$TARGET" = "pytorch" ]; then \
+      python3 -m pip install --no-cache-dir --no-deps --require-hashes --target /opt/liveportrait/python \
+        -r /tmp/triton-python.lock; \
     else mkdir -p /opt/liveportrait/python; fi
 ENV LIVEPORTRAIT_BACKEND_PYTHONPATH=/opt/liveportrait/python
 COPY --from=export --chown=1000:1000 /models /models
