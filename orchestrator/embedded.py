@@ -1,9 +1,11 @@
 """The embedded local stack of ``liveportrait up`` / ``liveportrait demo`` (and the end-to-end tests):
 export the CPU model repository if missing, start the real tritonserver (``TritonProcess``) and the orchestrator
-(a child process), wait until the orchestrator's gRPC health says SERVING, stop both cleanly.
+(a child process), wait until the orchestrator's gRPC health says SERVING, stop both cleanly: the orchestrator
+first, given its drain time to let running requests finish.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -19,6 +21,12 @@ from .ports import port_in_use
 from .triton_process import REPO_ROOT, TritonProcess, TritonStartError, free_port
 
 
+# the orchestrator flags the embedded stack sets itself; `liveportrait up` passes all others on
+SET_BY_THE_STACK = ("--address", "--port", "--metrics-port", "--health-port", "--triton-url", "--triton-ssl",
+                    "--triton-root-certificates", "--face-stack")
+STOP_MARGIN_S = 10.0  # after its drain, the orchestrator stops its servers and its Triton client
+
+
 class StackError(RuntimeError):
     """A part of the embedded stack did not start."""
 
@@ -31,8 +39,14 @@ class StackConfig:
     metrics_port: int = 9100
     work_dir: Path = REPO_ROOT / "build" / "embedded"
     face_stack: str = "mediapipe"  # "official": the InsightFace/LivePortrait files found in the weights directory
-    orchestrator_args: tuple[str, ...] = ()
+    orchestrator_args: tuple[str, ...] = ()  # more liveportrait-orchestrator flags (see ``orchestrator_argv``)
     animal: bool = False  # also export and serve the animal models (model_set ANIMAL requests)
+    drain_s: float = 30.0  # the orchestrator's --drain-seconds: on stop, running requests may finish for this long
+
+    @property
+    def log_dir(self) -> Path:
+        """One folder per stack (its gRPC port is its own on this machine): two stacks' logs do not mix."""
+        return self.work_dir / f"logs-{self.port}"
 
     @property
     def repository(self) -> Path:
@@ -42,6 +56,23 @@ class StackConfig:
     @property
     def animal_repository(self) -> Path:
         return self.repository.with_name(self.repository.name + "-animal")
+
+
+def orchestrator_argv(actions: list[argparse.Action], args: argparse.Namespace) -> tuple[str, ...]:
+    """The orchestrator options of a parsed command line (``actions``: from ``orchestrator.server.add_options``) that
+    differ from their defaults, as the orchestrator's argv; paths made absolute (the child runs in the repository)."""
+    argv = []
+    for action in actions:
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = action.option_strings[-1]
+        if action.nargs == 0:  # store_true and the like
+            argv.append(flag)
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        argv += [flag, *(str(v.absolute() if isinstance(v, Path) else v) for v in values)]
+    return tuple(argv)
 
 
 def resolve_ports(config: StackConfig, log=print) -> StackConfig:
@@ -86,6 +117,17 @@ class OrchestratorProcess(ChildServer):
     startup_timeout_s: float = 120.0
     require_serving: bool = True  # False: return once the gRPC server answers health checks (any status)
     health_port: int | None = None  # a plaintext health-only port (--health-port): readiness is read there
+    drain_s: float = 30.0  # --drain-seconds (``extra_args`` may set another)
+
+    @property
+    def stop_timeout_s(self) -> float:
+        """``stop()`` sends SIGTERM and waits this long before SIGKILL: the drain time and a margin, so running
+        requests finish (reading a later --drain-seconds in ``extra_args``, as the orchestrator does)."""
+        drain = self.drain_s
+        for flag, value in zip(self.extra_args, self.extra_args[1:]):
+            if flag == "--drain-seconds":
+                drain = float(value)
+        return drain + STOP_MARGIN_S
 
     @property
     def target(self) -> str:
@@ -106,7 +148,8 @@ class OrchestratorProcess(ChildServer):
     def command(self) -> list[str]:
         health = ["--health-port", str(self.health_port)] if self.health_port else []
         return [sys.executable, "-m", "orchestrator.server", "--address", "127.0.0.1", "--port", str(self.port),
-                "--metrics-port", str(self.metrics_port), "--triton-url", self.triton_url, *health, *self.extra_args]
+                "--metrics-port", str(self.metrics_port), "--triton-url", self.triton_url, *health,
+                "--drain-seconds", str(self.drain_s), *self.extra_args]
 
     def start(self) -> "OrchestratorProcess":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -170,12 +213,13 @@ class EmbeddedStack:
         more = (f"--model-repository={export_repository(c, self.log, 'animal')}",) if c.animal else ()
         try:
             self.log("starting tritonserver (CPU; NVML/DCGM warnings are expected without a GPU) ...")
-            self.triton = TritonProcess(repository, log_file=c.work_dir / "tritonserver.log", extra_args=more).start()
+            self.triton = TritonProcess(repository, log_file=c.log_dir / "tritonserver.log", extra_args=more).start()
             self.log(f"tritonserver ready on {self.triton.grpc_url} (log {self.triton.log_file})")
-            self.orchestrator = OrchestratorProcess(self.triton.grpc_url, c.work_dir / "orchestrator.log",
-                                                    port=c.port, metrics_port=c.metrics_port,
-                                                    extra_args=("--face-stack", c.face_stack,
-                                                                *c.orchestrator_args)).start()
+            # readiness is read on a plaintext health port: it answers also when the orchestrator's gRPC uses TLS
+            self.orchestrator = OrchestratorProcess(self.triton.grpc_url, c.log_dir / "orchestrator.log",
+                                                    port=c.port, metrics_port=c.metrics_port, health_port=free_port(),
+                                                    drain_s=c.drain_s, extra_args=("--face-stack", c.face_stack,
+                                                                                   *c.orchestrator_args)).start()
         except BaseException:
             self.stop()
             raise
@@ -206,11 +250,13 @@ class EmbeddedStack:
             else:
                 self.log(f"{name} is back")
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """The orchestrator first (it drains: running requests finish on Triton), then tritonserver; ``timeout_s``
+        (e.g. 0: at once) instead of each child's own stop timeout."""
         if self.orchestrator:
-            self.orchestrator.stop()
+            self.orchestrator.stop(timeout_s)
         if self.triton:
-            self.triton.stop()
+            self.triton.stop(timeout_s)
 
     def __enter__(self) -> "EmbeddedStack":
         return self.start()
