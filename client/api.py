@@ -22,7 +22,7 @@ from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .channel import ChannelSettings, default_api_key, default_target
 from .edits import EditResult, edit_request, keyframes_message, session_lost
-from .messages import _face_videos, _read, animate_requests, animation_options, extract_requests
+from .messages import InputError, _face_videos, _read, animate_requests, animation_options, extract_requests
 
 if TYPE_CHECKING:
     from .live import LiveStream
@@ -31,21 +31,25 @@ ProgressCallback = Callable[[pb.Progress], None]
 
 
 class _Output:
-    """Writes the MP4 as it arrives to ``<path>.part`` and renames it on success."""
+    """Writes the MP4 as it arrives to ``<path>.part`` and renames it on success. The part file is created at once:
+    an output path that cannot be written fails before any request is sent (``InputError``), not after rendering."""
 
     def __init__(self, path: Path | None, sink: BinaryIO | None):
         self.path = Path(path) if path else None
         self.part = self.path.with_name(self.path.name + ".part") if self.path else None
         self.sink = sink
         self._file: BinaryIO | None = None
+        if self.part is not None:
+            try:
+                self.part.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.part, "wb")
+            except OSError as exc:
+                raise InputError(f"the output {str(self.path)!r} cannot be written: {exc.strerror or exc}") from None
 
     def write(self, data: bytes) -> None:
         if self.sink is not None:
             self.sink.write(data)
-        if self.part is not None:
-            if self._file is None:
-                self.part.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.part, "wb")
+        if self._file is not None:
             self._file.write(data)
             self._file.flush()
 
@@ -87,12 +91,13 @@ class PortraitClient:
         """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary.
         Several faces: ``faces="all"`` (or indices, boxes: ``faces_message``) and ``face_drivings={1: path}`` (an
         image, a template or a video: its motion is extracted first)."""
-        for face, video in _face_videos(options.get("face_drivings")).items():
-            options["face_drivings"] = {**options["face_drivings"], face: self.extract_motion(video, timeout=timeout)}
-        out = _Output(output, sink)
-        requests = _animate_call(source, driving, crf, audio, low_latency, options)
+        out = _Output(output, sink)  # first: an output that cannot be written fails before any call
         summary = None
         try:
+            for face, video in _face_videos(options.get("face_drivings")).items():
+                options["face_drivings"] = {**options["face_drivings"],
+                                            face: self.extract_motion(video, timeout=timeout)}
+            requests = _animate_call(source, driving, crf, audio, low_latency, options)
             for response in self.stub.AnimatePortrait(requests, timeout=timeout):
                 summary = _handle(response, out, on_progress) or summary
         except BaseException:
@@ -165,13 +170,13 @@ class AsyncPortraitClient:
                       sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
                       timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
                       low_latency: bool | None = None, **options) -> pb.Summary:
-        for face, video in _face_videos(options.get("face_drivings")).items():
-            options["face_drivings"] = {**options["face_drivings"],
-                                        face: await self.extract_motion(video, timeout=timeout)}
-        out = _Output(output, sink)
-        requests = _aiter(_animate_call(source, driving, crf, audio, low_latency, options))
+        out = _Output(output, sink)  # first: an output that cannot be written fails before any call
         summary = None
         try:
+            for face, video in _face_videos(options.get("face_drivings")).items():
+                options["face_drivings"] = {**options["face_drivings"],
+                                            face: await self.extract_motion(video, timeout=timeout)}
+            requests = _aiter(_animate_call(source, driving, crf, audio, low_latency, options))
             async for response in self.stub.AnimatePortrait(requests, timeout=timeout):
                 summary = _handle(response, out, on_progress) or summary
         except BaseException:

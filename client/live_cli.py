@@ -33,10 +33,14 @@ class FileCamera:
             raise ValueError(f"the driving video {str(path)!r} does not exist")
         try:
             with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise ValueError(f"the driving video {str(path)!r} has no video stream")
                 stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate or 25
-        except (av.error.FFmpegError, IndexError) as exc:
-            raise ValueError(f"the driving video {str(path)!r} cannot be read: {exc}") from None
+                next(container.decode(stream))  # one frame: the file is a video we can play
+        except (av.error.FFmpegError, StopIteration, OSError):  # FFmpeg's own text is not repeated
+            raise ValueError(f"the driving video {str(path)!r} is not a video in a supported format, or it is "
+                             "truncated or corrupt") from None
         self.fps = float(fps or rate)
         self.loop = loop
 
@@ -44,9 +48,15 @@ class FileCamera:
         import av
 
         while True:
-            with av.open(str(self.path)) as container:
-                for frame in container.decode(video=0):
-                    yield frame.to_ndarray(format="rgb24")
+            index = 0
+            try:
+                with av.open(str(self.path)) as container:
+                    for frame in container.decode(video=0):
+                        yield frame.to_ndarray(format="rgb24")
+                        index += 1
+            except av.error.FFmpegError:
+                raise ValueError(f"the driving video {str(self.path)!r} could not be decoded after frame {index} "
+                                 "(corrupt or truncated)") from None
             if not self.loop:
                 return
 

@@ -4,10 +4,16 @@
 Official keys: ``n_frames``, ``output_fps``, ``motion`` (per frame ``scale`` (1,1), ``R`` or legacy ``R_d`` (1,3,3),
 ``exp`` (1,21,3), ``t`` (1,3)), and ``c_eyes_lst`` / legacy ``c_d_eyes_lst`` ((1,2) per frame), ``c_lip_lst`` /
 legacy ``c_d_lip_lst`` ((1,1) per frame); animal templates have no ratio lists.
+
+Every template read here is checked with the server's own check (``orchestrator.templates.from_proto``: shapes,
+finite values, the documented bounds, the frame rate), so a template the server would refuse is refused here first,
+and ``convert`` never writes one.
 """
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import pickle
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +22,8 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from orchestrator.quoting import quote
+from orchestrator.templates import InvalidTemplateError, from_proto
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 TEMPLATE_SUFFIXES = (".pb", ".json", ".pkl")
@@ -64,7 +72,7 @@ def from_official_dict(data: dict, origin: str = "") -> pb.MotionTemplate:
     for name, values in (("eye", eyes), ("lip", lips)):
         if values is not None and len(values) != n:
             raise TemplateError(f"the {name} ratio list has {len(values)} entries for {n} frames")
-    fps = Fraction(data.get("output_fps", 25)).limit_denominator(1_000_000)
+    fps = _fps(data.get("output_fps", 25))
     frames = []
     for i, item in enumerate(motion):
         if not isinstance(item, dict):
@@ -87,6 +95,24 @@ def from_official_dict(data: dict, origin: str = "") -> pb.MotionTemplate:
                              n_frames=n, frames=frames, origin=origin)
 
 
+def _fps(value) -> Fraction:
+    """The official ``output_fps``: a finite number > 0 (its range is checked with the rest, by the server's check)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise TemplateError(f"output_fps must be a number of frames per second > 0, got {quote(value, 40)}")
+    return Fraction(value).limit_denominator(1_000_000)
+
+
+def check(template: pb.MotionTemplate) -> pb.MotionTemplate:
+    """The template, if the server would accept it (its check, run here); ``TemplateError`` saying why not."""
+    try:
+        from_proto(template)
+    except InvalidTemplateError as exc:
+        raise TemplateError(str(exc)) from None
+    return template
+
+
 def load_pickle(data: bytes, origin: str = "") -> pb.MotionTemplate:
     try:
         loaded = RestrictedUnpickler(io.BytesIO(data)).load()
@@ -94,7 +120,7 @@ def load_pickle(data: bytes, origin: str = "") -> pb.MotionTemplate:
         raise
     except Exception as exc:  # any malformed pickle
         raise TemplateError(f"cannot read the pickle: {exc}") from None
-    return from_official_dict(loaded, origin)
+    return check(from_official_dict(loaded, origin))
 
 
 def read_template(path: Path) -> pb.MotionTemplate:
@@ -108,10 +134,10 @@ def read_template(path: Path) -> pb.MotionTemplate:
             message.ParseFromString(path.read_bytes())
         except DecodeError as exc:
             raise TemplateError(f"not a liveportrait.v1.MotionTemplate message: {exc}") from None
-        return message
+        return check(message)
     if suffix == ".json":
         try:
-            return json_format.Parse(path.read_text(), pb.MotionTemplate())
+            return check(json_format.Parse(path.read_text(), pb.MotionTemplate()))
         except (json_format.ParseError, UnicodeDecodeError) as exc:
             raise TemplateError(f"not a liveportrait.v1.MotionTemplate JSON document: {exc}") from None
     raise TemplateError(f"unknown template type {suffix!r}; use one of {', '.join(TEMPLATE_SUFFIXES)}")

@@ -25,6 +25,7 @@ from .keypoints import KeypointOptions, SourceKeypoints, source_keypoints
 from .options import AnimateOptions, EditRequestOptions
 from .pipeline.paste import PasteBack, feathered_mask
 from .pipeline import KeypointStage, RequestContext, Source, prepare_source
+from .quoting import quote
 
 
 @dataclass
@@ -148,7 +149,7 @@ async def session_source(store: SessionStore, session_id: str, data: bytes, opti
         if prepared is not None and (not data or source_key(data, options) == prepared.key):
             return session_id, prepared, True
         if not data:
-            raise InvalidRequest(f"unknown or expired session_id {session_id!r}: re-send source_image")
+            raise InvalidRequest(f"unknown or expired session_id {quote(session_id)}: re-send source_image")
     if not data:
         raise InvalidRequest("source_image is empty (and no session_id was given)")
     found = store.find(source_key(data, options))

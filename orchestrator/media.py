@@ -22,6 +22,9 @@ import numpy as np
 DEFAULT_FPS = Fraction(25)  # official output_fps for a driving image
 CODEC_NAMES = {"h264": "H.264", "hevc": "H.265/HEVC", "mpeg4": "MPEG-4 Part 2", "vp8": "VP8", "vp9": "VP9",
                "av1": "AV1", "mjpeg": "Motion JPEG", "gif": "GIF", "prores": "ProRes"}
+# FFmpeg's text-art demuxers (BinText, XBin, ADF, iCEDraw, ANSI): they take arbitrary bytes of some sizes (random
+# bytes named *.bin are "BinText"), and an upload is never one of them: refused as "not a video".
+NOT_VIDEO_FORMATS = {"bin", "xbin", "adf", "idf", "tty"}
 log = logging.getLogger("liveportrait.orchestrator.media")
 
 
@@ -42,11 +45,17 @@ def _open(path: Path, what: str = "driving video") -> av.container.InputContaine
     """The spooled upload opened for reading. Client-facing messages never carry the library's text or the spool
     file's path (both go to the server log only)."""
     try:
-        return av.open(str(path), "r")
+        container = av.open(str(path), "r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         log.info("the %s cannot be opened: %s", what, exc)
         raise InvalidVideoError(f"the {what} cannot be read: it is not a video file in a supported format, "
                                 "or it is truncated or corrupt") from None
+    if container.format.name in NOT_VIDEO_FORMATS:
+        log.info("the %s was taken for FFmpeg's %r format: not a video", what, container.format.name)
+        container.close()
+        raise InvalidVideoError(f"the {what} cannot be read: it is not a video file in a supported format, "
+                                "or it is truncated or corrupt")
+    return container
 
 
 def probe(path: Path, what: str = "driving video") -> VideoInfo:

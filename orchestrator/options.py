@@ -13,6 +13,7 @@ from .errors import FailedPrecondition, InvalidRequest
 from .face import ORDERINGS, CropConfig
 from .face.geometry import DRIVING_CROP
 from .keypoints import KeypointOptions
+from .quoting import quote
 from .smoothing import SmoothingOptions
 
 REGION_NAMES = {pb.ANIMATION_REGION_UNSPECIFIED: "all", pb.ALL: "all", pb.EXP: "exp", pb.POSE: "pose",
@@ -71,6 +72,13 @@ class AnimateOptions:
         """Official: paste-back needs cropping and stitching too."""
         return self.paste_back and self.crop_source and self.keypoints.stitching
 
+    @property
+    def needs_every_face(self) -> bool:
+        """Whether choosing the source face needs every face of the image, small ones beside large ones included
+        (``FaceAnalyzer.detect(every_face=...)``, a window search): not for the default choice, the largest face."""
+        return (self.faces is not None or self.face_hint is not None or self.face_index != 0
+                or self.face_order != "large-small")
+
 
 def _get(message, name: str, default):
     return getattr(message, name) if message.HasField(name) else default
@@ -114,7 +122,7 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
                              rotate=_get(o, "crop_rotate", True))
     order = o.face_order or "large-small"
     if order not in ORDERINGS:
-        raise InvalidRequest(f"unknown face_order {order!r}; choose one of {', '.join(ORDERINGS)}")
+        raise InvalidRequest(f"unknown face_order {quote(order)}; choose one of {', '.join(ORDERINGS)}")
     hint = None
     if o.face_hint:
         hint = np.asarray(o.face_hint, np.float64)
@@ -167,8 +175,11 @@ def face_selection(o: pb.AnimationOptions, model_set: str) -> FaceSelection:
     f = o.faces
     if [bool(f.all), bool(f.indices), bool(f.boxes)].count(True) != 1:
         raise InvalidRequest("options.faces: set exactly one of `all`, `indices` and `boxes`")
-    if len(set(f.indices)) != len(f.indices):
-        raise InvalidRequest(f"options.faces.indices repeats a face: {list(f.indices)}")
+    seen: set[int] = set()
+    for k, index in enumerate(f.indices):  # named, not listed: the list is the client's and may be long
+        if index in seen:
+            raise InvalidRequest(f"options.faces.indices repeats a face: indices[{k}] is face {index} again")
+        seen.add(index)
     if len(f.boxes) % 4:
         raise InvalidRequest(f"options.faces.boxes holds [x1, y1, x2, y2] per face (4 values each), got "
                              f"{len(f.boxes)} values")

@@ -12,9 +12,18 @@ import numpy as np
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .keypoints import Motion
+from .quoting import bad_values
 
 FORMAT_VERSION = 1
 F32 = np.float32
+# What a template may hold (README "Motion templates"): finite values within bounds far beyond real motion (the
+# official templates: scale 1.1-1.5, |exp| < 0.07, |t| < 0.21), so that only absurd ones are refused.
+SCALE_RANGE = (0.1, 10.0)
+EXP_LIMIT = 1.0  # |exp| per value: keypoint offsets, in the keypoints' units (a face spans about 1.5)
+T_LIMIT = 5.0  # |t| per value
+RATIO_RANGE = (0.0, 2.0)  # eye and lip open ratios
+ROTATION_TOLERANCE = 1e-2  # R R^T = I within this (max abs entry), det(R) > 0: a rotation, not a mirror or zeros
+FPS_RANGE = (Fraction(1, 10), Fraction(1000))
 
 
 class InvalidTemplateError(ValueError):
@@ -35,10 +44,11 @@ def fps_to_proto(fps: Fraction) -> pb.FrameRate:
 
 def fps_from_proto(rate: pb.FrameRate) -> Fraction:
     if rate.num <= 0 or rate.den <= 0:
-        raise InvalidTemplateError(f"invalid frame rate {rate.num}/{rate.den}")
+        raise InvalidTemplateError(f"invalid frame rate {rate.num}/{rate.den} (frames per second: num/den, both > 0)")
     fps = Fraction(rate.num, rate.den)
-    if not 0.1 <= fps <= 1000:
-        raise InvalidTemplateError(f"frame rate {float(fps):g} is out of range (0.1 to 1000)")
+    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise InvalidTemplateError(f"frame rate {float(fps):g} is out of range ({float(FPS_RANGE[0]):g} to "
+                                   f"{float(FPS_RANGE[1]):g} frames per second)")
     return fps
 
 
@@ -86,17 +96,40 @@ def from_proto(message: pb.MotionTemplate, max_frames: int = 100_000) -> Templat
         eye_ratio=np.array([f.eye_ratio for f in frames], F32).reshape(n, 2) if has_eyes else None,
         lip_ratio=np.array([f.lip_ratio for f in frames], F32) if has_lip else None,
     )
+    check_motion(motion)
+    return Template(motion, fps, message.origin)
+
+
+def check_motion(motion: Motion) -> None:
+    """Refuse non-finite and absurd values (``InvalidTemplateError`` naming the first frame, the field, and how many
+    values are wrong, never the values themselves: a message stays short whatever the template holds)."""
+    n = len(motion)
     fields = {"scale": motion.scale, "rotation": motion.R, "exp": motion.exp, "t": motion.t,
               "eye_ratio": motion.eye_ratio, "lip_ratio": motion.lip_ratio}
     for name, values in fields.items():  # NaN/inf ratios would corrupt the retargeted frames: refused like the rest
-        if values is None:
-            continue
-        bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise InvalidTemplateError(f"frame {i}: {name} holds a non-finite value "
-                                       f"({', '.join(f'{v:g}' for v in values[i].reshape(-1))}); "
-                                       f"{int(bad.sum())} frame(s) affected")
-    if (motion.scale <= 0).any():
-        raise InvalidTemplateError("the motion template has a non-positive scale")
-    return Template(motion, fps, message.origin)
+        if values is not None:
+            _refuse(name, ~np.isfinite(values.reshape(n, -1)), "holds a non-finite value")
+    ranges = {"scale": (motion.scale, *SCALE_RANGE), "exp": (motion.exp, -EXP_LIMIT, EXP_LIMIT),
+              "t": (motion.t, -T_LIMIT, T_LIMIT), "eye_ratio": (motion.eye_ratio, *RATIO_RANGE),
+              "lip_ratio": (motion.lip_ratio, *RATIO_RANGE)}
+    for name, (values, low, high) in ranges.items():
+        if values is not None:
+            values = values.reshape(n, -1)
+            _refuse(name, (values < low) | (values > high), f"is out of range [{low:g}, {high:g}]")
+    R = motion.R.astype(np.float64)
+    deviation = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    bad = (deviation > ROTATION_TOLERANCE) | (np.linalg.det(R) <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidTemplateError(f"frame {i}: rotation is not a rotation matrix (R R^T differs from the identity by "
+                                   f"{deviation[i]:.3g}, at most {ROTATION_TOLERANCE:g} allowed; det(R) "
+                                   f"{np.linalg.det(R[i]):.3g}, must be 1); {int(bad.sum())} frame(s) affected")
+
+
+def _refuse(name: str, bad: np.ndarray, what: str) -> None:
+    """``bad``: (frames, values) mask; raises naming the first bad frame and counting its bad values."""
+    frames = bad.any(axis=1)
+    if frames.any():
+        i = int(np.argmax(frames))
+        raise InvalidTemplateError(f"frame {i}: {name} {what} ({bad_values(bad[i])}); "
+                                   f"{int(frames.sum())} frame(s) affected")

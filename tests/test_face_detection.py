@@ -154,6 +154,21 @@ def test_small_faces_are_found_once_each_by_the_window_search(analyzer):
         assert left_eye[0] < matching[0].landmarks[NOSE_TIP][0] < right_eye[0]
 
 
+@pytest.mark.parametrize("side", [800, 1000, 1200])
+def test_a_small_face_beside_a_large_one_is_found(analyzer, side):
+    """Issue 17: a 72 px face beside a 150 px one was missed, as the window search ran only when the whole image
+    showed no face. A tracker following one face (``every_face=False``) still stops at the first face found."""
+    canvas = np.full((side, side, 3), 90, np.uint8)
+    canvas[100:340, 100:340] = face_patch(analyzer, PORTRAITS[0], 240)  # face box ~150 px (the patch is 1.6x)
+    y = x = side // 2
+    canvas[y:y + 115, x:x + 115] = face_patch(analyzer, PORTRAITS[1], 115)  # ~72 px
+    faces = detect(analyzer, canvas)
+    assert len(faces) == 2, [f.box.round() for f in faces]
+    assert inside(faces[0].landmarks[NOSE_TIP], [100, 100, 340, 340])
+    assert inside(faces[1].landmarks[NOSE_TIP], [x, y, x + 115, y + 115])
+    assert len(detect(analyzer, canvas, every_face=False)) == 1
+
+
 def test_window_search_finds_nothing_on_images_without_faces(analyzer):
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)

@@ -297,6 +297,9 @@ def test_a_face_follows_its_own_driving_and_the_other_the_main_one(runs):
     ({"faces": "all", "face_drivings": {2: EXAMPLES / "driving" / "d9.jpg"}}, grpc.StatusCode.INVALID_ARGUMENT,
      "face_drivings[0].face is 2"),
     ({"face_drivings": {0: EXAMPLES / "driving" / "d9.jpg"}}, grpc.StatusCode.INVALID_ARGUMENT, "options.faces"),
+    # a faceless per-face driving image (a dog) is named (issue 17)
+    ({"faces": "all", "face_drivings": {1: EXAMPLES / "source" / "s33.jpg"}}, grpc.StatusCode.FAILED_PRECONDITION,
+     "no face was found in the first frame of the face_drivings[0].driving_image"),
 ])
 def test_bad_selections_are_refused(client, composite, tmp_path, kwargs, code, names):
     with pytest.raises(grpc.RpcError) as error:

@@ -2,7 +2,9 @@
 refused at once; memory stays flat while a long driving video streams; metrics are exposed and counted."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -352,6 +354,26 @@ def test_overload_is_refused_at_once(client, server, tmp_path):
         t.join(30)
     assert endings == [grpc.StatusCode.CANCELLED] * 2
     assert_still_serving(client, tmp_path)
+
+
+def test_past_the_drain_time_a_running_request_ends_unavailable_in_words(triton_server, tmp_path):
+    """A request still running when --drain-seconds is over ended with gRPC's "Cancelling all calls" (issue 17)."""
+    with OrchestratorProcess(triton_server.grpc_url, tmp_path / "orchestrator.log",
+                             extra_args=("--drain-seconds", "1")) as process:
+        with PortraitClient(process.target) as c:
+            stream = c.stream(animate_requests(SOURCE, template(300)), timeout=300)
+            for response in stream:
+                if response.HasField("progress") and response.progress.frames_done >= 8:
+                    break
+            os.kill(process.pid, signal.SIGTERM)
+            with pytest.raises(grpc.RpcError) as error:
+                for _ in stream:
+                    pass
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error.value.details() == ("the server is shutting down and this request did not finish within its drain "
+                                         "time (--drain-seconds); retry (another replica will take the request)")
+        assert process._process.wait(60) == 0
+    assert "Traceback" not in (tmp_path / "orchestrator.log").read_text()
 
 
 def drain(stream, endings: list) -> None:

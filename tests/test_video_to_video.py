@@ -49,6 +49,14 @@ def test_a_driving_video_reacts_the_source_video_for_the_shorter_length(client, 
     assert out["size"] == (720, 1080) == (summary.width, summary.height)  # pasted back into the source frames
     assert out["rate"] == 25 and out["audio"] and summary.has_audio  # fps and audio from the source
     assert summary.source_frames >= 9
+    # the animated face, as the proto promises: its detector box in the source's first frame (issue 17)
+    with av.open(str(source)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
+    detected = client.detect(png.tobytes()).faces[0].box
+    np.testing.assert_allclose(summary.source_face_box, detected, atol=0.5)
+    assert [(f.index, f.driving) for f in summary.faces] == [(0, "main")]
+    np.testing.assert_allclose(summary.faces[0].box, detected, atol=0.5)
 
 
 def test_fps_and_audio_can_come_from_the_driving_video(client, source, tmp_path):

@@ -33,9 +33,11 @@ class AnalyzerConfig:
     min_detection_score: float = 0.5
     nms_iou: float = 0.3
     min_face_score: float = 0.5  # FaceMesh presence
-    # When the whole image shows no face, search windows of 1/2, 1/4 ... of its longest side (see ``small_faces``):
-    # the short-range detector needs a face >= ~10% of its input, each level halves that.
+    # Search windows of 1/2, 1/4 ... of the longest side for small faces (see ``small_faces``): the short-range
+    # detector needs a face >= ~10% of its input, each level halves that. A level runs when no face is found yet, or
+    # when the smallest face found is more than ``much_larger`` times the smallest face the level can find.
     small_face_levels: int = 2
+    much_larger: float = 2.0
     order: str = "large-small"
     max_batch: int = 8  # the served models' max_batch_size
     crop: CropConfig = field(default_factory=CropConfig)
@@ -83,23 +85,34 @@ class FaceAnalyzer:
         self.config = config
 
     async def detect(self, image: np.ndarray, order: str | None = None, hint: np.ndarray | None = None, *,
-                     small_face_levels: int | None = None) -> list[Face]:
+                     small_face_levels: int | None = None, every_face: bool = True) -> list[Face]:
         """Every face in an RGB uint8 image, ordered (default ``large-small``); [] when there is none.
 
-        When the whole image shows no face, windows of 1/2, then 1/4 ... of it are searched for small ones, up to
-        ``small_face_levels`` (default from the config). With a box ``hint`` and no face overlapping it, the landmark
-        model is run on the hint box itself, so a face the detector misses (stylised, tiny) can still be used.
+        Windows of 1/2, then 1/4 ... of the image are searched for small faces, up to ``small_face_levels`` (default
+        from the config): a level runs when no face is found yet, or (``every_face``) when the faces found are much
+        larger than the smallest face it can find, so a small face beside a large one is found too; with
+        ``every_face`` off (a tracker following one face) only while nothing is found. With a box ``hint`` and no
+        face overlapping it, the landmark model is run on the hint box itself, so a face the detector misses
+        (stylised, tiny) can still be used.
         """
         faces = await self._faces(image, (await self.detections([image]))[0])
         levels = self.config.small_face_levels if small_face_levels is None else small_face_levels
-        for level in range(1, levels + 1):  # finer windows only while nothing is found
-            if faces:
-                break
-            faces = await self._faces(image, await self.small_faces(image, level))
+        for level in range(1, levels + 1):
+            if faces and not (every_face and self._room_for_smaller(faces, image.shape, level)):
+                continue
+            searched = blazeface.blank_out(image, [f.box for f in faces]) if faces else image
+            found = [d for d in await self.small_faces(searched, level) if not blazeface.inside_any(d, faces)]
+            faces = faces + await self._faces(image, found)
         if hint is not None and not overlaps_any([f.box for f in faces], hint):
             hint = np.asarray(hint, np.float64)
             faces = await self._faces(image, [blazeface.Detection(hint, None, 0.0)], [facemesh.roi_from_box(hint, 1.2)])
         return order_faces(faces, order or self.config.order)
+
+    def _room_for_smaller(self, faces: list[Face], shape: tuple[int, ...], level: int) -> bool:
+        """Whether the smallest face found is much larger than the smallest face the windows of ``level`` find."""
+        smallest_findable = blazeface.smallest_face(*shape[:2], level)
+        smallest_found = min(min(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces)
+        return smallest_findable > 0 and smallest_found > self.config.much_larger * smallest_findable
 
     async def _faces(self, image: np.ndarray, found: list[blazeface.Detection],
                      rois: list[facemesh.Roi] | None = None) -> list[Face]:

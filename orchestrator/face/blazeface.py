@@ -12,6 +12,7 @@ import numpy as np
 
 INPUT_SIZE = 128
 MIN_TILE = 160  # image px: smaller tiles would be upscaled for the 128 px detector input
+MIN_FACE_FRACTION = 0.1  # the short-range detector misses faces narrower than about 10% of its input's side
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,33 @@ def tiles(height: int, width: int, level: int, min_side: int = MIN_TILE) -> list
         return []
     return [Tile(x0, y0, min(side, width), min(side, height))
             for y0 in _starts(height, side) for x0 in _starts(width, side)]
+
+
+def smallest_face(height: int, width: int, level: int) -> float:
+    """About the narrowest face (px) the windows of ``level`` find in an image; 0 when that level has no windows."""
+    windows = tiles(height, width, level)
+    return MIN_FACE_FRACTION * max(max(t.width, t.height) for t in windows) if windows else 0.0
+
+
+def blank_out(image: np.ndarray, boxes, margin: float = 0.25) -> np.ndarray:
+    """A copy of the image with each box (grown by ``margin`` of its size on every side) filled with the image's mean
+    colour: a window that cuts a face already found does not take a part of it (a chin, an eye) for another face."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    fill = image.reshape(-1, image.shape[2]).mean(axis=0).astype(image.dtype)
+    for x1, y1, x2, y2 in boxes:
+        dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+        top, bottom = max(0, int(y1 - dy)), min(h, int(np.ceil(y2 + dy)))
+        left, right = max(0, int(x1 - dx)), min(w, int(np.ceil(x2 + dx)))
+        out[top:bottom, left:right] = fill
+    return out
+
+
+def inside_any(detection: Detection, faces) -> bool:
+    """Whether the detection's centre lies in the box of one of ``faces`` (objects with a ``box``): the same face
+    again, or a part of it, found by a window search."""
+    cx, cy = (detection.box[0] + detection.box[2]) / 2, (detection.box[1] + detection.box[3]) / 2
+    return any(f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3] for f in faces)
 
 
 def in_tile_interior(detection: Detection, tile: Tile, image_shape: tuple[int, ...], margin: float = 0.01) -> bool:

@@ -7,12 +7,17 @@ Truncated or corrupt files, empty input, unreadable formats, huge and degenerate
 from __future__ import annotations
 
 import io
-import warnings
+import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
+
+# One image-size limit, the project's (``ImageLimits.max_pixels``), checked on the header before any decoding: Pillow's
+# own decompression-bomb check (a warning above 89 M pixels, an error above 179 M, with its own text) is off.
+Image.MAX_IMAGE_PIXELS = None
+log = logging.getLogger("liveportrait.orchestrator.images")
 
 
 class InvalidImageError(ValueError):
@@ -31,21 +36,19 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
     if not data:
         raise InvalidImageError("the image is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
-                _check_size(opened.size, limits)
-                opened.load()
-                image = ImageOps.exif_transpose(opened)
+        with Image.open(io.BytesIO(data)) as opened:
+            _check_size(opened.size, limits)
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
     except InvalidImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(f"the image is too large: {exc}") from exc
-    except Image.UnidentifiedImageError as exc:
+    except Image.UnidentifiedImageError:
         raise InvalidImageError("the data is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, ...)") \
-            from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"the image file is truncated or corrupt: {exc}") from exc
+            from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # the library's words go to the log only
+        log.info("an image could not be decoded: %s: %s", type(exc).__name__, exc)
+        raise InvalidImageError("the image file is truncated or corrupt (its data ends early or cannot be decoded)") \
+            from None
     _check_size(image.size, limits)
     return to_rgb8(image)
 
@@ -53,7 +56,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
 def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
     w, h = size
     if w * h > limits.max_pixels:
-        raise InvalidImageError(f"the image is too large: {w}x{h} pixels (limit {limits.max_pixels} pixels)")
+        raise InvalidImageError(f"the image is too large: {w}x{h} pixels, more than the limit of "
+                                f"{limits.max_pixels:,} pixels")
     if min(w, h) < limits.min_side:
         raise InvalidImageError(f"the image is too small: {w}x{h} pixels (at least {limits.min_side} per side)")
     if max(w, h) / min(w, h) > limits.max_aspect:

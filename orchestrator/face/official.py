@@ -73,7 +73,7 @@ class OfficialFaceAnalyzer(FaceAnalyzer):
         super().__init__(runner, config)
 
     async def detect(self, image: np.ndarray, order: str | None = None, hint: np.ndarray | None = None, *,
-                     small_face_levels: int | None = None) -> list:
+                     small_face_levels: int | None = None, every_face: bool = True) -> list:
         """As ``FaceAnalyzer.detect``; the 512 px SCRFD input finds small faces without a window search."""
         detections = await self._detect(image)
         if hint is not None and not overlaps_any([d.box for d in detections], hint):

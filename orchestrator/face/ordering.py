@@ -5,6 +5,7 @@ from typing import Sequence, TypeVar
 
 import numpy as np
 
+from ..quoting import quote
 from .blazeface import iou
 
 ORDERINGS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
@@ -31,7 +32,7 @@ def order_faces(faces: Sequence[T], direction: str = "large-small") -> list[T]:
         "bottom-top": (lambda f: float(f.box[1]), True),
     }
     if direction not in keys:
-        raise FaceSelectionError(f"unknown face ordering {direction!r}; choose one of {', '.join(ORDERINGS)}")
+        raise FaceSelectionError(f"unknown face ordering {quote(direction)}; choose one of {', '.join(ORDERINGS)}")
     key, reverse = keys[direction]
     return sorted(faces, key=key, reverse=reverse)
 

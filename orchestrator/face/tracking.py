@@ -87,7 +87,7 @@ class DrivingCropTracker:
             landmarks = await self.analyzer.track(frame, self._landmarks)
             if landmarks is not None:
                 return landmarks, False
-        faces = await self.analyzer.detect(frame, small_face_levels=self.config.small_face_levels)
+        faces = await self.analyzer.detect(frame, small_face_levels=self.config.small_face_levels, every_face=False)
         if not faces:
             return None, True
         if self._box is not None:  # re-detection: keep following the face nearest the current crop
@@ -121,12 +121,15 @@ class SourceFaceTracker:
     offsets); a frame where the face is lost reuses the last crop."""
 
     def __init__(self, analyzer: FaceAnalyzer, face_index: int = 0, order: str | None = None,
-                 hint: np.ndarray | None = None, small_face_levels: int = 1):
+                 hint: np.ndarray | None = None, small_face_levels: int = 1, every_face: bool = True):
         self.analyzer = analyzer
+        self.every_face = every_face  # the first frame's choice needs small faces beside large ones (``detect``)
         self.small_face_levels = small_face_levels  # window search when no face is seen (costs time per frame)
         self.face_index, self.order, self.hint = face_index, order, hint
         self._landmarks: np.ndarray | None = None
         self._last: SourceFrame | None = None
+        self.first_face = None  # the chosen face where it was first found (its detector box: the summary's)
+        self.first_index = 0  # its index in ``order`` among that frame's faces
 
     async def process(self, frame: np.ndarray) -> SourceFrame | None:
         """The frame's crop, or None while no face has been seen yet."""
@@ -136,10 +139,14 @@ class SourceFaceTracker:
         if landmarks is None:
             first = self._last is None
             faces = await self.analyzer.detect(frame, self.order, self.hint if first else None,
-                                               small_face_levels=self.small_face_levels)
+                                               small_face_levels=self.small_face_levels,
+                                               every_face=first and self.every_face)
             try:
                 if faces:  # the chosen face, then the face where it was lost (another person's does not count)
-                    landmarks = select_face(faces, self.face_index, self.hint if first else self._last.box).landmarks
+                    face = select_face(faces, self.face_index, self.hint if first else self._last.box)
+                    landmarks = face.landmarks
+                    if first:
+                        self.first_face, self.first_index = face, next(i for i, f in enumerate(faces) if f is face)
             except FaceSelectionError:
                 if first:
                     raise

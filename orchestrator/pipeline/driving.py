@@ -167,23 +167,23 @@ class VideoDriving:
 
 
 class ImageDriving(VideoDriving):
-    """One driving image: one output frame at the official default 25 fps."""
-
-    what = "driving image"
+    """One driving image: one output frame at the official default 25 fps. ``what`` names it in messages (a face's
+    own driving image: ``face_drivings[i].driving_image``)."""
 
     def __init__(self, image: np.ndarray, runner: RequestRunner, analyzer: FaceAnalyzer, crop: DrivingCropOptions,
-                 need_ratios: bool, timings: Timings):
+                 need_ratios: bool, timings: Timings, what: str = "driving image"):
         h, w = image.shape[:2]
         super().__init__(Path(), VideoInfo(w, h, DEFAULT_FPS, 1, False), runner, analyzer, crop, need_ratios,
                          timings, chunk=1, audio=False)
         self.image = image
         self.is_video = False
+        self.what = what
 
     async def chunks(self) -> AsyncIterator[Motion]:
         with self.timings.stage("detect"):
             ready = await self._prepare(self.image)
         if not ready:
-            raise NoFace("no face was found in the driving image; use an image showing a face")
+            raise NoFace(f"no face was found in the {self.what}; use an image showing a face")
         yield await self._motion(ready)
 
 

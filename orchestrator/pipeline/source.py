@@ -36,7 +36,8 @@ async def prepare_source(data: bytes, options: AnimateOptions, ctx: RequestConte
     with ctx.timings.stage("detect"):
         if options.model_set == "animal":
             return await asyncio.to_thread(animal_source, image, options)
-        faces = await ctx.analyzer.detect(image, options.face_order, options.face_hint)
+        faces = await ctx.analyzer.detect(image, options.face_order, options.face_hint,
+                                          every_face=options.crop_source and options.needs_every_face)
         if options.crop_source:
             if not faces:
                 raise NoFace(f"no face was found in the source image; {NO_FACE_HINT}")

@@ -92,7 +92,8 @@ class SourceVideo:
                  timings: Timings, chunk: int = 8, max_frames: int = 18_000, max_pending: int = 64):
         self.path, self.info, self.options, self.timings = path, info, options, timings
         self.chunk, self.max_frames, self.max_pending = chunk, max_frames, max_pending
-        self.tracker = SourceFaceTracker(analyzer, options.face_index, options.face_order, options.face_hint)
+        self.tracker = SourceFaceTracker(analyzer, options.face_index, options.face_order, options.face_hint,
+                                         every_face=options.needs_every_face)
         self.decoded = 0  # frames decoded so far
 
     @property
@@ -240,7 +241,14 @@ class VideoAnimation:
                 yield await asyncio.to_thread(self._paste, part, planes)
 
     def summary(self) -> pb.Summary:
-        return pb.Summary(source_frames=self.source.decoded)
+        """The source's decoded frames and, when cropping, the animated face as the proto promises: its detector box
+        in the first frame that showed it (a source image's summary has the same fields)."""
+        face, index = self.source.tracker.first_face, self.source.tracker.first_index
+        if face is None:
+            return pb.Summary(source_frames=self.source.decoded)
+        box = [float(v) for v in face.box]
+        return pb.Summary(source_frames=self.source.decoded, source_face_box=box,
+                          faces=[pb.AnimatedFace(index=index, box=box, driving="main")])
 
     async def _rendered(self) -> AsyncIterator[tuple[SourceFrames, np.ndarray]]:
         """Paired chunks -> source motion -> the rows to smooth -> the frames the smoother releases (with a look-ahead,
