@@ -180,10 +180,14 @@ class FragmentedMp4Writer:
         return self._audio is not None
 
     def write(self, frames: list[np.ndarray]) -> bytes:
-        """Encode RGB uint8 frames; returns the MP4 bytes that became available (possibly none)."""
+        """Encode frames: I420 ([h * 3 / 2, w] uint8, what the paste-back in YUV gives) or RGB ([h, w, 3] uint8);
+        returns the MP4 bytes that became available (possibly none). Each frame is copied into the encoder's own
+        frame (``from_ndarray``) before this returns: the caller may reuse its buffers afterwards."""
         for image in frames:
-            # BT.601 limited-range I420 by OpenCV (SIMD, 3x faster than the encoder's own swscale conversion)
-            yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
+            if image.ndim == 2:
+                yuv = image
+            else:  # BT.601 limited-range I420 by OpenCV (SIMD, 3x faster than the encoder's own swscale conversion)
+                yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = self._frames
             self._frames += 1

@@ -107,7 +107,7 @@ def test_paste_back_with_the_official_mask_matches(case):
     """Exact but for warpAffine's rounding between OpenCV releases (golden.assert_warped_close says how much)."""
     g = case.load("crop")
     paste = PasteBack(g["in_crop_source_image"], g["out_M_c2o"], g["in_mask_crop"])
-    assert_warped_close(paste.mask, g["out_mask_ori_float"], scale=255)
+    assert_warped_close(paste.full_mask(), g["out_mask_ori_float"], scale=255)
     assert_warped_close(paste(g["in_paste_I_p"]), g["out_pasted_back"])
 
 

@@ -25,8 +25,9 @@ from ..smoothing import MotionSmoother
 from .context import RequestContext
 from .driving import DrivingSource
 from .keypoint_stage import KeypointStage
-from .paste import PasteBack, feathered_mask
-from .render import faces_frames, output_frames, render_faces
+from .paste import feathered_mask
+from .render import render_faces
+from .yuv_paste import I420Canvas
 from .source import Source, prepare_sources
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class ImageAnimation:
         self.max_batch = max_batch  # items per render_i420 call (the render models' max_batch_size)
         self.width = self.height = 512
         self.faces: list[FaceAnimation] = []
-        self.pastes: list[PasteBack] | None = None
+        self.canvas: I420Canvas | None = None  # the faces pasted back into the source, in I420
         self.smoother: MotionSmoother | None = None
         self.warnings: list[str] = []
 
@@ -138,18 +139,19 @@ class ImageAnimation:
             for face in self.faces:
                 await face.keypoints.start()
         if options.pastes_back and sources[0].M_c2o is not None:
-            mask = feathered_mask()
-            self.pastes = [PasteBack(s.image, s.M_c2o, mask) for s in sources]
+            self.canvas = await asyncio.to_thread(I420Canvas, sources[0].image, [s.M_c2o for s in sources],
+                                                  feathered_mask())
             self.height, self.width = sources[0].image.shape[:2]
 
     async def frames(self) -> AsyncIterator[list[np.ndarray]]:
-        """The output frames (RGB), chunk by chunk."""
+        """The output frames (I420), chunk by chunk: the rendered crops themselves, or the faces pasted back into
+        the source (buffers reused by the next chunk: ``animate`` has encoded a chunk before it asks for the next)."""
         async for planes in read_ahead(self._rendered()):
             with self.ctx.timings.stage("paste_back"):
-                if self.pastes is None:
-                    yield await asyncio.to_thread(output_frames, planes[0], None)
+                if self.canvas is None:
+                    yield list(planes[0])
                 else:
-                    yield await asyncio.to_thread(faces_frames, planes, self.pastes)
+                    yield await asyncio.to_thread(self.canvas, planes)
 
     async def _rendered(self) -> AsyncIterator[list[np.ndarray]]:
         """The rendered crops of each driving chunk, per face: each face's driving motion (steadied when the request

@@ -1,11 +1,11 @@
-"""Render: driving keypoints -> 512x512 crops (Triton ``render_i420``) -> video frames (paste-back)."""
+"""Render: driving keypoints -> 512x512 crops (Triton ``render_i420``, planar YUV 4:2:0)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 from ..triton_client import RequestRunner
-from .paste import PasteBack, paste_faces
+from .paste import PasteBack
 
 F32 = np.float32
 
@@ -42,14 +42,7 @@ async def render_faces(runner: RequestRunner, crops_256: list[np.ndarray], x_s: 
 
 
 def output_frames(planes: np.ndarray, paste: PasteBack | None) -> list[np.ndarray]:
-    """The video frames of a rendered chunk: RGB, pasted back into the source when pasting (runs in a worker
-    thread, off the event loop)."""
+    """The frames of a rendered chunk in RGB, pasted back into the source when pasting: the RGB path (images,
+    live frames, checks); videos are pasted back in I420 (``yuv_paste.I420Canvas``)."""
     crops = [cv2.cvtColor(p, cv2.COLOR_YUV2RGB_I420) for p in planes]
     return [paste(c) for c in crops] if paste else crops
-
-
-def faces_frames(planes: list[np.ndarray], pastes: list[PasteBack]) -> list[np.ndarray]:
-    """The video frames of a chunk rendered for several faces (``planes``: each face's, in paste order): every
-    frame's faces pasted back into one image (``paste.paste_faces``; worker thread)."""
-    crops = [[cv2.cvtColor(p, cv2.COLOR_YUV2RGB_I420) for p in face] for face in planes]
-    return [paste_faces(pastes, list(frame)) for frame in zip(*crops)]

@@ -35,8 +35,9 @@ from ..timing import Timings
 from .context import RequestContext
 from .driving import DrivingSource, require_ratios
 from .keypoint_stage import retarget, stitch
-from .paste import PasteBack, feathered_mask
+from .paste import feathered_mask
 from .render import render
+from .yuv_paste import paste_video_frame
 
 F32 = np.float32
 EYE_OPEN_THRESHOLD = 0.18  # official source_video_eye_retargeting_threshold
@@ -332,7 +333,7 @@ class VideoAnimation:
         return await retarget(self.ctx.runner, "retarget_eye", part.x_s, combined_eye_ratio(part.eye_ratio, target))
 
     def _paste(self, part: SourceFrames, planes: np.ndarray) -> list[np.ndarray]:
-        crops = [cv2.cvtColor(p, cv2.COLOR_YUV2RGB_I420) for p in planes]
+        """The chunk's video frames (I420): the rendered crops, or each pasted back into its own source frame."""
         if not self.pastes_back or part.M_c2o is None:
-            return crops
-        return [PasteBack(image, M, self.mask)(crop) for image, M, crop in zip(part.images, part.M_c2o, crops)]
+            return list(planes)
+        return [paste_video_frame(image, M, self.mask, crop) for image, M, crop in zip(part.images, part.M_c2o, planes)]
