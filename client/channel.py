@@ -54,7 +54,7 @@ class ChannelSettings:
 
     def aio_channel(self) -> grpc.aio.Channel:
         credentials = self.credentials()
-        interceptors = [AsyncApiKey(self.api_key)] if self.api_key else None
+        interceptors = async_api_key(self.api_key) if self.api_key else None
         if credentials:
             return grpc.aio.secure_channel(self.target, credentials, options=self.options(), interceptors=interceptors)
         return grpc.aio.insecure_channel(self.target, options=self.options(), interceptors=interceptors)
@@ -92,10 +92,7 @@ class ApiKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor
         return continuation(_with_key(details, self.header), request_iterator)
 
 
-class AsyncApiKey(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                  grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
-    """Adds the API key to every call of an asyncio channel."""
-
+class _AsyncApiKey:
     def __init__(self, key: str):
         self.header = ("authorization", f"Bearer {key}")
 
@@ -104,14 +101,29 @@ class AsyncApiKey(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClie
                                           grpc.aio.Metadata(*(details.metadata or ()), self.header),
                                           details.credentials, details.wait_for_ready)
 
+
+class _AsyncUnaryUnary(_AsyncApiKey, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):
         return await continuation(self._details(details), request)
 
+
+class _AsyncUnaryStream(_AsyncApiKey, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, details, request):
         return await continuation(self._details(details), request)
 
+
+class _AsyncStreamUnary(_AsyncApiKey, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, details, request_iterator):
         return await continuation(self._details(details), request_iterator)
 
+
+class _AsyncStreamStream(_AsyncApiKey, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, details, request_iterator):
         return await continuation(self._details(details), request_iterator)
+
+
+def async_api_key(key: str) -> list[_AsyncApiKey]:
+    """Interceptors adding the API key to every call of an asyncio channel: one per kind of call, as grpc.aio files
+    an interceptor under the first kind it implements only (one class for all four sent the key on unary calls
+    alone)."""
+    return [kind(key) for kind in (_AsyncUnaryUnary, _AsyncUnaryStream, _AsyncStreamUnary, _AsyncStreamStream)]

@@ -53,6 +53,7 @@ from orchestrator.keypoints import source_keypoints
 from orchestrator.media import EncodeSettings, FragmentedMp4Writer, probe, read_frames
 from orchestrator.metrics import Metrics
 from orchestrator.options import AnimateOptions
+from orchestrator.pipeline.context import uncounted
 from orchestrator.pipeline.paste import PasteBack, feathered_mask
 from orchestrator.pipeline import KeypointStage, RequestContext, output_frames, prepare_source, render
 from orchestrator.timing import Timings
@@ -175,7 +176,7 @@ async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: b
     clock = Clock()
     options = AnimateOptions()
     analyzer = make_analyzer(runner, config.face_stack)
-    ctx = RequestContext(runner, analyzer, Timings(), lambda _n: None)
+    ctx = RequestContext(runner, analyzer, Timings(), uncounted)
     fps = probe(config.video).fps
     with clock.stage("source"):
         source = await prepare_source(source_bytes, options, ctx)

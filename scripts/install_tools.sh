@@ -10,6 +10,8 @@
 #                                   Kubernetes OpenAPI schemas that ship inside the wheel (works offline)
 #   chromium, chromedriver          Debian's `chromium` and `chromium-driver` (apt-get install as root): the headless
 #                                   browser tests/test_web.py drives through selenium
+#   redis-server                    Debian's `redis-server` (apt-get install as root): the shared quota store the
+#                                   tests start on a free loopback port (tests/redis_fixtures.py)
 # A second run with everything in place takes about a second.
 set -euo pipefail
 
@@ -102,6 +104,21 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   fi
 fi
 
+# --- redis-server (shared quotas in the tests) -----------------------------------------------------------------------
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's redis-server for the shared-quota tests"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1; then
+      apt-get update -q >/dev/null || die "apt-get update failed: redis-server cannot be installed"
+      apt-get install -y -q --no-install-recommends redis-server >/dev/null \
+        || die "apt-get install redis-server failed"
+    fi
+  else
+    die "redis-server is missing: install Debian's redis-server package (apt-get install -y redis-server) as root"
+  fi
+fi
+
 # --- kubernetes-validate -------------------------------------------------------------------------------------------
 if ! "$PYTHON" -c 'import kubernetes_validate' 2>/dev/null; then
   "$PYTHON" -m pip install -q 'kubernetes-validate>=1.34' || die "pip install kubernetes-validate failed"
@@ -109,4 +126,5 @@ fi
 
 echo "tools in $BIN: $("$BIN/helm" version --short), kubectl $("$BIN/kubectl" version --client -o json \
   | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), \
-$("$BIN/promtool" --version 2>&1 | head -n1), $(chromedriver --version | cut -d' ' -f1-2)"
+$("$BIN/promtool" --version 2>&1 | head -n1), $(chromedriver --version | cut -d' ' -f1-2), \
+$(redis-server --version | cut -d' ' -f1-3)"

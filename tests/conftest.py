@@ -1,11 +1,11 @@
-"""Shared test configuration: paths to ../shared and the real-Triton fixtures."""
+"""Shared test configuration: paths to ../shared, the real-Triton and real-Redis fixtures."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["triton_fixtures", "golden"]
+pytest_plugins = ["triton_fixtures", "golden", "redis_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

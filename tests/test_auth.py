@@ -1,5 +1,5 @@
-"""API keys and per-key quotas (orchestrator/auth.py) on a real grpc.aio server: who may call which RPC, how much,
-and what a refused caller is told."""
+"""API keys and per-key quotas (orchestrator/auth.py, keys.py, quotas.py) on a real grpc.aio server: who may call
+which RPC, how much, and what a refused caller is told."""
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +12,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from orchestrator.auth import (AuthInterceptor, Caller, KeyFile, KeyFileError, QuotaExceeded, Quotas, current_caller,
-                               key_digest, parse_key_file)
+from orchestrator.auth import AuthInterceptor, BadCredentials, api_key
+from orchestrator.keys import KeyFile, KeyFileError, key_digest, parse_key_file
+from orchestrator.quota_store import LocalQuotaStore
+from orchestrator.quotas import Caller, QuotaExceeded, Quotas, current_caller
 
 SERVICE = "liveportrait.v1.PortraitAnimator"
 KEYS = {"studio": "k-studio-0123456789", "viewer": "k-viewer-0123456789", "metered": "k-metered-0123456789"}
@@ -47,7 +49,7 @@ class Backend:
             caller.check_length(frames)  # the service maps QuotaExceeded like any ServiceError
         except QuotaExceeded as exc:
             await context.abort(exc.code, str(exc))
-        caller.charge(frames)
+        await caller.charge(frames)
         yield b"frames:" + caller.policy.name.encode()
         if request == b"2":  # hold the call open until the test lets it finish
             await self.release.wait()
@@ -173,10 +175,10 @@ def test_a_cancelled_stream_gives_its_concurrency_slot_back(server):
         assert await held.read() == b"frames:metered"  # running, suspended in the middle of its stream
         held.cancel()
         for _ in range(100):
-            if backend.quotas._usage["metered"].running == 0:
+            if backend.quotas.store.running("metered") == 0:
                 break
             await asyncio.sleep(0.02)
-        assert backend.quotas._usage["metered"].running == 0
+        assert backend.quotas.store.running("metered") == 0
         assert (await status(call(channel, "AnimatePortrait", KEYS["metered"], b"1")))[0] == grpc.StatusCode.OK
 
     server(scenario)
@@ -187,9 +189,9 @@ def test_the_frame_limit_holds_on_the_frames_rendered_not_on_a_header():
     policy = parse_key_file(json.dumps({"keys": entries()}))[key_digest(KEYS["metered"])]
     caller = Caller(policy, Quotas())
     caller.check_length(0)  # what a header without a count gives
-    caller.charge(96)
+    asyncio.run(caller.charge(96))
     with pytest.raises(QuotaExceeded, match="at most 100 frames per request"):
-        caller.charge(8)
+        asyncio.run(caller.charge(8))
 
 
 def test_a_request_longer_than_the_keys_limit_is_refused(server):
@@ -202,16 +204,20 @@ def test_a_request_longer_than_the_keys_limit_is_refused(server):
 
 def test_the_bucket_refills_at_the_keys_rate():
     now = [0.0]
-    quotas = Quotas(clock=lambda: now[0])
+    quotas = Quotas(LocalQuotaStore(clock=lambda: now[0]))
     policy = parse_key_file(json.dumps({"keys": entries()}))[key_digest(KEYS["metered"])]
-    quotas.admit(policy)
-    quotas.charge(policy, 90)  # overdraws by 30 frames
-    quotas.release(policy)
-    with pytest.raises(QuotaExceeded) as refused:
-        quotas.admit(policy)
-    assert refused.value.retry_after_s == pytest.approx(31.0)  # back to 1 frame at 1 frame per second
-    now[0] = 31.0
-    quotas.admit(policy)
+
+    async def main():
+        lease = await quotas.admit(policy)
+        await quotas.charge(policy, 90)  # overdraws by 30 frames
+        await quotas.release(policy, lease)
+        with pytest.raises(QuotaExceeded) as refused:
+            await quotas.admit(policy)
+        assert refused.value.retry_after_s == pytest.approx(31.0)  # back to 1 frame at 1 frame per second
+        now[0] = 31.0
+        await quotas.admit(policy)
+
+    asyncio.run(main())
 
 
 def test_malformed_key_files_are_refused_with_the_entry_at_fault(tmp_path):
@@ -232,3 +238,123 @@ def test_keys_never_reach_the_log(server, caplog):
         assert not any(k in caplog.text or key_digest(k) in caplog.text for k in KEYS.values())
 
     server(scenario)
+
+
+def call_with(channel, metadata, method: str = "DetectFaces"):
+    return channel.unary_unary(f"/{SERVICE}/{method}")(b"", metadata=metadata)
+
+
+def test_more_than_one_credential_is_refused_whichever_comes_first(server):
+    """A proxy that adds a credential must not change who is charged: two values are ambiguous, not 'first wins'."""
+    async def scenario(channel, keys, backend):
+        for metadata in ((("authorization", f"Bearer {KEYS['studio']}"), ("authorization", "Bearer junk")),
+                         (("authorization", f"Bearer {KEYS['viewer']}"), ("authorization", f"Bearer {KEYS['studio']}")),
+                         (("authorization", f"Bearer {KEYS['studio']}"), ("x-api-key", KEYS["studio"]))):
+            code, message = await status(call_with(channel, metadata))
+            assert code == grpc.StatusCode.UNAUTHENTICATED and "2 credentials were sent" in message
+            assert not any(key in message for key in KEYS.values())
+
+    server(scenario)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("Basic " + KEYS["studio"], "not of the form 'Bearer <key>'"),
+    (KEYS["studio"], "not of the form 'Bearer <key>'"),
+    ("Bearer ", "holds no key"),
+    ("Bearer " + KEYS["studio"] + " extra", "a key with a space in it"),
+    ("Bearer " + "k" * 300, "307 characters long; an API key has at most 256"),
+])
+def test_a_malformed_authorization_is_unauthenticated_naming_the_problem_not_the_value(server, value, problem):
+    async def scenario(channel, keys, backend):
+        code, message = await status(call_with(channel, (("authorization", value),)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and problem in message
+        assert KEYS["studio"] not in message and "kkkk" not in message
+
+    server(scenario)
+
+
+def test_a_key_of_other_than_printable_ascii_is_refused_before_it_is_looked_up():
+    # gRPC clients cannot send these; raw HTTP/2 clients can
+    for value in ("Bearer k-é", "Bearer k\x00", "Bearer k\tx"):
+        with pytest.raises(BadCredentials, match="characters other than printable ASCII"):
+            api_key((("authorization", value),))
+    assert api_key((("authorization", "bearer  k-1 "), ("user-agent", "x"))) == "k-1"
+    assert api_key((("x-api-key", "k-2"),)) == "k-2"
+    assert api_key((("user-agent", "x"),)) is None
+
+
+def test_a_call_that_renders_nothing_is_served_when_the_keys_frame_budget_is_spent(server):
+    async def scenario(channel, keys, backend):
+        assert (await status(call(channel, "AnimatePortrait", KEYS["metered"], b"60")))[0] == grpc.StatusCode.OK
+        code, _ = await status(call(channel, "AnimatePortrait", KEYS["metered"], b"1"))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED  # no frame left
+        assert await status(call(channel, "DetectFaces", KEYS["metered"])) == (grpc.StatusCode.OK, b"faces")
+
+    server(scenario)
+
+
+def test_a_live_streams_frames_are_checked_one_by_one_against_the_keys_budgets():
+    policy = parse_key_file(json.dumps({"keys": entries()}))[key_digest(KEYS["metered"])]  # 60/min, 100 per request
+
+    async def main():
+        caller = Caller(policy, Quotas())
+        rendered = 0
+        with pytest.raises(QuotaExceeded) as stopped:
+            while True:
+                await caller.check_budget()
+                await caller.charge(1)
+                rendered += 1
+        assert rendered == 60 and "ended after 60 frames" in str(stopped.value)
+        assert 0 < stopped.value.retry_after_s <= 1.0
+        long_stream = Caller(policy, Quotas(), rendered=100)
+        with pytest.raises(QuotaExceeded, match="at most 100 frames per request") as ended:
+            await long_stream.check_budget()
+        assert ended.value.retry_after_s is None  # waiting does not help: a new stream does
+
+    asyncio.run(main())
+
+
+def test_the_asyncio_client_sends_its_key_on_every_kind_of_call():
+    """grpc.aio files an interceptor under the first kind of call it implements: the client needs one per kind (the
+    web page and the live client stream)."""
+    from client.channel import ChannelSettings
+
+    def key(context) -> bytes:
+        return dict(context.invocation_metadata()).get("authorization", "").encode()
+
+    async def unary_unary(request, context):
+        return key(context)
+
+    async def unary_stream(request, context):
+        yield key(context)
+
+    async def stream_unary(requests, context):
+        return key(context)
+
+    async def stream_stream(requests, context):
+        yield key(context)
+
+    async def one():
+        yield b""
+
+    async def main():
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("echo", {
+            "UU": grpc.unary_unary_rpc_method_handler(unary_unary),
+            "US": grpc.unary_stream_rpc_method_handler(unary_stream),
+            "SU": grpc.stream_unary_rpc_method_handler(stream_unary),
+            "SS": grpc.stream_stream_rpc_method_handler(stream_stream)})])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        channel = ChannelSettings(f"127.0.0.1:{port}", api_key="k-1").aio_channel()
+        try:
+            seen = [await channel.unary_unary("/echo/UU")(b""),
+                    *[r async for r in channel.unary_stream("/echo/US")(b"")],
+                    await channel.stream_unary("/echo/SU")(one()),
+                    *[r async for r in channel.stream_stream("/echo/SS")(one())]]
+        finally:
+            await channel.close()
+            await server.stop(0)
+        assert seen == [b"Bearer k-1"] * 4
+
+    asyncio.run(main())

@@ -311,9 +311,10 @@ def test_a_session_ends_at_its_length_limit_and_when_the_server_drains():
     from orchestrator.errors import DeadlineExceeded, Unavailable
     from orchestrator.live import LiveSession
     from orchestrator.metrics import Metrics
+    from orchestrator.pipeline.context import uncounted
 
     class Animator:  # answers at once (no Triton)
-        ctx = SimpleNamespace(frames_rendered=lambda n: None)
+        ctx = SimpleNamespace(frames_rendered=uncounted)
 
         async def prepare(self):
             return pb.LiveStarted(width=512, height=512)

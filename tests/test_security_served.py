@@ -112,6 +112,28 @@ def test_api_keys_on_the_real_server_missing_wrong_right_revoked(secured):
     assert "k-detector-0123456789" not in log and "detector" in log  # names are logged, keys never
 
 
+def test_oversized_duplicate_and_malformed_credentials_are_unauthenticated_never_a_transport_error(secured):
+    """The server's gRPC metadata limit lets an oversized credential reach the key check (below it, gRPC would end
+    the call itself with RESOURCE_EXHAUSTED 'received metadata size exceeds hard limit')."""
+    process, folder, ca, _ = secured
+    client_key, client_cert = signed(folder, "client3", ca)
+    for size in (20_000, 64_000):
+        code, message = detect(process, folder, (client_key, client_cert), "k" * size)
+        assert code == grpc.StatusCode.UNAUTHENTICATED and f"is {size + 7} characters long" in message
+        assert "kkkk" not in message
+    credentials = grpc.ssl_channel_credentials(ca[1].read_bytes(), client_key.read_bytes(), client_cert.read_bytes())
+    with grpc.secure_channel(process.target, credentials) as channel:
+        stub = pb_grpc.PortraitAnimatorStub(channel)
+        for metadata, problem in (
+                ((("authorization", "Bearer k-detector-0123456789"), ("authorization", "Bearer junk")),
+                 "2 credentials were sent"),
+                ((("authorization", "k-detector-0123456789"),), "not of the form 'Bearer <key>'")):
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.DetectFaces(pb.DetectFacesRequest(image=b"x"), metadata=metadata, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED and problem in refused.value.details()
+            assert "k-detector" not in refused.value.details()
+
+
 def template(frames: int) -> pb.MotionTemplate:
     from load_tests.scenarios import short_template
 

@@ -6,8 +6,9 @@ dropped and counted). The animation loop takes the waiting frame whenever it is 
 frames (one being processed, one waiting) and its latency stays near one frame's processing time however fast frames
 come. The loop also ends the stream: at the session limit or after the idle timeout (DEADLINE_EXCEEDED), when the
 server drains (UNAVAILABLE), on the reader's error (a bad frame: INVALID_ARGUMENT; too many frames per second:
-RESOURCE_EXHAUSTED), or when the client closed its side and the waiting frame was answered (OK). Cancelling the call
-cancels the loop and the reader at once.
+RESOURCE_EXHAUSTED), when the caller's API key has no frame left (RESOURCE_EXHAUSTED, checked before each frame), or
+when the client closed its side and the waiting frame was answered (OK). Cancelling the call cancels the loop and the
+reader at once.
 """
 from __future__ import annotations
 
@@ -136,9 +137,11 @@ class LiveSession:
     """Runs one stream: ``run(requests)`` is the response stream after the setup message."""
 
     def __init__(self, animator: LiveAnimator, limits, metrics: Metrics, draining: Callable[[], bool],
-                 clock=time.monotonic):
-        """``limits``: the service's ``Limits`` (its ``live_*`` fields)."""
+                 clock=time.monotonic, before_frame: Callable[[], Awaitable[None]] | None = None):
+        """``limits``: the service's ``Limits`` (its ``live_*`` fields); ``before_frame``: awaited before each driving
+        frame is animated (the caller's frame budget: it raises to end the stream)."""
         self.animator = animator
+        self.before_frame = before_frame
         self.limits = limits
         self.metrics = metrics
         self.draining = draining
@@ -160,6 +163,8 @@ class LiveSession:
                 if item.reference:
                     yield pb.LiveResponse(reference_set=await self.animator.reference(item))
                     continue
+                if self.before_frame is not None:
+                    await self.before_frame()
                 frame = await self.animator.frame(item)
                 frame.frames_received, frame.frames_dropped = self.slot.received, self.slot.dropped
                 frame.server_seconds = time.perf_counter() - item.arrived
@@ -167,7 +172,7 @@ class LiveSession:
                 self.metrics.live_frame_latency.observe(frame.server_seconds)
                 self.metrics.client_bytes.labels("out").inc(len(frame.image))
                 if frame.face_found:
-                    self.animator.ctx.frames_rendered(1)
+                    await self.animator.ctx.frames_rendered(1)
                 yield pb.LiveResponse(frame=frame)
         finally:
             reader.cancel()  # a cancelled call: the reader stops reading at once

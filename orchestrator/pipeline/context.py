@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..face import FaceAnalyzer
 from ..timing import Timings
@@ -14,5 +14,10 @@ class RequestContext:
     runner: RequestRunner
     analyzer: FaceAnalyzer
     timings: Timings
-    frames_rendered: Callable[[int], None]  # called with the crops rendered in each chunk (frames x faces)
+    # awaited with the crops rendered in each chunk (frames x faces): metrics, and the caller's API key is charged
+    frames_rendered: Callable[[int], Awaitable[None]]
     weights: str = ""
+
+
+async def uncounted(frames: int) -> None:
+    """``frames_rendered`` of work that no caller is charged for (benchmarks, tests)."""

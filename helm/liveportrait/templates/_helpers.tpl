@@ -19,6 +19,7 @@
 {{- define "liveportrait.triton.fullname" -}}{{ include "liveportrait.fullname" . }}-triton{{- end -}}
 {{- define "liveportrait.orchestrator.fullname" -}}{{ include "liveportrait.fullname" . }}-orchestrator{{- end -}}
 {{- define "liveportrait.web.fullname" -}}{{ include "liveportrait.fullname" . }}-web{{- end -}}
+{{- define "liveportrait.redis.fullname" -}}{{ include "liveportrait.fullname" . }}-redis{{- end -}}
 
 {{- define "liveportrait.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
@@ -55,6 +56,21 @@ app.kubernetes.io/component: orchestrator
 {{- define "liveportrait.web.selectorLabels" -}}
 {{ include "liveportrait.selectorLabels" . }}
 app.kubernetes.io/component: web
+{{- end -}}
+
+{{- define "liveportrait.redis.selectorLabels" -}}
+{{ include "liveportrait.selectorLabels" . }}
+app.kubernetes.io/component: quota-redis
+{{- end -}}
+
+{{/* The Redis that keeps the API keys' quotas (--quota-redis-url): quota.redis.url, or the in-chart one; empty: none. */}}
+{{- define "liveportrait.quotaRedisUrl" -}}
+{{- $r := .Values.quota.redis -}}
+{{- if $r.url -}}
+{{- $r.url -}}
+{{- else if $r.inChart.enabled -}}
+{{- printf "redis://%s.%s.svc.%s:6379/0" (include "liveportrait.redis.fullname" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The gRPC target of the web page: web.server, or this release's orchestrator Service. */}}
@@ -245,6 +261,13 @@ Cross-field checks that a JSON schema cannot express. Included from every worklo
 {{- if and $o.autoscaling.enabled (gt (int $o.autoscaling.minReplicas) (int $o.autoscaling.maxReplicas)) -}}
 {{- fail "orchestrator.autoscaling.minReplicas must not exceed orchestrator.autoscaling.maxReplicas" -}}
 {{- end -}}
+{{- end -}}
+{{- $r := .Values.quota.redis -}}
+{{- if and $r.url $r.inChart.enabled -}}
+{{- fail "set one of quota.redis.url (an external Redis) and quota.redis.inChart.enabled (a Redis of this release), not both" -}}
+{{- end -}}
+{{- if and (or $r.url $r.inChart.enabled) (not $o.apiKeys.secretName) -}}
+{{- fail "quota.redis keeps the API keys' quotas: it needs orchestrator.apiKeys.secretName" -}}
 {{- end -}}
 {{- if and .Values.web.enabled (not $o.enabled) (not .Values.web.server) -}}
 {{- fail "web.enabled needs orchestrator.enabled or web.server (the gRPC HOST:PORT the page calls)" -}}
