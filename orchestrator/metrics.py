@@ -30,7 +30,8 @@ class Metrics:
                                     ["direction"], registry=r)
         # per API key name (a bounded label set: the names in the key file; keys themselves never appear)
         self.key_requests = Counter("liveportrait_key_requests_total", "RPCs by API key name and admission outcome "
-                                    "(ADMITTED, UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED)",
+                                    "(ADMITTED, UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE: "
+                                    "the shared quota store did not answer)",
                                     ["key", "outcome"], registry=r)
         self.key_frames = Counter("liveportrait_key_frames_total", "Frames rendered, by API key name", ["key"],
                                   registry=r)
@@ -45,6 +46,15 @@ class Metrics:
             registry=r)
         self.live_frames = Counter("liveportrait_live_frames_total", "Live driving frames by outcome: rendered, "
                                    "dropped (stale: a newer frame arrived first), no_face", ["outcome"], registry=r)
+        # the driving motion cache (pipeline/motion_cache.py; --motion-cache-bytes)
+        self.motion_cache_hits = Counter("liveportrait_motion_cache_hits_total", "Driving videos whose motion came "
+                                         "from the motion cache (no decode, tracking or motion extraction)", registry=r)
+        self.motion_cache_misses = Counter("liveportrait_motion_cache_misses_total", "Driving videos looked up in "
+                                           "the motion cache and not found", registry=r)
+        self.motion_cache_evictions = Counter("liveportrait_motion_cache_evictions_total", "Motion cache entries "
+                                              "dropped to make room (least recently used first)", registry=r)
+        self.motion_cache_bytes = Gauge("liveportrait_motion_cache_bytes", "Bytes held by the motion cache",
+                                        registry=r)
 
     def serve(self, port: int, address: str = "0.0.0.0"):
         """Expose /metrics on its own HTTP port; returns the server (``shutdown()`` stops it)."""

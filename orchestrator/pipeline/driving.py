@@ -3,7 +3,7 @@ image, or a motion template. Every source yields ``keypoints.Motion`` chunks of 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import AsyncIterator, Protocol
@@ -14,11 +14,12 @@ from ..errors import InvalidRequest, NoFace
 from ..face import FaceAnalyzer
 from ..face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig
 from ..keypoints import Motion, motion_from_extractor
-from ..media import DEFAULT_FPS, VideoInfo, read_frames
+from ..media import DEFAULT_FPS, InvalidVideoError, VideoInfo, read_frames
 from ..options import DrivingCropOptions
 from ..templates import Template
 from ..timing import Timings
 from ..triton_client import RequestRunner
+from .motion_cache import MotionCache, fingerprint, motion_copy, motion_nbytes
 
 MOTION_MODEL = "motion_extractor_u8"
 
@@ -83,13 +84,18 @@ class VideoDriving:
     ``crop_driving_video`` off) the first frame must show a face, as in the official pipeline
     (``Cropper.calc_lmks_from_cropped_video`` raises "No face detected in the frame #0"); later frames are not
     checked.
+
+    With a ``cache`` (``motion_cache.MotionCache``), a video whose motion is cached (same bytes, same
+    ``motion_settings``; ``models`` names the model set and weights) is neither decoded nor tracked nor run through
+    the motion extractor, and the motion of a video read to its end is stored.
     """
 
     what = "driving video"
 
     def __init__(self, path: Path, info: VideoInfo, runner: RequestRunner, analyzer: FaceAnalyzer,
                  crop: DrivingCropOptions, need_ratios: bool, timings: Timings, chunk: int = 8,
-                 max_frames: int = 18_000, max_pending: int = 300, audio: bool = True):
+                 max_frames: int = 18_000, max_pending: int = 300, audio: bool = True,
+                 cache: MotionCache | None = None, models: str = ""):
         self.path = path
         self.info = info
         self.runner = runner
@@ -107,8 +113,48 @@ class VideoDriving:
         self._ratios = _Ratios()
         self._pending: list[np.ndarray] = []
         self._first = True
+        self.cache = cache if cache is not None and cache.enabled else None
+        self.models = models
+
+    @property
+    def motion_settings(self) -> tuple[str, ...]:
+        """What the motion depends on besides the video's bytes: the driving crop and tracker settings, the face
+        stack and its settings (less the source crop, which the driving side never reads), whether eye/lip ratios are
+        measured, and the models. Smoothing and the keypoint options apply after the driving motion, per request."""
+        analyzer = self.tracker.analyzer
+        return (repr(self.tracker.config), type(analyzer).__name__, repr(replace(analyzer.config, crop=None)),
+                f"ratios={self.need_ratios}", self.models)
 
     async def chunks(self) -> AsyncIterator[Motion]:
+        if self.cache is None:
+            async for motion in self._extracted():
+                yield motion
+            return
+        with self.timings.stage("decode"):  # reading the spooled bytes once more: their fingerprint
+            video = await asyncio.to_thread(fingerprint, self.path)
+        settings = self.motion_settings
+        cached = self.cache.get(video, settings)
+        if cached is not None:
+            if len(cached) > self.max_frames:
+                raise InvalidVideoError(f"the {self.what} has more than {self.max_frames} frames (the limit)")
+            for start in range(0, len(cached), self.chunk):
+                yield cached[start:start + self.chunk]
+            return
+        parts: list[Motion] | None = []
+        size = 0
+        async for motion in self._extracted():
+            if parts is not None:  # collected while it could still be stored
+                size += motion_nbytes(motion)
+                if self.cache.fits(size):
+                    parts.append(motion_copy(motion))
+                else:
+                    parts = None
+            yield motion
+        if parts:
+            self.cache.put(video, settings, Motion.concat(parts))
+
+    async def _extracted(self) -> AsyncIterator[Motion]:
+        """The motion of the video: decoded, tracked and run through the motion extractor chunk by chunk."""
         frames = read_frames(self.path, self.chunk, self.max_frames)
         ready: list[tuple[np.ndarray, tuple | None, float | None]] = []
         while True:
