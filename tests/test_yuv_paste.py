@@ -90,13 +90,14 @@ def test_odd_positions_widen_the_box_to_even_coordinates_and_the_rest_is_the_sou
     y0, y1, x0, x1 = paste.box
     assert all(v % 2 == 0 for v in paste.box)
     tight = PasteBack(source, M, feathered_mask()).box  # the RGB box: inside the even box, at most 1 px smaller
-    assert y0 <= tight[0] <= y0 + 1 and y1 - 1 <= tight[1] <= y1 and x0 <= tight[2] <= x0 + 1 and x1 - 1 <= tight[3] <= x1
+    ty0, ty1, tx0, tx1 = tight
+    assert y0 <= ty0 <= y0 + 1 and y1 - 1 <= ty1 <= y1 and x0 <= tx0 <= x0 + 1 and x1 - 1 <= tx1 <= x1
     rgb_path, yuv_path = both_paths(source, M, feathered_mask(), crop)
     luma_rgb, luma_yuv = planes(rgb_path, h, w)[0], planes(yuv_path, h, w)[0]
     assert psnr(luma_rgb, luma_yuv) >= 55  # luma: the same warp; only the RGB round trip's rounding differs
     source_planes = planes(to_i420(source), h, w)
-    for plane, original, box in zip(planes(yuv_path, h, w), source_planes, [paste.box] + [(y0 // 2, y1 // 2, x0 // 2,
-                                                                                         x1 // 2)] * 2):
+    chroma_box = (y0 // 2, y1 // 2, x0 // 2, x1 // 2)
+    for plane, original, box in zip(planes(yuv_path, h, w), source_planes, [paste.box, chroma_box, chroma_box]):
         outside = np.ones(plane.shape, bool)
         outside[box[0]:box[1], box[2]:box[3]] = False
         assert np.array_equal(plane[outside], original[outside])
