@@ -1,7 +1,7 @@
 """``liveportrait``: animate portraits with the LivePortrait service, and run it locally.
 
     liveportrait demo [--output artifacts/demo.mp4]            # embedded stack, animate a portrait, shut down
-    liveportrait up [--profile tiny|full] [--weights DIR] [--port N]
+    liveportrait up [--profile tiny|full] [--weights DIR] [--port N] [--api-keys keys.json ...]  # orchestrator flags
     liveportrait animate [--server HOST:PORT] --source S --driving D -o out.mp4 [options]
     liveportrait extract-motion [--server HOST:PORT] VIDEO -o motion.pb
     liveportrait animate [--server HOST:PORT] --source S --keyframes kf.json -o out.mp4   # no driving video
@@ -99,7 +99,9 @@ OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "anim
 SMOOTHING_FLAGS = ("smooth", "smooth_min_cutoff", "smooth_beta")  # -> options.smoothing (``smoothing_kwarg``)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``orchestrator_options`` False leaves the orchestrator's flags out of ``up`` (they import
+    the server's modules, which the other commands do not need)."""
     p = argparse.ArgumentParser(prog="liveportrait", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     sub = p.add_subparsers(dest="command", required=True)
@@ -184,13 +186,23 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--face-stack", choices=["mediapipe", "official"], default="mediapipe",
                        help="face detection and landmarks: MediaPipe (default), or the official InsightFace + "
                             "LivePortrait models when their files are in the weights directory")
-        s.add_argument("--port", type=int, default=50051 if name == "up" else 0, help="orchestrator gRPC port")
-        s.add_argument("--metrics-port", type=int, default=9100 if name == "up" else 0)
+        s.add_argument("--port", type=int, default=50051 if name == "up" else 0,
+                       help="orchestrator gRPC port (0: any free port)")
+        s.add_argument("--metrics-port", type=int, default=9100 if name == "up" else 0,
+                       help="orchestrator metrics port (0, or one in use: a free one, printed)")
         if name == "up":
             s.add_argument("--web", action="store_true", help="also serve the web page (liveportrait web)")
             s.add_argument("--animal", action="store_true",
                            help="also export and serve the animal models (requests with --model-set animal)")
-            s.add_argument("--web-port", type=int, default=7860, help="HTTP port of the web page [7860]")
+            s.add_argument("--web-port", type=int, default=7860,
+                           help="HTTP port of the web page [7860; 0: any free port, printed]")
+            if orchestrator_options:
+                from orchestrator.embedded import SET_BY_THE_STACK
+                from orchestrator.server import add_options
+
+                g = s.add_argument_group("orchestrator options (those of liveportrait-orchestrator, passed on; "
+                                         "defaults: its LIVEPORTRAIT_* environment variables)")
+                s.set_defaults(orchestrator_options=add_options(g, exclude=SET_BY_THE_STACK))
         if name == "demo":
             s.add_argument("--output", "-o", type=Path, default=Path("artifacts/demo.mp4"))
             s.add_argument("--source", type=Path, default=None, help="portrait [skimage.data.astronaut()]")
@@ -329,7 +341,8 @@ COMMANDS = {"animate": cmd_animate, "edit": cmd_edit, "extract-motion": cmd_extr
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(orchestrator_options=argv[:1] == ["up"]).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except grpc.RpcError as exc:

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,11 +25,15 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
-from .auth import AuthInterceptor, KeyFile, KeyFileError
+from .auth import MAX_METADATA_BYTES, AuthInterceptor
 from .face import FACE_STACKS
 from .metrics import Metrics
+from .keys import KeyFile, KeyFileError
 from .ports import port_in_use
+from .quota_store import FAIL_MODES, make_store
+from .quotas import Quotas
 from .service import Limits, PortraitAnimatorService, ServingState
+from .spool import ProcessSpool
 from .triton_client import TritonConfig, TritonRunner
 
 log = logging.getLogger("liveportrait.orchestrator")
@@ -58,7 +63,10 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # mutual TLS: callers must present a certificate signed by this CA
-    api_keys: Path | None = None  # JSON key file (orchestrator/auth.py); None: no authentication
+    api_keys: Path | None = None  # JSON key file (orchestrator/keys.py); None: no authentication
+    quota_redis_url: str | None = None  # per-key quotas shared by all replicas in Redis; None: in this process
+    quota_redis_password_file: Path | None = None  # else $LIVEPORTRAIT_QUOTA_REDIS_PASSWORD (or in the URL)
+    quota_redis_fail: str = "closed"  # Redis not answering: refuse calls that need a quota (closed) or serve them
     health_port: int = 0  # a plaintext port serving only grpc.health.v1 (kubelet probes when gRPC is TLS); 0: none
     health_interval_s: float = 2.0
     drain_s: float = 30.0  # on SIGTERM: how long running requests may take to finish (the pod's grace period)
@@ -83,23 +91,44 @@ class Orchestrator:
         self._metrics_server = None
         self.service: PortraitAnimatorService | None = None
         self.health_server: grpc.aio.Server | None = None
+        self.quota_store = None
+        self.spool = ProcessSpool(config.spool_dir)
 
     async def start(self) -> int:
-        c = self.config
         self._check_ports()
+        try:
+            spool_dir = self.spool.open()
+        except OSError as exc:
+            raise StartupError(f"cannot use the spool directory {self.spool.base} ({exc.strerror or exc}); choose "
+                               f"another with --spool-dir DIR") from None
+        try:
+            return await self._start(spool_dir)
+        except BaseException:
+            self.spool.close()
+            raise
+
+    async def _start(self, spool_dir: Path) -> int:
+        c = self.config
         self.runner = TritonRunner(c.triton, self.metrics)
         service = self.service = PortraitAnimatorService(self.runner, self.metrics,
                                                          Admission(c.max_concurrent, c.max_queued, self.metrics),
-                                                         c.limits, self.state, c.face_stack, c.spool_dir)
+                                                         c.limits, self.state, c.face_stack, spool_dir)
         interceptors = []
         if c.api_keys:
             try:
                 keys = KeyFile(c.api_keys)
             except KeyFileError as exc:
                 raise StartupError(str(exc)) from None
-            interceptors.append(AuthInterceptor(keys, requests_counter=self.metrics.key_requests,
-                                                frames_counter=self.metrics.key_frames))
+            try:
+                self.quota_store = make_store(c.quota_redis_url, self._quota_redis_password(), c.quota_redis_fail)
+            except ValueError as exc:  # a URL redis-py cannot parse
+                raise StartupError(f"--quota-redis-url: {exc}") from None
+            interceptors.append(AuthInterceptor(keys, Quotas(self.quota_store), self.metrics.key_requests,
+                                                self.metrics.key_frames))
         self.server = grpc.aio.server(interceptors=interceptors, options=[
+            # an oversized credential reaches the interceptor (UNAUTHENTICATED) instead of gRPC's own refusal
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.max_receive_message_length", c.max_message_bytes),
             ("grpc.max_send_message_length", c.max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second server on the same port fails instead of silently sharing it
@@ -151,6 +180,16 @@ class Orchestrator:
         return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
                                            require_client_auth=client_ca is not None)
 
+    def _quota_redis_password(self) -> str | None:
+        path = self.config.quota_redis_password_file
+        if path is None:
+            return os.environ.get("LIVEPORTRAIT_QUOTA_REDIS_PASSWORD") or None
+        try:
+            return path.read_text().strip() or None
+        except OSError as exc:
+            raise StartupError(f"cannot read the Redis password file {path}: {exc.strerror or exc}; fix "
+                               f"--quota-redis-password-file") from None
+
     def _check_ports(self) -> None:
         c = self.config
         if port_in_use(c.address, c.port):
@@ -182,6 +221,7 @@ class Orchestrator:
                 await asyncio.sleep(0.1)
             if admission.running + admission.waiting:
                 log.warning("drain time over: cancelling %d running request(s)", admission.running)
+            await self.service.end_calls()  # UNAVAILABLE in the project's words, not gRPC's "Cancelling all calls"
         if self.server:
             await self.server.stop(1.0)
         if self.health_server:
@@ -190,6 +230,9 @@ class Orchestrator:
             await self.runner.close()
         if self._metrics_server:
             self._metrics_server.shutdown()
+        if self.quota_store is not None:
+            await self.quota_store.close()
+        self.spool.close()  # what a cancelled request was still writing goes with it
 
     async def _watch_triton(self) -> None:
         """NOT_SERVING while Triton or one of the models is not ready."""
@@ -216,9 +259,23 @@ def _env(name: str, default):
     return default if value is None else type(default)(value) if default is not None else value
 
 
-def parse_args(argv: list[str] | None = None) -> ServerConfig:
+class _Flags:
+    """``add_argument`` on a parser or argument group, less the flags in ``exclude``; remembers what it added."""
+
+    def __init__(self, parser, exclude: Collection[str]):
+        self.parser, self.exclude, self.added = parser, frozenset(exclude), []
+
+    def add_argument(self, *flags: str, **kwargs) -> None:
+        if flags[0] not in self.exclude:
+            self.added.append(self.parser.add_argument(*flags, **kwargs))
+
+
+def add_options(parser, exclude: Collection[str] = ()) -> list[argparse.Action]:
+    """The orchestrator's flags, each with its ``LIVEPORTRAIT_<FLAG>`` default, added to ``parser`` (a parser or an
+    argument group) less those in ``exclude``; returns the added actions. ``liveportrait up`` offers them all but the
+    ones its embedded stack sets itself (``orchestrator.embedded.SET_BY_THE_STACK``) and passes them on."""
     d, dl, dt = ServerConfig(), Limits(), TritonConfig()
-    p = argparse.ArgumentParser(prog="liveportrait-orchestrator", description=__doc__.split("\n\n")[0])
+    p = _Flags(parser, exclude)
     p.add_argument("--address", default=_env("address", d.address))
     p.add_argument("--port", type=int, default=_env("port", d.port))
     p.add_argument("--metrics-port", type=int, default=_env("metrics_port", d.metrics_port), help="0 disables it")
@@ -227,16 +284,23 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="deadline of one Triton call, seconds")
     p.add_argument("--triton-ssl", action="store_true", default=_env("triton_ssl", "").lower() in ("1", "true", "yes"))
     p.add_argument("--triton-root-certificates", default=_env("triton_root_certificates", None))
-    p.add_argument("--max-concurrent", type=int, default=_env("max_concurrent", d.max_concurrent))
-    p.add_argument("--max-queued", type=int, default=_env("max_queued", d.max_queued))
-    p.add_argument("--max-message-bytes", type=int, default=_env("max_message_bytes", d.max_message_bytes))
-    p.add_argument("--max-source-bytes", type=int, default=_env("max_source_bytes", dl.max_source_bytes))
-    p.add_argument("--max-driving-bytes", type=int, default=_env("max_driving_bytes", dl.max_driving_bytes))
-    p.add_argument("--max-frames", type=int, default=_env("max_frames", dl.max_frames))
+    p.add_argument("--max-concurrent", type=int, default=_env("max_concurrent", d.max_concurrent),
+                   help="requests processed at once")
+    p.add_argument("--max-queued", type=int, default=_env("max_queued", d.max_queued),
+                   help="requests waiting for a slot (beyond: RESOURCE_EXHAUSTED)")
+    p.add_argument("--max-message-bytes", type=int, default=_env("max_message_bytes", d.max_message_bytes),
+                   help="bytes of one gRPC message (a setup with its source image or template)")
+    p.add_argument("--max-source-bytes", type=int, default=_env("max_source_bytes", dl.max_source_bytes),
+                   help="bytes of a source image")
+    p.add_argument("--max-driving-bytes", type=int, default=_env("max_driving_bytes", dl.max_driving_bytes),
+                   help="bytes of an uploaded video")
+    p.add_argument("--max-frames", type=int, default=_env("max_frames", dl.max_frames),
+                   help="frames of one animation")
     p.add_argument("--max-faces", type=int, default=_env("max_faces", dl.max_faces),
                    help=f"faces one AnimatePortrait animates (options.faces), 1 to {dl.chunk_frames}: the faces of a "
                         "frame are rendered in one Triton batch")
-    p.add_argument("--max-request-seconds", type=float, default=_env("max_request_seconds", dl.max_request_s))
+    p.add_argument("--max-request-seconds", type=float, default=_env("max_request_seconds", dl.max_request_s),
+                   help="how long one request may run")
     p.add_argument("--edit-sessions", type=int, default=_env("edit_sessions", dl.edit_sessions),
                    help="EditPortrait: prepared sources kept (LRU)")
     p.add_argument("--edit-session-bytes", type=int, default=_env("edit_session_bytes", dl.edit_session_bytes),
@@ -256,33 +320,62 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                    help="AnimateStream: bytes of one driving frame")
     p.add_argument("--live-max-frame-side", type=int, default=_env("live_max_frame_side", dl.live_max_frame_side),
                    help="AnimateStream: pixels per side of a driving frame")
+    p.add_argument("--motion-cache-bytes", type=int, default=_env("motion_cache_bytes", dl.motion_cache_bytes),
+                   help="driving motion kept in memory for repeated driving videos (same bytes and settings: no "
+                        "decode, tracking or motion extraction), least recently used out; 0 turns it off")
     p.add_argument("--face-stack", choices=FACE_STACKS, default=_env("face_stack", d.face_stack))
-    p.add_argument("--spool-dir", type=Path, default=_env("spool_dir", None), help="where uploads are spooled")
-    p.add_argument("--tls-cert", type=Path, default=_env("tls_cert", None))
-    p.add_argument("--tls-key", type=Path, default=_env("tls_key", None))
+    p.add_argument("--spool-dir", type=Path, default=_env("spool_dir", None),
+                   help="where uploads are spooled, in a folder per orchestrator process that is removed at exit (and "
+                        "at the next start when the process was killed) [<tmp>/liveportrait-spool-<uid>]")
+    p.add_argument("--tls-cert", type=Path, default=_env("tls_cert", None), help="TLS: the server certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, default=_env("tls_key", None), help="TLS: its private key (PEM)")
     p.add_argument("--tls-client-ca", type=Path, default=_env("tls_client_ca", None),
                    help="mutual TLS: require client certificates signed by this CA (PEM)")
     p.add_argument("--api-keys", type=Path, default=_env("api_keys", None),
                    help="JSON key file: require an API key on every RPC but health and reflection "
                         "(python -m orchestrator.auth NAME makes one); re-read when it changes")
+    p.add_argument("--quota-redis-url", default=_env("quota_redis_url", None),
+                   help="keep the API keys' quotas in this Redis (redis://HOST:PORT/DB, rediss:// for TLS), shared by "
+                        "every replica that uses it; unset: each process keeps its own")
+    p.add_argument("--quota-redis-password-file", type=Path, default=_env("quota_redis_password_file", None),
+                   help="a file holding the Redis password [$LIVEPORTRAIT_QUOTA_REDIS_PASSWORD]")
+    p.add_argument("--quota-redis-fail", choices=FAIL_MODES, default=_env("quota_redis_fail", d.quota_redis_fail),
+                   help="when Redis does not answer: closed refuses the calls that need a key's quota with "
+                        "UNAVAILABLE, open serves them uncounted")
     p.add_argument("--health-port", type=int, default=_env("health_port", d.health_port),
                    help="also serve grpc.health.v1 in plaintext on this port (probes when gRPC uses TLS); 0: off")
     p.add_argument("--drain-seconds", type=float, default=_env("drain_seconds", d.drain_s),
                    help="on SIGTERM, how long running requests may take to finish")
-    p.add_argument("--log-level", default=_env("log_level", "INFO"))
-    a = p.parse_args(argv)
+    p.add_argument("--log-level", default=_env("log_level", "INFO"), help="DEBUG, INFO, WARNING or ERROR")
+    return p.added
+
+
+def check_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """What the flags' types do not check; ``p.error`` names the first problem."""
+    dl = Limits()
     if bool(a.tls_cert) != bool(a.tls_key):
         p.error("--tls-cert and --tls-key go together")
     if a.tls_client_ca and not a.tls_cert:
         p.error("--tls-client-ca needs --tls-cert and --tls-key")
+    if a.quota_redis_url and not a.api_keys:
+        p.error("--quota-redis-url needs --api-keys (the quotas are the API keys')")
     if not 1 <= a.max_faces <= dl.chunk_frames:
         p.error(f"--max-faces must be between 1 and {dl.chunk_frames}")
     if a.live_max_streams < 0:
         p.error("--live-max-streams must be >= 0 (0: no live streams)")
+    if a.motion_cache_bytes < 0:
+        p.error("--motion-cache-bytes must be >= 0 (0: no motion cache)")
     for flag in ("live_max_fps", "live_max_session_seconds", "live_idle_timeout", "live_max_frame_bytes",
                  "live_max_frame_side"):
         if not getattr(a, flag) > 0:
             p.error(f"--{flag.replace('_', '-')} must be > 0")
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    p = argparse.ArgumentParser(prog="liveportrait-orchestrator", description=__doc__.split("\n\n")[0])
+    add_options(p)
+    a = p.parse_args(argv)
+    check_options(p, a)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return ServerConfig(
         address=a.address, port=a.port, metrics_port=a.metrics_port,
@@ -294,10 +387,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                       edit_session_ttl_s=a.edit_session_ttl, live_max_streams=a.live_max_streams,
                       live_max_fps=a.live_max_fps, live_max_session_s=a.live_max_session_seconds,
                       live_idle_timeout_s=a.live_idle_timeout, live_max_frame_bytes=a.live_max_frame_bytes,
-                      live_max_frame_side=a.live_max_frame_side),
+                      live_max_frame_side=a.live_max_frame_side, motion_cache_bytes=a.motion_cache_bytes),
         max_concurrent=a.max_concurrent, max_queued=a.max_queued, max_message_bytes=a.max_message_bytes,
         face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key,
-        tls_client_ca=a.tls_client_ca, api_keys=a.api_keys, health_port=a.health_port, drain_s=a.drain_seconds)
+        tls_client_ca=a.tls_client_ca, api_keys=a.api_keys, health_port=a.health_port, drain_s=a.drain_seconds,
+        quota_redis_url=a.quota_redis_url, quota_redis_password_file=a.quota_redis_password_file,
+        quota_redis_fail=a.quota_redis_fail)
 
 
 async def serve(config: ServerConfig) -> None:

@@ -17,11 +17,11 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
-from .auth import Caller, current_caller
 from .pipeline.driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
 from .editing import SessionStore, edit_image, session_source
 from .errors import FailedPrecondition, InvalidRequest, Unavailable, status_of
-from .face import CropConfig, FaceAnalyzer, FaceSelectionError, InvalidImageError, decode_image, make_analyzer
+from .face import (ORDERINGS, CropConfig, FaceAnalyzer, FaceSelectionError, InvalidImageError, decode_image,
+                   make_analyzer)
 from .keypoints import KeypointOptions, Motion
 from .live import LiveAnimator, LiveSession, LiveStreams, live_options, setup_message
 from .media import probe
@@ -29,14 +29,21 @@ from .metrics import Metrics
 from .options import (AnimateOptions, animate_options, driving_crop_options, edit_request_options, keyframes_from_proto,
                       video_source_options)
 from .pipeline import ImageAnimation, RequestContext, animate, weights_warnings
+from .pipeline.context import uncounted
 from .pipeline.image_source import FaceDriving
+from .pipeline.motion_cache import MotionCache
 from .pipeline.video_source import SourceVideo, VideoAnimation
+from .quotas import Caller, QuotaExceeded, current_caller
+from .quoting import bounded, quote
 from .templates import InvalidTemplateError, Template, from_proto, to_proto
 from .timing import Timings
 from .triton_client import ModelSetRunner, RequestRunner, Traffic, TritonRunner
 from .uploads import Requests, SpoolFile, receive_video
 
 log = logging.getLogger("liveportrait.orchestrator")
+SHUTTING_DOWN = "the server is shutting down; retry (another replica will take the request)"
+DRAIN_OVER = ("the server is shutting down and this request did not finish within its drain time (--drain-seconds); "
+              "retry (another replica will take the request)")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Limits:
     live_idle_timeout_s: float = 30.0  # seconds without a driving frame before a stream is ended
     live_max_frame_bytes: int = 4 * 1024 * 1024  # one driving frame message
     live_max_frame_side: int = 1920  # pixels, each side of a driving frame
+    motion_cache_bytes: int = 64 * 1024 * 1024  # driving motion kept for repeated driving videos (0: off)
 
 
 @dataclass
@@ -78,8 +86,11 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         self.face_stack = face_stack
         self.spool_dir = spool_dir
         self.draining = False  # set on SIGTERM: new calls are refused with UNAVAILABLE, running ones finish
+        self.drain_over = False  # set when the drain time is over: what still runs ends with UNAVAILABLE
+        self._calls: dict[asyncio.Task, object] = {}  # running calls: their tasks and gRPC contexts
         self.sessions = SessionStore(limits.edit_sessions, limits.edit_session_bytes, limits.edit_session_ttl_s)
         self.live_streams = LiveStreams(limits.live_max_streams, metrics)
+        self.motion_cache = MotionCache(limits.motion_cache_bytes, metrics)
 
     # ---- RPCs ------------------------------------------------------------------------------------------------
 
@@ -137,7 +148,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 await self._receive_video(Requests(request_iterator), path, setup.driving_video.size_bytes)
                 info = probe(path)
                 driving = VideoDriving(path, info, runner, self._analyzer(runner, CropConfig()), crop, True, timings,
-                                       self.limits.chunk_frames, self.limits.max_frames, audio=False)
+                                       self.limits.chunk_frames, self.limits.max_frames, audio=False,
+                                       cache=self.motion_cache, models=f"human {self.state.weights}")
                 parts = [motion async for motion in driving.chunks()]
             motion = Motion.concat(parts)
             template = Template(motion, info.fps, setup.driving_video.filename or "ExtractMotion")
@@ -148,6 +160,9 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
     async def DetectFaces(self, request: pb.DetectFacesRequest, context) -> pb.DetectFacesResponse:
         async with self._call("DetectFaces", context) as runner:
             self._check_source(request.image, "image")
+            if request.ordering and request.ordering not in ORDERINGS:
+                raise InvalidRequest(f"unknown ordering {quote(request.ordering)}; choose one of "
+                                     f"{', '.join(ORDERINGS)}")
             hint = None
             if request.hint:
                 hint = np.asarray(request.hint, np.float64)
@@ -166,13 +181,13 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             if request.source_image:
                 self._check_source(request.source_image)
             timings = Timings()
-            ctx = RequestContext(runner, self._analyzer(runner, options.source.source_crop), timings, lambda _: None,
+            ctx = RequestContext(runner, self._analyzer(runner, options.source.source_crop), timings, uncounted,
                                  self.state.weights)
             session_id, prepared, reused = await session_source(self.sessions, request.session_id,
                                                                 request.source_image, options.source, ctx)
             data, width, height = await edit_image(prepared, options.edit, options, ctx)
             if (caller := current_caller.get()) is not None:
-                caller.charge(1)  # one rendered frame against the API key's frames-per-minute quota
+                await caller.charge(1)  # one rendered frame against the API key's frames-per-minute quota
             self.sessions.trim()  # the first paste-back grows the session
             for stage, seconds in timings.seconds.items():
                 self.metrics.stage_latency.labels(stage).observe(seconds)
@@ -197,11 +212,13 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             options, output = live_options(setup, limits.live_max_fps)
             if options.model_set != "human":
                 runner = ModelSetRunner(runner, options.model_set, missing_model_set(options.model_set))
+            caller = current_caller.get()
             ctx = RequestContext(runner, self._analyzer(runner, options.source_crop), Timings(),
-                                 self._frames_rendered(current_caller.get()), self.state.weights)
+                                 self._frames_rendered(caller), self.state.weights)
             animator = LiveAnimator(setup.source_image, options, output, ctx, limits.live_max_frame_side)
-            async for response in LiveSession(animator, limits, self.metrics, lambda: self.draining).run(
-                    request_iterator):
+            session = LiveSession(animator, limits, self.metrics, lambda: self.draining,
+                                  before_frame=caller.check_budget if caller is not None else None)
+            async for response in session.run(request_iterator):  # charged per rendered frame, as they go
                 yield response
 
     # ---- helpers ---------------------------------------------------------------------------------------------
@@ -213,16 +230,18 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         given), metrics and error mapping around one RPC; yields the request's Triton runner."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        task = asyncio.current_task()
+        self._calls[task] = context
         try:
             if self.draining:
-                raise Unavailable("the server is shutting down; retry (another replica will take the request)")
+                raise Unavailable(SHUTTING_DOWN)
             async with (slot or self.admission.slot)():
                 limit = self.limits.max_request_s if max_seconds is None else max_seconds
                 remaining = context.time_remaining()
                 budget = limit if remaining is None else min(remaining, limit)
                 yield RequestRunner(self.runner, Traffic(), time.monotonic() + budget)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
+        except asyncio.CancelledError:  # the client went away, or the drain time is over (``end_calls``)
+            code = grpc.StatusCode.UNAVAILABLE if self.drain_over else grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # every failure becomes a status; never a stack trace to the client
             status = status_of(exc)
@@ -231,17 +250,36 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 log.exception("%s failed (incident %s)", method, incident)
                 status = (grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
             code = status[0]
-            await context.abort(status[0], status[1])
+            trailers = exc.trailing_metadata() if isinstance(exc, QuotaExceeded) else ()  # retry-after-ms
+            await context.abort(status[0], bounded(status[1]), trailing_metadata=trailers)
         finally:
+            self._calls.pop(task, None)
             self.metrics.requests.labels(method, code.name).inc()
             self.metrics.request_latency.labels(method).observe(time.perf_counter() - started)
 
+    async def end_calls(self) -> int:
+        """The drain time is over: every call still running (or waiting for admission) ends now with UNAVAILABLE and
+        a message in the project's words, and its work is cancelled. (Left to the gRPC server's stop, they would end
+        with its "Cancelling all calls".) Returns how many there were."""
+        self.drain_over = True
+        calls = list(self._calls.items())
+        for task, context in calls:
+            if not context.done():
+                try:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, DRAIN_OVER)
+                except grpc.aio.AbortError:  # abort() raises it in its caller: here, the stopping task
+                    pass
+            task.cancel()
+        if calls:
+            await asyncio.wait([task for task, _ in calls], timeout=5.0)
+        return len(calls)
+
     def _frames_rendered(self, caller: Caller | None):
         """Counts rendered frames in the metrics and against the caller's API key (its frames-per-minute quota)."""
-        def rendered(frames: int) -> None:
+        async def rendered(frames: int) -> None:
             self.metrics.frames.inc(frames)
             if caller is not None:
-                caller.charge(frames)
+                await caller.charge(frames)
 
         return rendered
 
@@ -302,7 +340,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                                          f"{self.limits.max_frames}")
                 yield VideoDriving(path, info, runner, analyzer, options.driving_crop,
                                    need_ratios, timings, self.limits.chunk_frames, self.limits.max_frames,
-                                   audio=options.audio)
+                                   audio=options.audio, cache=self.motion_cache,
+                                   models=f"{options.model_set} {self.state.weights}")
         elif kind == "driving_keyframes":
             keyframes, fps = keyframes_from_proto(setup.driving_keyframes)
             yield KeyframeDriving(keyframes, fps, self.limits.chunk_frames, self.limits.max_frames)
@@ -351,7 +390,7 @@ async def face_drivings(setup: pb.AnimateSetup, options: AnimateOptions, limits:
             else:
                 image = await asyncio.to_thread(decode_image, message.driving_image)
                 driving = ImageDriving(image, ctx.runner, ctx.analyzer, options.driving_crop,
-                                       options.keypoints.retargeting, ctx.timings)
+                                       options.keypoints.retargeting, ctx.timings, f"{label}.driving_image")
         except (InvalidImageError, InvalidTemplateError) as exc:
             raise InvalidRequest(f"{label}.{kind}: {exc}") from None
         own[message.face] = FaceDriving(label, driving)

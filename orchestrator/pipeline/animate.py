@@ -42,7 +42,8 @@ class Animation(Protocol):
 
     async def prepare(self) -> None: ...
 
-    def frames(self) -> AsyncIterator[list[np.ndarray]]: ...  # RGB uint8 frames, one list per chunk
+    # one list per chunk: I420 ([h * 3 / 2, w] uint8) or RGB frames, valid until the next chunk is asked for
+    def frames(self) -> AsyncIterator[list[np.ndarray]]: ...
 
     def summary(self) -> pb.Summary: ...  # what only this animation knows (faces, source frames)
 
@@ -63,7 +64,7 @@ async def animate(animation: Animation, options: AnimateOptions,
             with ctx.timings.stage("encode"):
                 data = await asyncio.to_thread(writer.write, frames)
             done += len(frames)
-            ctx.frames_rendered(len(frames) * animation.crops_per_frame)
+            await ctx.frames_rendered(len(frames) * animation.crops_per_frame)
             if data:
                 yield pb.AnimateResponse(video=pb.VideoChunk(data=data, offset=offset, mime_type=MIME))
                 offset += len(data)
