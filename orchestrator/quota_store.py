@@ -3,14 +3,16 @@ orchestrator replica, so a key's quota does not grow with the replica count).
 
 Two kinds of state per key name:
 
-* a **frame bucket**: frames left, refilled at ``per_minute / 60`` per second up to one minute's worth; a charge may
-  take it below zero (the request that overdraws it finishes, the next ones wait);
+* a **frame window**: the frames rendered in the last minute, kept per second of charge; a key has
+  ``per_minute`` minus those left. A charge stays counted ``WINDOW_S`` (61) seconds after the second it was made in,
+  so any 60 s hold at most ``per_minute`` frames plus what running requests overdrew (a charge may take the frames
+  left below zero: the request that overdraws finishes, the next ones wait until enough charges leave the window);
 * **concurrency slots**: leases on the key's ``limit`` requests running at once. In Redis a lease expires
   ``LEASE_S`` after it was last renewed (every replica renews its own leases every ``LEASE_S / 3``), so a replica that
   was killed frees its slots within ``LEASE_S``.
 
 In Redis both are updated by Lua scripts (atomic, with Redis's own clock, so replicas' clocks do not matter) and
-expire when they no longer hold anything (a bucket when it would be full again). A Redis that does not answer within
+expire when they no longer hold anything (a window when its last charge has left it). A Redis that does not answer within
 ``TIMEOUT_S`` is an outage: with ``fail="closed"`` (the default) the call gets ``UNAVAILABLE`` naming the quota
 store; with ``fail="open"`` it is served and its frames go uncounted. The log says where Redis is and why it failed
 (at most every ``LOG_EVERY_S``); the caller is not told where it is.
@@ -34,21 +36,59 @@ TIMEOUT_S = 0.5  # connect and read timeout of one Redis call: an outage is answ
 LOG_EVERY_S = 10.0
 PREFIX = "liveportrait:quota:"
 
-# KEYS[1]: the bucket (hash: tokens, at). ARGV[1]: frames per minute (also the capacity), ARGV[2]: frames to take.
-# Returns the frames left after the charge (a string: Lua numbers would be truncated to integers).
-BUCKET_LUA = """
-local capacity = tonumber(ARGV[1])
-local rate = capacity / 60
+WINDOW_S = 61  # a charge made in second s counts until s + 61: at least a full minute, whatever its fraction
+
+# KEYS[1]: the window (hash: second -> frames charged in it). ARGV[1]: frames per minute, ARGV[2]: frames to take,
+# ARGV[3]: WINDOW_S. Returns {frames left after the charge, seconds until one frame is left (0: now)} as strings (Lua
+# numbers would be truncated to integers).
+WINDOW_LUA = """
+local limit, charge, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or capacity
-local at = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate) - tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
-return string.format('%.6f', tokens)
+local second = tonumber(clock[1])
+if charge > 0 then
+  redis.call('HINCRBYFLOAT', KEYS[1], tostring(second), charge)
+end
+local fields = redis.call('HGETALL', KEYS[1])
+local charges, used, last = {}, 0, nil
+for i = 1, #fields, 2 do
+  local s, n = tonumber(fields[i]), tonumber(fields[i + 1])
+  if s + window <= now then
+    redis.call('HDEL', KEYS[1], fields[i])
+  else
+    used = used + n
+    table.insert(charges, {s, n})
+    if last == nil or s > last then last = s end
+  end
+end
+local wait = 0
+if limit - used < 1 then
+  table.sort(charges, function(a, b) return a[1] < b[1] end)
+  local still = used
+  for _, c in ipairs(charges) do
+    still = still - c[2]
+    if limit - still >= 1 then wait = c[1] + window - now; break end
+  end
+end
+if last ~= nil then
+  redis.call('PEXPIREAT', KEYS[1], math.ceil((last + window) * 1000))
+end
+return {string.format('%.6f', limit - used), string.format('%.6f', wait)}
 """
+
+
+def window_state(charges: dict[int, float], limit: float, now: float) -> tuple[float, float]:
+    """The frames left of ``limit`` and the seconds until one frame is left, for ``charges`` (second -> frames) whose
+    expired entries were dropped: what ``WINDOW_LUA`` computes, for the local store."""
+    used = sum(charges.values())
+    if limit - used >= 1:
+        return limit - used, 0.0
+    still = used
+    for second in sorted(charges):
+        still -= charges[second]
+        if limit - still >= 1:
+            return limit - used, second + WINDOW_S - now
+    return limit - used, 0.0  # only reached for a limit below one frame
 
 # KEYS[1]: the key's leases (sorted set: lease -> expiry in ms). ARGV[1]: the limit, ARGV[2]: a new lease,
 # ARGV[3]: the lease time in ms. Returns {1 if leased else 0, leases now held}.
@@ -85,8 +125,9 @@ class QuotaStoreUnavailable(ServiceError):
 
 
 class QuotaStore(Protocol):
-    async def frames(self, name: str, per_minute: float, charge: float = 0.0) -> float:
-        """The key's frames left after taking ``charge`` (0: only look)."""
+    async def frames(self, name: str, per_minute: float, charge: float = 0.0) -> tuple[float, float]:
+        """The key's frames left of ``per_minute`` in the last minute after taking ``charge`` (0: only look), and the
+        seconds until one frame is left (0 when one is)."""
 
     async def acquire(self, name: str, limit: int) -> tuple[str | None, int]:
         """A lease on one of the key's ``limit`` slots (None when all are held), and the slots held."""
@@ -101,15 +142,20 @@ class LocalQuotaStore:
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, when)
+        self._windows: dict[str, dict[int, float]] = {}  # name -> {second: frames charged in it}
         self._leases: dict[str, set[str]] = {}
 
-    async def frames(self, name: str, per_minute: float, charge: float = 0.0) -> float:
+    async def frames(self, name: str, per_minute: float, charge: float = 0.0) -> tuple[float, float]:
         now = self.clock()
-        tokens, at = self._buckets.get(name, (per_minute, now))
-        tokens = min(per_minute, tokens + max(0.0, now - at) * per_minute / 60) - charge
-        self._buckets[name] = (tokens, now)
-        return tokens
+        charges = {second: frames for second, frames in self._windows.get(name, {}).items()
+                   if second + WINDOW_S > now}
+        if charge:
+            charges[int(now)] = charges.get(int(now), 0.0) + charge
+        if charges:
+            self._windows[name] = charges
+        else:
+            self._windows.pop(name, None)
+        return window_state(charges, per_minute, now)
 
     async def acquire(self, name: str, limit: int) -> tuple[str | None, int]:
         leases = self._leases.setdefault(name, set())
@@ -150,7 +196,7 @@ class RedisQuotaStore:
         self.client = redis.asyncio.Redis.from_url(url, password=password, socket_timeout=timeout_s,
                                                    socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1))
         self.where = _without_password(url)
-        self._bucket = self.client.register_script(BUCKET_LUA)
+        self._window = self.client.register_script(WINDOW_LUA)
         self._acquire = self.client.register_script(ACQUIRE_LUA)
         self._renew = self.client.register_script(RENEW_LUA)
         self._leases: dict[str, str] = {}  # lease -> key name, renewed while held
@@ -158,13 +204,14 @@ class RedisQuotaStore:
         self._logged = float("-inf")
         log.info("API key quotas are kept in Redis at %s (when it does not answer: fail %s)", self.where, fail)
 
-    async def frames(self, name: str, per_minute: float, charge: float = 0.0) -> float:
+    async def frames(self, name: str, per_minute: float, charge: float = 0.0) -> tuple[float, float]:
         try:
-            return float(await self._bucket(keys=[f"{self.prefix}frames:{name}"], args=[repr(per_minute),
-                                                                                       repr(float(charge))]))
+            left, wait = await self._window(keys=[f"{self.prefix}frames:{name}"],
+                                            args=[repr(per_minute), repr(float(charge)), WINDOW_S])
         except self._errors as exc:
             self._outage(exc, f"the frames of the key {name!r}")
-            return float("inf")  # failing open: the call is served, its frames uncounted
+            return float("inf"), 0.0  # failing open: the call is served, its frames uncounted
+        return float(left), float(wait)
 
     async def acquire(self, name: str, limit: int) -> tuple[str | None, int]:
         lease = uuid.uuid4().hex

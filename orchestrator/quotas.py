@@ -1,11 +1,11 @@
 """How much a key may use: requests running at once, rendered frames per minute, frames per request.
 
 The state lives in a ``QuotaStore`` (orchestrator/quota_store.py: this process's own, or Redis shared by all
-replicas). Only calls that render frames (``RENDERING_RPCS``) need frames left in the key's bucket; every call counts
-against its concurrency. A file request (AnimatePortrait) is admitted while the bucket holds a frame and is charged as
-its chunks render, so it may overdraw the bucket by the rest of its length (the next requests wait); a live stream
+replicas). Only calls that render frames (``RENDERING_RPCS``) need frames left in the key's minute; every call counts
+against its concurrency. A file request (AnimatePortrait) is admitted while the key's last minute leaves a frame and is charged as
+its chunks render, so it may overdraw the minute by the rest of its length (the next requests wait); a live stream
 (AnimateStream) is checked before each frame and charged for each frame it renders, so it stops with
-``RESOURCE_EXHAUSTED`` (and ``retry-after-ms``) once the bucket is spent, overdrawing it by at most one frame.
+``RESOURCE_EXHAUSTED`` (and ``retry-after-ms``) once the minute is spent, overdrawing it by at most one frame.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ class QuotaExceeded(ServiceError):
 
 
 class Quotas:
-    """Per key name: a token bucket of rendered frames refilled at ``frames_per_minute`` (capacity one minute's
-    worth), and leases on its ``max_concurrent`` slots."""
+    """Per key name: the frames rendered in the last minute, at most ``frames_per_minute`` (a sliding window: any 60 s
+    hold at most that many, plus what running requests overdrew), and leases on its ``max_concurrent`` slots."""
 
     def __init__(self, store: QuotaStore | None = None):
         self.store = store or LocalQuotaStore()
@@ -59,11 +59,10 @@ class Quotas:
         return lease
 
     async def check_frames(self, policy: KeyPolicy) -> None:
-        """Refused (with the wait until one frame is back) when the key's bucket holds less than one frame."""
+        """Refused (with the wait until one frame is back) when the key rendered its frames of the last minute."""
         if policy.frames_per_minute:
-            left = await self.store.frames(policy.name, policy.frames_per_minute)
+            left, wait = await self.store.frames(policy.name, policy.frames_per_minute)
             if left < 1:
-                wait = (1 - left) * 60 / policy.frames_per_minute
                 raise QuotaExceeded(f"the key {policy.name!r} used its {policy.frames_per_minute:g} frames per "
                                     f"minute; retry in {wait:.1f} s", retry_after_s=wait)
 
@@ -107,7 +106,7 @@ class Caller:
                                 exc.retry_after_s) from None
 
     async def charge(self, frames: int) -> None:
-        """``frames`` were rendered: counted for the key, taken from its bucket."""
+        """``frames`` were rendered: counted for the key, added to its last minute."""
         if self.frames_counter is not None:
             self.frames_counter.labels(key=self.policy.name).inc(frames)
         self.rendered += frames

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -88,7 +87,6 @@ def test_a_live_stream_is_charged_per_frame_and_ended_when_its_keys_budget_is_sp
     async def main():
         delivered = []
         async with AsyncPortraitClient(a.target, api_key=LIVE) as client:
-            started = time.monotonic()
             async with client.live(SOURCE, fps=10) as stream:
                 # the key's one concurrency slot is held on every replica while the stream runs
                 code, message = await asyncio.to_thread(detect, b, LIVE)
@@ -97,14 +95,13 @@ def test_a_live_stream_is_charged_per_frame_and_ended_when_its_keys_budget_is_sp
                     for frame in itertools.cycle(faces):
                         stream.send(frame)
                         delivered.append(await anext(stream))  # each answered before the next is sent
-            return delivered, ended.value, time.monotonic() - started
+            return delivered, ended.value
 
-    delivered, ended, seconds = asyncio.run(asyncio.wait_for(main(), 120))
+    delivered, ended = asyncio.run(asyncio.wait_for(main(), 120))
     assert ended.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "'live' used its 6 frames per minute" in ended.details() and "ended after" in ended.details()
-    assert 0 < int(dict(ended.trailing_metadata())["retry-after-ms"]) <= 10_000
-    refilled = int(seconds * LIVE_PER_MINUTE / 60)
-    assert LIVE_PER_MINUTE <= len(delivered) <= LIVE_PER_MINUTE + refilled  # stopped mid-stream, nothing lost
+    assert 0 < int(dict(ended.trailing_metadata())["retry-after-ms"]) <= 61_000  # when its first frames age out
+    assert len(delivered) == LIVE_PER_MINUTE  # stopped mid-stream at the key's minute, nothing lost
     assert all(result.face_found and result.rgb() is not None for result in delivered)
     assert key_frames(a, "live") == len(delivered)  # charged exactly the frames rendered
     assert detect(b, LIVE) == (grpc.StatusCode.OK, "")  # renders nothing: served with the frame budget spent
@@ -115,14 +112,14 @@ def test_two_replicas_share_one_keys_frames_per_minute_through_redis(replicas):
     a, b, _ = replicas
     code, _, _, summary = animate(a, SHARED, 8)
     assert code == grpc.StatusCode.OK and summary.frames == 8
-    # 4 frames are left: replica B admits the request, which overdraws the bucket by the rest of its length (the
+    # 4 frames are left: replica B admits the request, which overdraws the minute by the rest of its length (the
     # documented overdraw of one request)
     code, _, _, summary = animate(b, SHARED, 8)
     assert code == grpc.StatusCode.OK and summary.frames == 8
     for replica in (a, b):  # alone, replica A would still have 4 frames left
         code, message, trailers, _ = animate(replica, SHARED, 1)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "used its 12 frames per minute" in message
-        assert 0 < int(trailers["retry-after-ms"]) <= 25_000  # from -4 back to one frame at a frame every 5 s
+        assert 0 < int(trailers["retry-after-ms"]) <= 61_000  # when the first request's frames leave the minute
     assert key_frames(a, "shared") + key_frames(b, "shared") == 16
 
 
