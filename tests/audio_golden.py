@@ -103,6 +103,7 @@ def run_chain(case: AudioGoldenCase, hubert, lmdm) -> dict:
     out["offline_schedule"] = schedule
     out["offline_motion"] = drivers.offline_motion(generator, out["offline_conditions"], recorder.observer)
     out["offline_recorder"] = recorder
+    out["offline_mixed"] = stitch.mix(source, out["offline_motion"], out["offline_motion"][0])
     out["offline_x_d"] = stitch.stitch(source, out["offline_motion"], out["offline_motion"][0])
 
     # online: a stream of encoder windows, 5 feature frames at a time
@@ -127,5 +128,6 @@ def run_chain(case: AudioGoldenCase, hubert, lmdm) -> dict:
     out["online_motion"] = np.concatenate(emitted)
     out["online_recorder"] = recorder
     out["online_reference"] = streaming.reference
+    out["online_mixed"] = stitch.mix(source, out["online_motion"], streaming.reference)
     out["online_x_d"] = stitch.stitch(source, out["online_motion"], streaming.reference)
     return out

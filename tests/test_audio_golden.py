@@ -14,7 +14,9 @@ import torch
 from audio_golden import AudioGoldenCase, audio_cases, run_chain
 from export_scripts.audio_networks import FULL, seeded_init_, synthetic_hubert, synthetic_lmdm
 from export_scripts.networks.lmdm import MotionDecoder
+from export_scripts.networks.hubert import HubertModel
 from export_scripts.onnx_export import relative_l2
+from orchestrator.audio import stitch
 
 TOLERANCE = 1e-4
 
@@ -49,8 +51,7 @@ def test_lmdm_synthetic_weights_follow_the_golden_rule(case):
 
 
 def test_hubert_has_the_golden_parameter_count(case):
-    with torch.device("meta"):
-        from export_scripts.networks.hubert import HubertModel
+    with torch.device("meta"):  # shapes only, no memory
         model = HubertModel(FULL.hubert)
     assert sum(p.numel() for p in model.parameters()) == case.metadata["hubert_num_parameters"]
 
@@ -81,6 +82,7 @@ class TestOffline:
     def test_stitched_keypoints(self, case, chain):
         g = case.load("motion_offline")
         close(chain["source"].keypoints(), g["out_x_s"], "x_s")
+        check_mixed(g, chain["offline_mixed"])
         close(chain["offline_x_d"], g["out_x_d"][:, 0], "x_d")
 
 
@@ -104,7 +106,16 @@ class TestStreaming:
         g = case.load("motion_online")
         d0 = np.concatenate([g[f"out_d0_{k}"].reshape(-1) for k in ("scale", "pitch", "yaw", "roll", "t", "exp")])
         close(chain["online_reference"], d0 - np.eye(1, 265, 0, np.float32)[0], "reference d0")
+        check_mixed(g, chain["online_mixed"])
         close(chain["online_x_d"], g["out_x_d"][:, 0], "x_d")
+
+
+def check_mixed(g: dict, mixed: dict) -> None:
+    """The fields fed to the keypoint transform (angles as logits, then in degrees)."""
+    for name in ("scale", "pitch", "yaw", "roll", "t", "exp", "kp"):
+        close(mixed[name], g[f"out_mixed_{name}"][:, 0], f"mixed {name}")
+    for name in ("pitch", "yaw", "roll"):
+        close(stitch.bins_to_degrees(mixed[name]), g[f"out_mixed_{name}_deg"][:, 0], f"{name} degrees")
 
 
 def check_windows(g: dict, recorder) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .motion import POSE_DIMS, fuse, smooth_pose
+from .motion import MOTION_DIM, POSE_DIMS, fuse, smooth_pose
 from .sampler import DdimSampler, StepObserver
 
 F32 = np.float32
@@ -162,4 +162,4 @@ class StreamingMotion:
 
     @staticmethod
     def _frames(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros((0, 265), F32)
+        return np.concatenate(parts) if parts else np.zeros((0, MOTION_DIM), F32)
