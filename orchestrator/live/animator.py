@@ -29,6 +29,7 @@ from ..options import AnimateOptions, animate_options
 from ..pipeline import KeypointStage, RequestContext, Source, prepare_source, render, weights_warnings
 from ..pipeline.driving import extract_motion
 from ..pipeline.paste import PasteBack, feathered_mask
+from ..pipeline.yuv_paste import I420Canvas
 from ..smoothing import MotionSmoother
 from ..timing import Timings
 
@@ -132,7 +133,9 @@ class LiveAnimator:
         self.source: Source | None = None
         self.keypoints: SourceKeypoints | None = None
         self.stage: KeypointStage | None = None
-        self.paste: PasteBack | None = None
+        self.paste: PasteBack | None = None  # JPEG frames: pasted back in RGB
+        self.canvas: I420Canvas | None = None  # I420 frames: pasted back in I420
+        self._frame: np.ndarray | None = None  # the RGB frame buffer, reused frame after frame (frames run in turn)
         self._last_capture_us: int | None = None
 
     async def prepare(self) -> pb.LiveStarted:
@@ -146,8 +149,11 @@ class LiveAnimator:
         with ctx.timings.stage("keypoints"):
             await self.stage.start()
         if options.pastes_back and source.M_c2o is not None:
-            with ctx.timings.stage("paste_back"):  # the mask warped into the source, once
-                self.paste = await asyncio.to_thread(PasteBack, source.image, source.M_c2o, feathered_mask())
+            with ctx.timings.stage("paste_back"):  # the mask warped into its box of the source, once
+                if self.output.format == pb.FRAME_I420:
+                    self.canvas = await asyncio.to_thread(I420Canvas, source.image, [source.M_c2o], feathered_mask())
+                else:
+                    self.paste = await asyncio.to_thread(PasteBack, source.image, source.M_c2o, feathered_mask())
             self.height, self.width = source.image.shape[:2]
         return pb.LiveStarted(
             width=self.width, height=self.height, output_format=self.output.format,
@@ -210,15 +216,17 @@ class LiveAnimator:
     def _output(self, planes: np.ndarray, timings: Timings) -> tuple[bytes, int, int]:
         """The rendered 512x512 crop (I420) -> the output frame's bytes, pasted back when the stream pastes back
         (in a worker thread)."""
-        if self.paste is None and self.output.format == pb.FRAME_I420:
-            return planes.tobytes(), 512, 512
+        if self.output.format == pb.FRAME_I420:
+            if self.canvas is None:
+                return planes.tobytes(), 512, 512
+            with timings.stage("paste_back"):
+                frame = self.canvas([planes[None]])[0]
+            with timings.stage("encode"):
+                return frame.tobytes(), self.width, self.height
         with timings.stage("paste_back"):
             rgb = cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)
             if self.paste is not None:
-                rgb = self.paste(rgb)
+                rgb = self._frame = self.paste(rgb, self._frame)
         with timings.stage("encode"):
-            if self.output.format == pb.FRAME_I420:
-                data = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes()
-            else:
-                data = encode_image(rgb, "jpeg", self.output.jpeg_quality)
+            data = encode_image(rgb, "jpeg", self.output.jpeg_quality)
         return data, rgb.shape[1], rgb.shape[0]
