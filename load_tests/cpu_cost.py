@@ -14,9 +14,11 @@ Stages (per driving frame): ``decode`` (``media.read_frames``: PyAV/FFmpeg H.264
 (``DrivingCropTracker.process``: landmark-model ROI crops and projection, ratios, crop box, driving crop + resize;
 re-detection when the face is lost), ``motion`` (``driving.extract_motion``: the driving frames' call to
 ``motion_extractor_u8``), ``keypoints`` (``KeypointStage``: keypoint math and the stitching call), ``render``
-(``pipeline.render``: the client side of the ``render_i420`` call), ``paste-back`` (``pipeline.output_frames``:
-I420 -> RGB, warp into the source, feathered blend) and ``encode`` (``FragmentedMp4Writer``: libx264, flush
-included). Per-request work (source decode, detection and crop, source motion, setup) is reported separately.
+(``pipeline.render``: the client side of the ``render_i420`` call), ``paste-back`` (``yuv_paste.I420Canvas``: the
+I420 crop warped into the mask's box of the I420 source and blended there; ``--paste rgb``: the RGB path,
+``pipeline.output_frames``: I420 -> RGB, warp into the box, feathered blend) and ``encode``
+(``FragmentedMp4Writer``: libx264, flush included; from RGB, OpenCV's RGB -> I420 first). Per-request work (source
+decode, detection and crop, source motion, setup) is reported separately.
 
 The crops pasted back and encoded are the driving video's own face crops (upscaled to 512, I420) by default: with
 synthetic weights the rendered crops are noise, which costs libx264 far more than a face does; ``--crops rendered``
@@ -55,6 +57,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.options import AnimateOptions
 from orchestrator.pipeline.context import uncounted
 from orchestrator.pipeline.paste import PasteBack, feathered_mask
+from orchestrator.pipeline.yuv_paste import I420Canvas
 from orchestrator.pipeline import KeypointStage, RequestContext, output_frames, prepare_source, render
 from orchestrator.timing import Timings
 from orchestrator.triton_client import RequestRunner, Traffic, TritonConfig, TritonRunner
@@ -70,14 +73,14 @@ STAGE_NOTES = {
     "motion": "client side of the motion_extractor_u8 call (driving frames)",
     "keypoints": "keypoint math + client side of the stitching call",
     "render": "client side of the render_i420 call",
-    "paste-back": "I420 -> RGB, warpAffine into the source, feathered blend",
-    "encode": "libx264 (veryfast, crf 18) + fragmented MP4, flush included",
+    "paste-back": "I420 crop warped into the mask's box, blended in I420 (--paste rgb: I420 -> RGB, box, blend)",
+    "encode": "libx264 (veryfast, crf 18) + fragmented MP4, flush included (--paste rgb: RGB -> I420 first)",
 }
 SETUP = ("source", "source motion", "setup")
 SETUP_NOTES = {
     "source": "decode the portrait, detect the face, crop (prepare_source)",
     "source motion": "client side of the source's motion_extractor_u8 call + keypoints.start",
-    "setup": "paste-back mask warp (PasteBack) + encoder init",
+    "setup": "paste-back setup (source -> I420, mask warped into its box) + encoder init",
 }
 
 
@@ -92,6 +95,7 @@ class CpuCostConfig:
     video: Path = EXAMPLES / "driving" / "d0.mp4"
     driving_crop: bool = True
     crops: str = "driving"  # what is pasted back and encoded: "driving" face crops or the "rendered" crops
+    paste: str = "yuv"  # the paste-back path: "yuv" (videos) or "rgb" (images, live frames; the videos' before)
     face_stack: str = "mediapipe"
     triton_url: str | None = None  # None: start a tritonserver child process on the tiny CPU repository
     repository: Path | None = None  # None: load_tests.replicas.tiny_cpu_repository()
@@ -187,7 +191,10 @@ async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: b
         keypoints = KeypointStage(source, source_keypoints(outputs), options, True, runner)
         await keypoints.start()
     with clock.stage("setup"):
-        paste = PasteBack(source.image, source.M_c2o, feathered_mask())
+        if config.paste == "yuv":
+            canvas = I420Canvas(source.image, [source.M_c2o], feathered_mask())
+        else:
+            paste = PasteBack(source.image, source.M_c2o, feathered_mask())
         height, width = source.image.shape[:2]
         writer = FragmentedMp4Writer(width, height, fps, EncodeSettings(crf=options.crf))
 
@@ -202,10 +209,19 @@ async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: b
     with clock.stage("render"):
         rendered = [await render(runner, source.crop_256, keypoints.kp.x_s, kp) for kp in kp_driving]
     planes = rendered if config.crops == "rendered" else [driving_planes(part) for part in chunks(inputs, config.chunk)]
-    with clock.stage("paste-back"):
-        video_frames = [output_frames(p, paste) for p in planes]
+    size = 0
+    if config.paste == "yuv":  # the canvas reuses its frames from chunk to chunk: each chunk encoded before the next
+        for part in planes:
+            with clock.stage("paste-back"):
+                frames = canvas([part])
+            with clock.stage("encode"):
+                size += len(writer.write(frames))
+    else:
+        with clock.stage("paste-back"):
+            video_frames = [output_frames(p, paste) for p in planes]
+        with clock.stage("encode"):
+            size += sum(len(writer.write(part)) for part in video_frames)
     with clock.stage("encode"):
-        size = sum(len(writer.write(part)) for part in video_frames)
         size += len(writer.close())
     if size <= 0:
         raise RuntimeError("the encoder produced no bytes")
@@ -242,7 +258,7 @@ async def measure(config: CpuCostConfig, triton_url: str) -> dict:
         return {"kind": "cpu_cost", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                 "frames": config.frames, "repeats": config.repeats, "gpu_fps": config.gpu_fps,
                 "source": str(config.source), "video": str(config.video), "driving_crop": config.driving_crop,
-                "crops": config.crops, "face_stack": config.face_stack,
+                "crops": config.crops, "paste": config.paste, "face_stack": config.face_stack,
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "sizes": rows}
     finally:
         await runner.close()
@@ -268,6 +284,7 @@ def cpu_cost_table(report: dict) -> str:
     lines = [f"Orchestrator CPU per frame ({report['frames']} frames of {Path(report['video']).name}, median of "
              f"{report['repeats']}; source {Path(report['source']).name} resized; driving crop "
              f"{'on' if report['driving_crop'] else 'off'}; pasted/encoded crops: {report['crops']}; "
+             f"paste-back in {report.get('paste', 'rgb').upper()}; "
              f"{cores} cores, {report['machine']['cpu']}; 1-min load average {report['load_average'][0]:g} before, "
              f"{report['load_average'][1]:g} after)", "",
              "| source | stage | CPU ms/frame | (min-max of the passes) | wall ms/frame "
@@ -310,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--driving-crop", choices=("on", "off"), default="on" if defaults.driving_crop else "off")
     p.add_argument("--crops", choices=("driving", "rendered"), default=defaults.crops,
                    help="what is pasted back and encoded: the driving face crops (default) or the rendered crops")
+    p.add_argument("--paste", choices=("yuv", "rgb"), default=defaults.paste,
+                   help="paste-back path: in I420 (videos, default) or in RGB (images and live frames)")
     p.add_argument("--face-stack", choices=("mediapipe", "official"), default=defaults.face_stack)
     p.add_argument("--triton-url", default=None, help="a running Triton (default: start the tiny CPU repository)")
     p.add_argument("--report", type=Path, default=None, help="also write the figures as JSON")
@@ -318,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--frames and --repeats must be >= 1")
     config = CpuCostConfig(frames=a.frames, sizes=tuple(int(s) for s in a.sizes.split(",") if s.strip()),
                            gpu_fps=a.gpu_fps, repeats=a.repeats, source=a.source, video=a.video,
-                           driving_crop=a.driving_crop == "on", crops=a.crops, face_stack=a.face_stack,
+                           driving_crop=a.driving_crop == "on", crops=a.crops, paste=a.paste, face_stack=a.face_stack,
                            triton_url=a.triton_url)
     report = run_cpu_cost(config)
     if a.report:

@@ -286,3 +286,23 @@ def test_smoothing_study_on_extract_motion_of_a_driving_video(server, tmp_path):
     result = study.study(motion, fps, (0, 12), SmoothingOptions(), "d0[:12]")
     assert result.jitter_smooth["angles"] <= result.jitter_raw["angles"]
     assert result.step_lag_frames is not None
+
+
+def _counter(server, name: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+
+
+def test_a_repeated_driving_video_is_served_from_the_motion_cache_with_the_same_result(client, server, tmp_path):
+    driving = clip(EXAMPLES / "driving" / "d0.mp4", tmp_path / "d0-cached.mp4", frames=11, audio=False)
+    hits, misses = "liveportrait_motion_cache_hits_total", "liveportrait_motion_cache_misses_total"
+    before = _counter(server, hits), _counter(server, misses)
+    client.animate(EXAMPLES / "source" / "s0.jpg", driving, tmp_path / "first.mp4")
+    assert (_counter(server, hits), _counter(server, misses)) == (before[0], before[1] + 1)
+    client.animate(EXAMPLES / "source" / "s0.jpg", driving, tmp_path / "second.mp4")
+    assert (_counter(server, hits), _counter(server, misses)) == (before[0] + 1, before[1] + 1)
+    assert _counter(server, "liveportrait_motion_cache_bytes") > 11 * 300
+    first, second = _frames(tmp_path / "first.mp4"), _frames(tmp_path / "second.mp4")
+    assert len(first) == 11 and all(np.array_equal(a, b) for a, b in zip(first, second))
