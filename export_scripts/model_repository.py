@@ -34,6 +34,8 @@ TORCH_MODEL = Path(__file__).resolve().parents[1] / "model_repository" / "torch_
 # What travels into each pytorch model folder as the package ``liveportrait_torch`` (paths relative to this folder).
 TORCH_PACKAGE = ("networks", "build.py", "profiles.py", "model_spec.py", "served_models.py", "serving_heads.py",
                  "feature_cache.py", "torch_serving.py")
+# The contract's model names, which served_models.py takes from the orchestrator's side, travel with it.
+MODEL_NAMES = Path(__file__).resolve().parents[1] / "orchestrator" / "model_names.py"
 # pytorch target: the per-frame render path batches up to 32 frames (the GPU issue's H200 profile: the time per frame
 # keeps falling up to batch 32, e.g. 4.0 -> 3.83 ms compiled) and runs in the fp16 policy; the orchestrator's render model is compiled (set the parameter
 # ``compile`` of the others to compile them too: each compiled model adds its compile time to the load); the small
@@ -209,6 +211,7 @@ def write_torch_model(output: Path, model: ServedModel | EnsembleModel, state_di
             shutil.copytree(source / name, package / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copyfile(source / name, package / name)
+    shutil.copyfile(MODEL_NAMES, package / MODEL_NAMES.name)
     (package / "__init__.py").write_text('"""LivePortrait networks and the PyTorch serving runtime (copied by '
                                          'liveportrait-export from export_scripts/)."""\n')
     shutil.copyfile(TORCH_MODEL, version_dir / "model.py")

@@ -1,8 +1,14 @@
 """The model contract: every served model's tensors, and the ensembles built from them.
 
-Names and shapes are what the orchestrator and the tests rely on; only ``feature_3d`` depends on the profile.
+Names and shapes are what the orchestrator and the tests rely on; only ``feature_3d`` depends on the profile. The names
+the orchestrator calls live in ``orchestrator/model_names.py`` (no export code needed to know them).
 """
 from __future__ import annotations
+
+try:
+    from orchestrator.model_names import LIVEPORTRAIT_MODELS, MODEL_SET_SUFFIXES, contract_name, model_set_suffix
+except ImportError:  # in a pytorch-target model folder (liveportrait_torch/): the copy that travels with this file
+    from .model_names import LIVEPORTRAIT_MODELS, MODEL_SET_SUFFIXES, contract_name, model_set_suffix
 
 from .model_spec import EnsembleModel, EnsembleStep, ServedModel, TensorSpec
 from .profiles import Profile
@@ -23,19 +29,6 @@ per-layer precision, so the measured fp16 policy (fp32 islands) is served by the
 """
 
 
-# Model sets: the official human and animal checkpoints have the same architecture and tensors, so an animal
-# repository is the same contract with every LivePortrait model (and every ensemble step) renamed with a suffix;
-# it can then be served beside the human one in the same Triton (`--model-repository` twice). The face models are
-# not part of a model set (there is no animal detector; the human repository serves MediaPipe's).
-MODEL_SET_SUFFIXES = {"human": "", "animal": "_animal"}
-
-
-def model_set_suffix(model_set: str) -> str:
-    if model_set not in MODEL_SET_SUFFIXES:
-        raise ValueError(f"unknown model set {model_set!r}; choose one of {', '.join(MODEL_SET_SUFFIXES)}")
-    return MODEL_SET_SUFFIXES[model_set]
-
-
 def for_model_set(model, model_set: str):
     """A served model or an ensemble of the contract under its name in ``model_set`` (ensemble steps too)."""
     from dataclasses import replace
@@ -47,21 +40,6 @@ def for_model_set(model, model_set: str):
         return replace(model, name=model.name + suffix,
                        steps=tuple(replace(step, model=step.model + suffix) for step in model.steps))
     return replace(model, name=model.name + suffix)
-
-
-def liveportrait_model_names() -> frozenset[str]:
-    """The names a model set renames: every LivePortrait model and ensemble of the contract (not the face models)."""
-    from .profiles import TINY
-
-    return frozenset(m.name for m in served_models(TINY)) | frozenset(e.name for e in ensembles(TINY))
-
-
-def contract_name(name: str) -> str:
-    """The contract's name of a served model: ``render_i420_animal`` -> ``render_i420`` (other names unchanged)."""
-    for suffix in MODEL_SET_SUFFIXES.values():
-        if suffix and name.endswith(suffix):
-            return name[:-len(suffix)]
-    return name
 
 
 def kp(name: str) -> TensorSpec:

@@ -15,6 +15,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from .metrics import Metrics
+from .model_names import LIVEPORTRAIT_MODELS, model_set_suffix
 
 NP_TO_TRITON = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}
 
@@ -175,12 +176,10 @@ class ModelSetRunner(RequestRunner):
     ``missing`` (a FAILED_PRECONDITION naming the export command, raised by the caller's ``missing`` factory)."""
 
     def __init__(self, base: RequestRunner, model_set: str, missing):
-        from export_scripts.served_models import liveportrait_model_names, model_set_suffix
-
         super().__init__(base.runner, base.traffic, base.deadline)
         self.model_set = model_set
         self.suffix = model_set_suffix(model_set)
-        self.names = liveportrait_model_names()
+        self.names = LIVEPORTRAIT_MODELS
         self.missing = missing
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -31,15 +31,18 @@ def template(name: str, frames: int):
 # ---- without a server -------------------------------------------------------------------------------------------
 
 def test_the_export_names_every_liveportrait_model_with_the_suffix():
-    from export_scripts.served_models import contract_name, ensembles, for_model_set, liveportrait_model_names
+    from export_scripts.served_models import contract_name, ensembles, for_model_set, served_models
     from export_scripts.profiles import TINY
+    from orchestrator.model_names import LIVEPORTRAIT_MODELS
 
     for ensemble in ensembles(TINY):
         animal = for_model_set(ensemble, "animal")
         assert animal.name == ensemble.name + "_animal"
         assert all(step.model.endswith("_animal") for step in animal.steps)
         assert contract_name(animal.name) == ensemble.name and for_model_set(ensemble, "human") is ensemble
-    assert "render_i420" in liveportrait_model_names() and "face_detector" not in liveportrait_model_names()
+    # the names the orchestrator renames are exactly the exporter's LivePortrait models and ensembles
+    assert LIVEPORTRAIT_MODELS == {m.name for m in served_models(TINY)} | {e.name for e in ensembles(TINY)}
+    assert "render_i420" in LIVEPORTRAIT_MODELS and "face_detector" not in LIVEPORTRAIT_MODELS
 
 
 def test_the_animal_keypoints_are_the_official_animal_pipelines():
