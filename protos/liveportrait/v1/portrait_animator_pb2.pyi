@@ -7,6 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Emotion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMOTION_UNSPECIFIED: _ClassVar[Emotion]
+    EMOTION_ANGRY: _ClassVar[Emotion]
+    EMOTION_DISGUST: _ClassVar[Emotion]
+    EMOTION_FEAR: _ClassVar[Emotion]
+    EMOTION_HAPPY: _ClassVar[Emotion]
+    EMOTION_NEUTRAL: _ClassVar[Emotion]
+    EMOTION_SAD: _ClassVar[Emotion]
+    EMOTION_SURPRISE: _ClassVar[Emotion]
+    EMOTION_CONTEMPT: _ClassVar[Emotion]
+
 class ModelSet(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HUMAN: _ClassVar[ModelSet]
@@ -62,6 +74,15 @@ class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FRAME_ENCODED: _ClassVar[FrameFormat]
     FRAME_I420: _ClassVar[FrameFormat]
+EMOTION_UNSPECIFIED: Emotion
+EMOTION_ANGRY: Emotion
+EMOTION_DISGUST: Emotion
+EMOTION_FEAR: Emotion
+EMOTION_HAPPY: Emotion
+EMOTION_NEUTRAL: Emotion
+EMOTION_SAD: Emotion
+EMOTION_SURPRISE: Emotion
+EMOTION_CONTEMPT: Emotion
 HUMAN: ModelSet
 ANIMAL: ModelSet
 DRIVING_OPTION_UNSPECIFIED: DrivingOption
@@ -106,13 +127,14 @@ class AnimateRequest(_message.Message):
     def __init__(self, setup: _Optional[_Union[AnimateSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ..., source_chunk: _Optional[bytes] = ...) -> None: ...
 
 class AnimateSetup(_message.Message):
-    __slots__ = ("source_image", "source_video", "driving_video", "driving_image", "driving_template", "driving_keyframes", "options", "output", "face_drivings")
+    __slots__ = ("source_image", "source_video", "driving_video", "driving_image", "driving_template", "driving_keyframes", "driving_audio", "options", "output", "face_drivings")
     SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DRIVING_IMAGE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_AUDIO_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     FACE_DRIVINGS_FIELD_NUMBER: _ClassVar[int]
@@ -122,10 +144,11 @@ class AnimateSetup(_message.Message):
     driving_image: bytes
     driving_template: MotionTemplate
     driving_keyframes: Keyframes
+    driving_audio: DrivingAudio
     options: AnimationOptions
     output: OutputOptions
     face_drivings: _containers.RepeatedCompositeFieldContainer[FaceDriving]
-    def __init__(self, source_image: _Optional[bytes] = ..., source_video: _Optional[_Union[SourceVideo, _Mapping]] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., driving_keyframes: _Optional[_Union[Keyframes, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., face_drivings: _Optional[_Iterable[_Union[FaceDriving, _Mapping]]] = ...) -> None: ...
+    def __init__(self, source_image: _Optional[bytes] = ..., source_video: _Optional[_Union[SourceVideo, _Mapping]] = ..., driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., driving_image: _Optional[bytes] = ..., driving_template: _Optional[_Union[MotionTemplate, _Mapping]] = ..., driving_keyframes: _Optional[_Union[Keyframes, _Mapping]] = ..., driving_audio: _Optional[_Union[DrivingAudio, _Mapping]] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., face_drivings: _Optional[_Iterable[_Union[FaceDriving, _Mapping]]] = ...) -> None: ...
 
 class SourceVideo(_message.Message):
     __slots__ = ("size_bytes", "filename")
@@ -162,6 +185,34 @@ class DrivingVideo(_message.Message):
     size_bytes: int
     filename: str
     def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class DrivingAudio(_message.Message):
+    __slots__ = ("size_bytes", "filename", "options")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    filename: str
+    options: AudioOptions
+    def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ..., options: _Optional[_Union[AudioOptions, _Mapping]] = ...) -> None: ...
+
+class AudioOptions(_message.Message):
+    __slots__ = ("emotion", "sampling_steps", "guidance", "seed", "eye_blinks", "steady_gaze", "head_motion")
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_STEPS_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    EYE_BLINKS_FIELD_NUMBER: _ClassVar[int]
+    STEADY_GAZE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_MOTION_FIELD_NUMBER: _ClassVar[int]
+    emotion: Emotion
+    sampling_steps: int
+    guidance: float
+    seed: int
+    eye_blinks: bool
+    steady_gaze: bool
+    head_motion: float
+    def __init__(self, emotion: _Optional[_Union[Emotion, str]] = ..., sampling_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., seed: _Optional[int] = ..., eye_blinks: _Optional[bool] = ..., steady_gaze: _Optional[bool] = ..., head_motion: _Optional[float] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
     __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit", "smoothing", "model_set", "faces", "source_video_smoothing", "source_video_eye_retargeting")

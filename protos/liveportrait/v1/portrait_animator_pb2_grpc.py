@@ -66,7 +66,7 @@ class PortraitAnimatorServicer:
 
     def AnimatePortrait(self, request_iterator, context):
         """Stream in: one `setup` message, then (source video only) the source video's bytes as `source_chunk` messages,
-        then (driving video only) the driving video's bytes as `driving_chunk` messages, in order.
+        then (driving video or audio only) its bytes as `driving_chunk` messages, in order.
         Stream out: `progress` events, `video` chunks (concatenated in order they form one fragmented MP4, playable
         while it grows) and, last, one `summary`.
         """
