@@ -138,12 +138,12 @@ def matched(frames: list[np.ndarray], size: int, setting: Setting, target: float
 def table(size: int, results: dict[Setting, dict], baseline: Setting) -> str:
     base = results[baseline]
     lines = [f"{size}x{size} (baseline {baseline.label}: {base['cpu_ms_per_frame']:.2f} CPU ms/frame, "
-             f"{base['bytes']} bytes, SSIM {base['ssim']:.4f})", "",
+             f"{base['bytes']:.0f} bytes, SSIM {base['ssim']:.4f})", "",
              "| preset / tune / threads / crf | CPU ms/frame | x baseline | bytes | x baseline | PSNR dB | SSIM |",
              "|---|---|---|---|---|---|---|"]
     for setting, r in sorted(results.items(), key=lambda item: item[1]["cpu_ms_per_frame"]):
         lines.append(f"| {setting.label} | {r['cpu_ms_per_frame']:.2f} | "
-                     f"{r['cpu_ms_per_frame'] / base['cpu_ms_per_frame']:.2f} | {r['bytes']} | "
+                     f"{r['cpu_ms_per_frame'] / base['cpu_ms_per_frame']:.2f} | {r['bytes']:.0f} | "
                      f"{r['bytes'] / base['bytes']:.2f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
     return "\n".join(lines)
 
