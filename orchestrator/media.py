@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 DEFAULT_FPS = Fraction(25)  # official output_fps for a driving image
+AAC_FRAME = 1024  # samples per AAC-LC frame
 CODEC_NAMES = {"h264": "H.264", "hevc": "H.265/HEVC", "mpeg4": "MPEG-4 Part 2", "vp8": "VP8", "vp9": "VP9",
                "av1": "AV1", "mjpeg": "Motion JPEG", "gif": "GIF", "prores": "ProRes"}
 # FFmpeg's text-art demuxers (BinText, XBin, ADF, iCEDraw, ANSI): they take arbitrary bytes of some sizes (random
@@ -238,7 +239,8 @@ class _AudioTrack:
         self._stream.bit_rate = bitrate
         self._stream.layout = "stereo" if (source.codec_context.layout.nb_channels or 2) > 1 else "mono"
         self._out = out
-        self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=rate)
+        # frames of the AAC encoder's size (1024 samples): the input's frames may be any size (MP3: 1152)
+        self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=rate, frame_size=AAC_FRAME)
         self._frames = self._input.decode(source)
         self._rate = rate
         self._samples = 0  # samples sent to the encoder
@@ -259,6 +261,10 @@ class _AudioTrack:
                 self._out.mux(self._stream.encode(chunk))
 
     def flush(self) -> None:
+        for chunk in self._resampler.resample(None):  # the last, shorter frame
+            chunk.pts = self._samples
+            self._samples += chunk.samples
+            self._out.mux(self._stream.encode(chunk))
         self._out.mux(self._stream.encode(None))
         self.close()
 
