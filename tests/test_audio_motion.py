@@ -218,3 +218,34 @@ def test_official_layout_checkpoint_loads_strictly(tmp_path, tiny_lmdm):
     with pytest.raises(CheckpointError, match="does not match"):  # a tiny file does not fit the full-size network
         write_lmdm_checkpoint(tiny_lmdm, path)
         load_lmdm_checkpoint(path)
+
+
+def test_tiny_networks_export_to_onnx_with_a_dynamic_batch(tmp_path, tiny_lmdm):
+    """Both networks trace to ONNX (what Triton will serve) and agree with PyTorch at another batch size."""
+    import warnings
+
+    import onnxruntime as ort
+
+    from export_scripts.onnx_export import OPSET, relative_l2
+
+    rng = torch.Generator().manual_seed(0)
+    hubert = synthetic_hubert(TINY, 0)
+    cases = {
+        "lmdm": (tiny_lmdm, ["x", "cond_frame", "cond", "t", "keep"],
+                 lambda b: (torch.randn(b, 80, 265, generator=rng), torch.randn(b, 265, generator=rng),
+                            torch.randn(b, 80, 1103, generator=rng), torch.randint(0, 1000, (b,), generator=rng),
+                            torch.arange(b) % 2 == 0)),
+        "hubert": (hubert, ["samples"], lambda b: (torch.randn(b, 6480, generator=rng),)),
+    }
+    for name, (module, inputs, example) in cases.items():
+        path = tmp_path / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, example(2), str(path), input_names=inputs, output_names=["out"],
+                              dynamic_axes={k: {0: "batch"} for k in [*inputs, "out"]}, opset_version=OPSET,
+                              dynamo=False)
+        feeds = example(3)
+        (ours,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {k: v.numpy() for k, v in zip(inputs, feeds)})
+        with torch.no_grad():
+            assert relative_l2(ours, module(*feeds).numpy()) <= 1e-5, name

@@ -49,10 +49,10 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(x.shape[-2], device=x.device, dtype=self.freqs.dtype)
-        angles = torch.repeat_interleave(positions[:, None] * self.freqs[None, :], 2, dim=-1).to(x.dtype)
-        pairs = x.unflatten(-1, (-1, 2))
-        rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-        return x * angles.cos() + rotated * angles.sin()
+        angles = (positions[:, None] * self.freqs[None, :]).to(x.dtype)
+        cos, sin = angles.cos(), angles.sin()
+        even, odd = x[..., 0::2], x[..., 1::2]
+        return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
 
 
 class SinusoidalStepEmbedding(nn.Module):
