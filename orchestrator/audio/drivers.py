@@ -10,6 +10,8 @@ it to the source's motion each window, keeping only the pose dimensions [0:202] 
   once more.
 * ``StreamingMotion``: a live stream, one window per 10 new feature frames (overlap 70, 10 steps), starting from a
   buffer of 70 frames of silence; emits 10 frames per window once the first window has set the reference ``d0``.
+  Frames 0-9 of the speech come out of the second window, which needs 20 feature frames, i.e. 4 encoder windows
+  (0.885 s of audio, the encoder's right context included).
 """
 from __future__ import annotations
 
@@ -135,7 +137,8 @@ class StreamingMotion:
         return self._frames(out)
 
     def finish(self) -> np.ndarray:
-        """End of the stream: the last, padded window."""
+        """End of the stream: the last window (its features padded by repeating the last one). As the official
+        online loop, it also emits the frames a following window would have cross-faded (up to 10 more)."""
         out = []
         remaining = len(self.features) - self.position
         if remaining > 0:
