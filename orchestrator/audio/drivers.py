@@ -1,9 +1,9 @@
 """Motion sequences from conditions (Ditto ``Audio2Motion`` with the offline and online loops of
 ``stream_pipeline_offline.py`` / ``stream_pipeline_online.py``).
 
-A ``MotionGenerator`` turns windows of 80 conditions into the growing motion sequence: it samples the window from
-the motion of its first frame (``kp_cond``), fuses it onto the sequence, smooths the pose around the seam and sets
-the next window's ``kp_cond`` to the motion at the next window's first frame. ``fix_kp_cond = 1`` (online) resets
+A ``MotionGenerator`` turns windows of 80 conditions into the growing motion sequence: it samples the window
+conditioned on one motion vector (``kp_cond``: the source's for the first window), fuses it onto the sequence,
+smooths the pose around the seam and sets the next window's ``kp_cond`` to the frame just before that window. ``fix_kp_cond = 1`` (online) resets
 it to the source's motion each window, keeping only the pose dimensions [0:202] from the sequence.
 
 * ``offline_motion``: a whole clip, windows every 70 frames (overlap 10, 50 steps), cut to the clip and smoothed
