@@ -60,7 +60,14 @@ def test_cosine_schedule_decreases_from_one_to_zero():
     assert acp.shape == (1000,) and acp[0] > 0.9999 and acp[-1] < 1e-4 and np.all(np.diff(acp) < 0)
 
 
-def test_guidance_combines_the_two_passes_and_seeds_repeat():
+def test_seeded_noise_repeats_and_differs_between_seeds():
+    a, b, c = (sampler.Noise.seeded(seed, 10, (80, 265)) for seed in (7, 7, 8))
+    np.testing.assert_array_equal(a.step, b.step)
+    np.testing.assert_array_equal(a.initial(0), b.initial(0))
+    assert a.step.shape == (9, 1, 80, 265) and not np.array_equal(a.step, c.step)
+
+
+def test_guidance_combines_the_two_passes():
     calls = []
 
     def denoise(x, kp_cond, cond, t):
