@@ -3,10 +3,13 @@
     with PortraitClient("localhost:50051") as client:
         summary = client.animate("portrait.jpg", "driving.mp4", "out.mp4", driving_multiplier=1.2)
         client.animate("portrait.jpg", "driving.mp4", "steady.mp4", smoothing={"min_cutoff_hz": 0.5})  # or True
+        client.animate("portrait.jpg", "speech.wav", "talking.mp4",
+                       audio_options=audio_options(emotion="happy", seed=7))  # or a dict of the same names
 
-The driving input is chosen by its file suffix: a video, an image, or a motion template (.pb, .json; official .pkl
-templates are converted on the client with a restricted unpickler). Videos are streamed in 1 MiB chunks; the MP4
-is written as it arrives.
+The driving input is chosen by its file suffix: a video, an image, a motion template (.pb, .json; official .pkl
+templates are converted on the client with a restricted unpickler) or a voice (.wav, .mp3, .m4a, .aac, .ogg, .opus,
+.flac: the output has the audio's length at 25 fps, with the audio muxed unless ``audio=False``). Videos and sound
+files are streamed in 1 MiB chunks; the MP4 is written as it arrives.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .channel import ChannelSettings, default_api_key, default_target
 from .edits import EditResult, edit_request, keyframes_message, session_lost
-from .messages import InputError, _face_videos, _read, animate_requests, animation_options, extract_requests
+from .messages import (InputError, _face_videos, _read, animate_requests, animation_options, audio_options,
+                       extract_requests)
 
 if TYPE_CHECKING:
     from .live import LiveStream
@@ -243,11 +247,15 @@ def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: 
     keyframes, fps = options.pop("keyframes", None), options.pop("keyframes_fps", None)
     from_driving = options.pop("fps_and_audio_from_driving", None)
     face_drivings = options.pop("face_drivings", None)
+    voice = options.pop("audio_options", None)
+    if isinstance(voice, dict):
+        voice = audio_options(**voice)
     if keyframes is not None:
         driving = keyframes_message(keyframes, fps)
     return animate_requests(source, driving, animation_options(**options),
                             pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency,
-                                             fps_and_audio_from_driving=from_driving), face_drivings=face_drivings)
+                                             fps_and_audio_from_driving=from_driving), face_drivings=face_drivings,
+                            audio_options=voice)
 
 
 def _handle(response: pb.AnimateResponse, out: _Output, on_progress: ProgressCallback | None) -> pb.Summary | None:

@@ -17,6 +17,10 @@ from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
 CHUNK_BYTES = 1024 * 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac")  # a voice drives the portrait
+EMOTIONS = {"angry": pb.EMOTION_ANGRY, "disgust": pb.EMOTION_DISGUST, "fear": pb.EMOTION_FEAR,
+            "happy": pb.EMOTION_HAPPY, "neutral": pb.EMOTION_NEUTRAL, "sad": pb.EMOTION_SAD,
+            "surprise": pb.EMOTION_SURPRISE, "contempt": pb.EMOTION_CONTEMPT}  # Ditto's 8 classes
 REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes": pb.EYES}
 DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
 DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
@@ -42,6 +46,21 @@ def animation_options(**options) -> pb.AnimationOptions:
     return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
 
 
+def audio_options(emotion: str | None = None, sampling_steps: int | None = None, guidance: float | None = None,
+                  seed: int | None = None, eye_blinks: bool | None = None, steady_gaze: bool | None = None,
+                  head_motion: float | None = None) -> pb.AudioOptions:
+    """How a driving voice becomes motion (``AudioOptions``; unset: Ditto's defaults): ``emotion`` by name (one of
+    ``EMOTIONS``), DDIM ``sampling_steps`` [50], ``guidance`` [2.0], ``seed`` [0] (same seed, same video),
+    ``eye_blinks`` [True], ``steady_gaze`` [True], ``head_motion`` [1.0] (0..1: head pose from the audio)."""
+    values = {"sampling_steps": sampling_steps, "guidance": guidance, "seed": seed, "eye_blinks": eye_blinks,
+              "steady_gaze": steady_gaze, "head_motion": head_motion}
+    if emotion is not None:
+        if emotion not in EMOTIONS:
+            raise ValueError(f"unknown emotion {emotion!r}; choose one of {', '.join(EMOTIONS)}")
+        values["emotion"] = EMOTIONS[emotion]
+    return pb.AudioOptions(**{k: v for k, v in values.items() if v is not None})
+
+
 def face_driving_message(face: int, driving: Path | bytes | pb.MotionTemplate) -> pb.FaceDriving:
     """One ``setup.face_drivings`` entry: the driving input of the animated face at position ``face``: a motion
     template (message or file), or an image (file or bytes). A video is refused here: extract its motion first
@@ -56,6 +75,9 @@ def face_driving_message(face: int, driving: Path | bytes | pb.MotionTemplate) -
     if kind == "video":
         raise InputError(f"the driving of face {face} {str(driving)!r} is a video: extract its motion first "
                          "(extract_motion) and pass the template")
+    if kind == "audio":
+        raise InputError(f"the driving of face {face} {str(driving)!r} is a sound file: a voice drives one face, "
+                         "as the main driving input")
     path = _checked_file(driving, f"driving template of face {face}")
     try:
         return pb.FaceDriving(face=face, driving_template=read_template(path))
@@ -93,9 +115,11 @@ def driving_kind(path: Path) -> str:
         return "image"
     if suffix in VIDEO_SUFFIXES:
         return "video"
+    if suffix in AUDIO_SUFFIXES:
+        return "audio"
     raise ValueError(f"cannot tell what the driving file {path} is from its suffix {suffix!r}: use a video "
-                     f"({', '.join(VIDEO_SUFFIXES)}), an image ({', '.join(IMAGE_SUFFIXES)}) or a motion template "
-                     f"({', '.join(TEMPLATE_SUFFIXES)})")
+                     f"({', '.join(VIDEO_SUFFIXES)}), an image ({', '.join(IMAGE_SUFFIXES)}), a motion template "
+                     f"({', '.join(TEMPLATE_SUFFIXES)}) or a voice ({', '.join(AUDIO_SUFFIXES)})")
 
 
 class InputError(ValueError):
@@ -128,12 +152,13 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 def animate_setup(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
-                  output: pb.OutputOptions | None = None, *,
-                  face_drivings: dict | None = None) -> tuple[pb.AnimateSetup, Path | None]:
-    """The setup message and the driving video to stream after it (None: nothing follows). Every local input is
-    read, converted and checked here, before a call starts: a missing file or a refused template raises
+                  output: pb.OutputOptions | None = None, *, face_drivings: dict | None = None,
+                  audio_options: pb.AudioOptions | None = None) -> tuple[pb.AnimateSetup, Path | None]:
+    """The setup message and the driving video or audio to stream after it (None: nothing follows). Every local
+    input is read, converted and checked here, before a call starts: a missing file or a refused template raises
     ``InputError`` / ``TemplateError`` with its reason instead of failing inside gRPC's request iterator.
-    ``face_drivings``: {position among the animated faces: its own driving (``face_driving_message``)}."""
+    ``face_drivings``: {position among the animated faces: its own driving (``face_driving_message``)};
+    ``audio_options``: how a driving voice (a sound file) becomes motion (``audio_options()``)."""
     setup = pb.AnimateSetup(options=options or pb.AnimationOptions(), output=output or pb.OutputOptions())
     if is_video(source):  # video-to-video: its bytes are streamed first (see ``_stream``)
         source = _checked_file(source, "source video")
@@ -155,19 +180,27 @@ def animate_setup(source: Path | bytes, driving: Path | pb.MotionTemplate, optio
                 raise TemplateError(f"the driving template {str(path)!r} is refused: {exc}") from None
         elif kind == "image":
             setup.driving_image = _read(driving, "driving image")
+        elif kind == "audio":
+            video = _checked_file(driving, "driving audio")
+            setup.driving_audio.CopyFrom(pb.DrivingAudio(size_bytes=video.stat().st_size, filename=video.name,
+                                                         options=audio_options or pb.AudioOptions()))
         else:
             video = _checked_file(driving, "driving video")
             setup.driving_video.CopyFrom(pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name))
+    if audio_options is not None and not setup.HasField("driving_audio"):
+        raise InputError("audio options apply to a driving voice: give a sound file as the driving input "
+                         f"({', '.join(AUDIO_SUFFIXES)})")
     setup.face_drivings.extend(face_driving_message(face, d) for face, d in (face_drivings or {}).items())
     return setup, video
 
 
 def animate_requests(source: Path | bytes, driving: Path | pb.MotionTemplate, options: pb.AnimationOptions | None = None,
-                     output: pb.OutputOptions | None = None, *,
-                     face_drivings: dict | None = None) -> Iterator[pb.AnimateRequest]:
-    """The request stream: the setup message, then the driving video in chunks. The inputs are checked when this
-    is called (``animate_setup``), not when the stream is iterated."""
-    setup, video = animate_setup(source, driving, options, output, face_drivings=face_drivings)
+                     output: pb.OutputOptions | None = None, *, face_drivings: dict | None = None,
+                     audio_options: pb.AudioOptions | None = None) -> Iterator[pb.AnimateRequest]:
+    """The request stream: the setup message, then the driving video (or audio) in chunks. The inputs are checked
+    when this is called (``animate_setup``), not when the stream is iterated."""
+    setup, video = animate_setup(source, driving, options, output, face_drivings=face_drivings,
+                                 audio_options=audio_options)
     return _stream(pb.AnimateRequest, setup, video, Path(source) if setup.HasField("source_video") else None)
 
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from .audio.features import FPS, SAMPLE_RATE, num_frames
 from .media import NOT_VIDEO_FORMATS
 
-SAMPLE_RATE = 16000  # what the audio encoder takes (orchestrator/audio/features.py)
 DEFAULT_MAX_SECONDS = 600.0
 WHAT = "the driving audio"
 UNREADABLE = (f"{WHAT} cannot be read: it is not an audio file in a supported format (WAV, MP3, M4A/AAC, OGG/Opus, "
@@ -39,6 +40,24 @@ class AudioInfo:
     sample_rate: int  # the file's own rate (0 when the header does not say)
     channels: int  # the file's own channel count (0 when the header does not say)
     seconds: float | None  # the header's duration, None when unknown (the decoded length is authoritative)
+
+
+@dataclass(frozen=True)
+class DrivingAudio:
+    """A decoded driving voice: what the motion generator hears, and the file the output's audio track comes from."""
+
+    samples: np.ndarray  # (n,) 16 kHz mono float32 in [-1, 1]
+    mux_path: Path | None  # the spooled upload (valid while the request runs); None: a silent output
+    fps: Fraction = Fraction(FPS)  # the motion generator's rate (25 fps)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    @property
+    def total_frames(self) -> int:
+        """ceil(seconds * 25): the output's length."""
+        return num_frames(len(self.samples))
 
 
 def too_long(seconds: float, max_seconds: float) -> InvalidAudioError:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import grpc
 
+from .audio_input import InvalidAudioError
 from .face import FaceSelectionError, InvalidImageError, NoFaceError
 from .media import InvalidVideoError
 from .templates import InvalidTemplateError
@@ -53,7 +54,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """(code, message) for an expected failure; None for a bug (reported as INTERNAL without details)."""
     if isinstance(exc, ServiceError):
         return exc.code, str(exc)
-    if isinstance(exc, (InvalidImageError, InvalidVideoError, InvalidTemplateError, FaceSelectionError)):
+    if isinstance(exc, (InvalidImageError, InvalidVideoError, InvalidAudioError, InvalidTemplateError,
+                        FaceSelectionError)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, NoFaceError):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)

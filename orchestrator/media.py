@@ -63,7 +63,9 @@ def probe(path: Path, what: str = "driving video") -> VideoInfo:
     """Size, frame rate, header frame count and audio of an uploaded video (``what`` names it in errors)."""
     with _open(path, what) as container:
         if not container.streams.video:
-            raise InvalidVideoError(f"the {what.split()[0]} file has no video stream")
+            hint = (" (it is a sound file: to drive the portrait with a voice send it as driving_audio)"
+                    if container.streams.audio and what == "driving video" else "")
+            raise InvalidVideoError(f"the {what.split()[0]} file has no video stream{hint}")
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps or fps <= 0:

@@ -231,6 +231,57 @@ def smoothing_options(message: pb.Smoothing) -> SmoothingOptions | None:
     return SmoothingOptions(min_cutoff_hz=min_cutoff, beta=beta) if message.enabled else None
 
 
+# ---- driving audio ----------------------------------------------------------------------------------------------
+
+EMOTION_NAMES = {pb.EMOTION_UNSPECIFIED: "neutral", pb.EMOTION_ANGRY: "angry", pb.EMOTION_DISGUST: "disgust",
+                 pb.EMOTION_FEAR: "fear", pb.EMOTION_HAPPY: "happy", pb.EMOTION_NEUTRAL: "neutral",
+                 pb.EMOTION_SAD: "sad", pb.EMOTION_SURPRISE: "surprise", pb.EMOTION_CONTEMPT: "contempt"}
+MAX_SAMPLING_STEPS = 1000  # the DDIM schedule's length
+
+
+@dataclass(frozen=True)
+class AudioRequestOptions:
+    """``driving_audio.options`` validated, with Ditto's defaults."""
+
+    emotion: str = "neutral"  # one of Ditto's 8 classes (orchestrator/audio/conditions.py EMOTIONS)
+    sampling_steps: int = 50
+    guidance: float = 2.0
+    seed: int = 0
+    eye_blinks: bool = True
+    steady_gaze: bool = True
+    head_motion: float = 1.0  # 0..1: share of the head pose from the audio
+
+
+def audio_request_options(message: pb.AudioOptions) -> AudioRequestOptions:
+    steps = _get(message, "sampling_steps", 50)
+    if not 1 <= steps <= MAX_SAMPLING_STEPS:
+        raise InvalidRequest(f"driving_audio.options.sampling_steps must be between 1 and {MAX_SAMPLING_STEPS}, "
+                             f"got {steps}")
+    return AudioRequestOptions(
+        emotion=_enum(EMOTION_NAMES, message.emotion, "driving_audio.options.emotion"),
+        sampling_steps=int(steps),
+        guidance=_range("driving_audio.options.guidance", _get(message, "guidance", 2.0), 0.0, 10.0),
+        seed=int(_get(message, "seed", 0)),
+        eye_blinks=_get(message, "eye_blinks", True),
+        steady_gaze=_get(message, "steady_gaze", True),
+        head_motion=_range("driving_audio.options.head_motion", _get(message, "head_motion", 1.0), 0.0, 1.0),
+    )
+
+
+def audio_driving_options(options: AnimateOptions, setup: pb.AnimateSetup) -> AudioRequestOptions:
+    """A request driven by audio checked: what audio-driven motion does not combine with is refused in words."""
+    refusals = [
+        (setup.WhichOneof("source") == "source_video", "a source video (send a source image)"),
+        (options.model_set != "human", "model_set ANIMAL (the motion generator was trained on human faces)"),
+        (bool(setup.face_drivings) or setup.options.HasField("faces"), "several faces (options.faces, "
+                                                                       "face_drivings)"),
+    ]
+    for refused, what in refusals:
+        if refused:
+            raise InvalidRequest(f"driving_audio cannot be combined with {what}")
+    return audio_request_options(setup.driving_audio.options)
+
+
 # ---- edits ------------------------------------------------------------------------------------------------------
 
 EASING_NAMES = {pb.LINEAR: "linear", pb.EASE_IN: "ease_in", pb.EASE_OUT: "ease_out", pb.EASE_IN_OUT: "ease_in_out",

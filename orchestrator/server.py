@@ -296,6 +296,8 @@ def add_options(parser, exclude: Collection[str] = ()) -> list[argparse.Action]:
                    help="bytes of an uploaded video")
     p.add_argument("--max-frames", type=int, default=_env("max_frames", dl.max_frames),
                    help="frames of one animation")
+    p.add_argument("--max-audio-seconds", type=float, default=_env("max_audio_seconds", dl.max_audio_s),
+                   help="seconds of a driving audio (a longer one is refused from its header, or while decoding)")
     p.add_argument("--max-faces", type=int, default=_env("max_faces", dl.max_faces),
                    help=f"faces one AnimatePortrait animates (options.faces), 1 to {dl.chunk_frames}: the faces of a "
                         "frame are rendered in one Triton batch")
@@ -383,6 +385,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                             root_certificates=a.triton_root_certificates),
         limits=Limits(max_source_bytes=a.max_source_bytes, max_driving_bytes=a.max_driving_bytes,
                       max_frames=a.max_frames, max_faces=a.max_faces, max_request_s=a.max_request_seconds,
+                      max_audio_s=a.max_audio_seconds,
                       edit_sessions=a.edit_sessions, edit_session_bytes=a.edit_session_bytes,
                       edit_session_ttl_s=a.edit_session_ttl, live_max_streams=a.live_max_streams,
                       live_max_fps=a.live_max_fps, live_max_session_s=a.live_max_session_seconds,

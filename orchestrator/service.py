@@ -17,6 +17,7 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
+from .audio_input import DrivingAudio, decode_audio, probe_audio
 from .pipeline.driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
 from .editing import SessionStore, edit_image, session_source
 from .errors import FailedPrecondition, InvalidRequest, Unavailable, status_of
@@ -26,8 +27,8 @@ from .keypoints import KeypointOptions, Motion
 from .live import LiveAnimator, LiveSession, LiveStreams, live_options, setup_message
 from .media import probe
 from .metrics import Metrics
-from .options import (AnimateOptions, animate_options, driving_crop_options, edit_request_options, keyframes_from_proto,
-                      video_source_options)
+from .options import (AnimateOptions, AudioRequestOptions, animate_options, audio_driving_options, driving_crop_options,
+                      edit_request_options, keyframes_from_proto, video_source_options)
 from .pipeline import ImageAnimation, RequestContext, animate, weights_warnings
 from .pipeline.context import uncounted
 from .pipeline.image_source import FaceDriving
@@ -51,6 +52,7 @@ class Limits:
     max_source_bytes: int = 20 * 1024 * 1024
     max_driving_bytes: int = 512 * 1024 * 1024
     max_frames: int = 18_000  # 10 minutes at 30 fps
+    max_audio_s: float = 600.0  # seconds of a driving audio (orchestrator/audio_input.py)
     max_request_s: float = 3600.0
     chunk_frames: int = 8  # frames per Triton batch (the models' max_batch_size)
     max_faces: int = 8  # faces one AnimatePortrait animates (options.faces); <= chunk_frames (one render batch)
@@ -104,6 +106,9 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             if options.model_set != "human":
                 runner = ModelSetRunner(runner, options.model_set, missing_model_set(options.model_set))
             source_video = setup.WhichOneof("source") == "source_video"
+            audio_options = None
+            if setup.WhichOneof("driving") == "driving_audio":
+                audio_options = audio_driving_options(options, setup)
             if source_video:
                 options = video_source_options(options, setup)
             else:
@@ -121,6 +126,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 ctx = RequestContext(runner, analyzer, timings, self._frames_rendered(caller), self.state.weights)
                 if source_video:
                     animation = VideoAnimation(source, driving, options, ctx, setup.output.fps_and_audio_from_driving)
+                elif audio_options is not None:
+                    animation = audio_animation(setup.source_image, driving, audio_options, options, ctx)
                 else:
                     animation = ImageAnimation(setup.source_image, driving, options, ctx,
                                                await face_drivings(setup, options, self.limits, ctx),
@@ -345,16 +352,35 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         elif kind == "driving_keyframes":
             keyframes, fps = keyframes_from_proto(setup.driving_keyframes)
             yield KeyframeDriving(keyframes, fps, self.limits.chunk_frames, self.limits.max_frames)
+        elif kind == "driving_audio":
+            with self._spool() as path:
+                with timings.stage("receive"):
+                    await self._receive_video(request_iterator, path, setup.driving_audio.size_bytes,
+                                              what="driving audio")
+                yield await self._driving_audio(path, options.audio, timings)
         else:
-            raise InvalidRequest("setup has no driving input: set driving_video, driving_image, driving_template or "
-                                 "driving_keyframes")
+            raise InvalidRequest("setup has no driving input: set driving_video, driving_image, driving_template, "
+                                 "driving_keyframes or driving_audio")
+
+    async def _driving_audio(self, path: Path, mux: bool, timings: Timings) -> DrivingAudio:
+        """The spooled driving audio decoded to 16 kHz mono (refused early when its header is over the limit)."""
+        limit = self.limits.max_audio_s
+        with timings.stage("decode"):
+            await asyncio.to_thread(probe_audio, path, limit)
+            samples = await asyncio.to_thread(decode_audio, path, limit)
+        audio = DrivingAudio(samples, path if mux else None)
+        if audio.total_frames > self.limits.max_frames:
+            raise InvalidRequest(f"the driving audio makes {audio.total_frames} frames at 25 fps, more than the limit "
+                                 f"of {self.limits.max_frames}")
+        return audio
 
     def _spool(self):
         return SpoolFile(self.spool_dir)
 
-    async def _receive_video(self, requests: Requests, path: Path, announced: int, part: str = "driving_chunk") -> int:
+    async def _receive_video(self, requests: Requests, path: Path, announced: int, part: str = "driving_chunk",
+                             what: str | None = None) -> int:
         return await receive_video(requests, path, announced, self.limits.max_driving_bytes, part,
-                                   self.metrics.client_bytes.labels("in").inc)
+                                   self.metrics.client_bytes.labels("in").inc, what)
 
 
 def missing_model_set(model_set: str):
@@ -395,6 +421,16 @@ async def face_drivings(setup: pb.AnimateSetup, options: AnimateOptions, limits:
             raise InvalidRequest(f"{label}.{kind}: {exc}") from None
         own[message.face] = FaceDriving(label, driving)
     return own
+
+
+def audio_animation(source_image: bytes, audio: DrivingAudio, audio_options: AudioRequestOptions,
+                    options: AnimateOptions, ctx: RequestContext):
+    """The animation of a still portrait driven by a voice: the one place where AnimatePortrait meets the audio
+    stage (``orchestrator/pipeline/audio_driving.py``: 16 kHz speech + the source's raw motion -> driving keypoints
+    at 25 fps -> ImageAnimation's render and paste-back)."""
+    # WIRING POINT (issue 20): the audio stage is not in this version yet; a request driven by audio is refused here
+    # in words, after its audio was received, checked and decoded.
+    raise FailedPrecondition("this server does not serve audio-driven animation yet (no audio-to-motion stage)")
 
 
 def keyframe_options(options: AnimateOptions) -> AnimateOptions:

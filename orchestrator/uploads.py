@@ -49,10 +49,11 @@ class SpoolFile:
 
 
 async def receive_video(requests: Requests, path: Path, announced: int, limit: int, part: str = "driving_chunk",
-                        counted: Callable[[int], None] = lambda n: None) -> int:
+                        counted: Callable[[int], None] = lambda n: None, what: str | None = None) -> int:
     """Spool the ``part`` messages (``driving_chunk`` or ``source_chunk``) to ``path``; returns the size. A source
-    upload ends at the first ``driving_chunk`` (pushed back for the driving upload)."""
-    what = WHAT[part]
+    upload ends at the first ``driving_chunk`` (pushed back for the driving upload). ``what`` names the upload in
+    errors (default: the driving or source video; "driving audio" for a voice)."""
+    what = what or WHAT[part]
     if announced > limit:
         raise InvalidRequest(f"the {what} is {announced} bytes, more than the limit of {limit} bytes")
     size = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tracemalloc
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
