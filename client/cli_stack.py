@@ -15,7 +15,7 @@ def _stack(args):
     given = getattr(args, "orchestrator_options", ())  # `up`: the orchestrator's flags, passed on
     return EmbeddedStack(StackConfig(profile=args.profile, weights=args.weights, port=args.port or free_port(),
                                      metrics_port=args.metrics_port or free_port(), face_stack=args.face_stack,
-                                     animal=getattr(args, "animal", False),
+                                     animal=getattr(args, "animal", False), audio=getattr(args, "audio", False),
                                      orchestrator_args=orchestrator_argv(given, args),
                                      drain_s=getattr(args, "drain_seconds", 30.0)))
 

@@ -47,6 +47,7 @@ class ExportRequest:
     device: str = "cuda"  # pytorch target: "cuda" (KIND_GPU) or "cpu" (KIND_CPU, the same backend code for tests)
     face_models: bool = True  # False: the LivePortrait models only (e.g. a machine that cannot fetch MediaPipe)
     grid_sampler: str | None = None  # warping_spade's ONNX volume sampling; default: "gather" on gpu, else "native"
+    audio: bool = False  # the audio-to-motion models too (audio_encoder, lmdm: export_scripts/audio_models.py)
 
     @property
     def sampler(self) -> str:
@@ -86,7 +87,7 @@ def _fingerprint(request: ExportRequest) -> dict:
     return {"weights": request.weights_label(), "model_set": request.model_set, "profile": request.profile,
             "target": request.target,
             "device": request.device if request.target == "pytorch" else None, "face_models": request.face_models,
-            "grid_sampler": request.sampler,
+            "grid_sampler": request.sampler, "audio": request.audio,
             "checkpoint_files": files, "code_sha256": code.hexdigest()}
 
 
@@ -139,6 +140,10 @@ def run_export(request: ExportRequest, log=print) -> dict:
         rows = _export_liveportrait_models(request, profile, networks, parameters, log)
     if request.face_models and request.model_set == "human":  # an animal set is served beside a human one
         rows += _export_face_models(request, log)
+    if request.audio and request.model_set == "human":  # one copy of the audio models, beside the human set
+        from .audio_models import export_audio_models
+
+        rows += export_audio_models(request, parameters, log)
     if request.target != "pytorch":
         for ensemble in ensembles(profile):
             ensemble = for_model_set(ensemble, request.model_set)
@@ -241,6 +246,9 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
                              "operators stock TensorRT builds, one engine) or 'native' (5-D GridSample nodes)")
     parser.add_argument("--skip-face-models", action="store_true",
                         help="write the LivePortrait models only (the face models need the MediaPipe wheel)")
+    parser.add_argument("--audio", action="store_true",
+                        help="also export the audio-to-motion models (audio_encoder, lmdm: speech drives the portrait); "
+                             "synthetic weights by the same seed, or Ditto's lmdm_v0.4_hubert.pth under --weights")
     parser.add_argument("--force", action="store_true", help="rebuild even if the repository is up to date")
     parser.add_argument("--configs-only", action="store_true",
                         help="write only the config.pbtxt files (no weights), as committed under model_repository/")
@@ -251,13 +259,13 @@ def parse_args(argv: list[str] | None = None) -> ExportRequest:
         missing = [str(f) for f in OFFICIAL_FILES if not (Path(a.face_weights) / f).is_file()]
         parser.error(f"--face-weights {a.face_weights} lacks {', '.join(missing)}")
     return ExportRequest(a.weights or "synthetic", a.profile, a.target, a.output, a.seed, a.model_set, a.force,
-                         a.configs_only, a.face_weights, a.device, not a.skip_face_models, a.grid_sampler)
+                         a.configs_only, a.face_weights, a.device, not a.skip_face_models, a.grid_sampler, a.audio)
 
 
 def main(argv: list[str] | None = None) -> int:
     request = parse_args(argv)
     if request.configs_only:
-        models, ensemble_models = repository_models(get_profile(request.profile))
+        models, ensemble_models = repository_models(get_profile(request.profile), audio=request.audio)
         repo.write_reference_configs(request.output, models, ensemble_models, request.target)
         print(f"wrote {len(models) + len(ensemble_models)} configs to {request.output}")
         return 0

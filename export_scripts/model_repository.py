@@ -33,7 +33,7 @@ PYTHON_MODEL = Path(__file__).resolve().parents[1] / "model_repository" / "onnx_
 TORCH_MODEL = Path(__file__).resolve().parents[1] / "model_repository" / "torch_model.py"
 # What travels into each pytorch model folder as the package ``liveportrait_torch`` (paths relative to this folder).
 TORCH_PACKAGE = ("networks", "build.py", "profiles.py", "model_spec.py", "served_models.py", "serving_heads.py",
-                 "feature_cache.py", "torch_serving.py")
+                 "feature_cache.py", "torch_serving.py", "audio_models.py", "audio_networks.py", "checkpoints.py")
 # The contract's model names, which served_models.py takes from the orchestrator's side, travel with it.
 MODEL_NAMES = Path(__file__).resolve().parents[1] / "orchestrator" / "model_names.py"
 # pytorch target: the per-frame render path batches up to 32 frames (the GPU issue's H200 profile: the time per frame
@@ -160,9 +160,9 @@ def config_text(config: mc.ModelConfig, description: str, note: str = "") -> str
 def torch_model(name: str) -> bool:
     """Whether the pytorch target runs ``name`` with PyTorch (the face models stay ONNX, on the CPU)."""
     from .profiles import FULL
-    from .served_models import ensembles, served_models
+    from .served_models import AUDIO_MODELS, ensembles, served_models
 
-    return contract_name(name) in {m.name for m in served_models(FULL)} | {e.name for e in ensembles(FULL)}
+    return contract_name(name) in {m.name for m in served_models(FULL)} | {e.name for e in ensembles(FULL)} | AUDIO_MODELS
 
 
 def served_model_text(model: ServedModel, target: str, parameters: dict[str, str], device: str = "cuda") -> str:
@@ -240,5 +240,5 @@ def parse_config(path: Path) -> mc.ModelConfig:
 
 def reference_configs(profile: Profile, target: str) -> dict[str, str]:
     """What ``write_reference_configs`` writes for ``profile``: {model name: config text}."""
-    models, ensembles = repository_models(profile)
+    models, ensembles = repository_models(profile, audio=True)
     return config_texts(models, ensembles, target, {})

@@ -37,7 +37,7 @@ def example_inputs(spec: ServedModel, batch: int, seed: int = 0) -> tuple[torch.
         shape = (batch, *t.dims)
         if t.dtype == "UINT8":
             tensors.append(torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8))
-        elif t.name.startswith("kp_"):
+        elif t.name.startswith("kp_") and t.dims == (21, 3):
             tensors.append(0.5 * torch.rand(shape, generator=gen) - 0.25 + _kp_base(gen, batch))
         elif t.name.endswith("_ratio"):
             tensors.append(0.5 * torch.rand(shape, generator=gen))

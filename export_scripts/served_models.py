@@ -6,9 +6,10 @@ the orchestrator calls live in ``orchestrator/model_names.py`` (no export code n
 from __future__ import annotations
 
 try:
-    from orchestrator.model_names import LIVEPORTRAIT_MODELS, MODEL_SET_SUFFIXES, contract_name, model_set_suffix
+    from orchestrator.model_names import (AUDIO_MODELS, LIVEPORTRAIT_MODELS, MODEL_SET_SUFFIXES, contract_name,
+                                          model_set_suffix)
 except ImportError:  # in a pytorch-target model folder (liveportrait_torch/): the copy that travels with this file
-    from .model_names import LIVEPORTRAIT_MODELS, MODEL_SET_SUFFIXES, contract_name, model_set_suffix
+    from .model_names import AUDIO_MODELS, LIVEPORTRAIT_MODELS, MODEL_SET_SUFFIXES, contract_name, model_set_suffix
 
 from .model_spec import EnsembleModel, EnsembleStep, ServedModel, TensorSpec
 from .profiles import Profile
@@ -57,8 +58,10 @@ def served_models(profile: Profile) -> list[ServedModel]:
         ServedModel(
             "motion_extractor", (image,),
             (TensorSpec("pitch", (1,)), TensorSpec("yaw", (1,)), TensorSpec("roll", (1,)), TensorSpec("t", (3,)),
-             kp("exp"), TensorSpec("scale", (1,)), kp("kp")),
-            "M: image -> head pose (degrees), translation, expression, scale, canonical keypoints (get_kp_info)",
+             kp("exp"), TensorSpec("scale", (1,)), kp("kp"),
+             TensorSpec("pitch_bins", (66,)), TensorSpec("yaw_bins", (66,)), TensorSpec("roll_bins", (66,))),
+            "M: image -> head pose (degrees), translation, expression, scale, canonical keypoints (get_kp_info); "
+            "the pose's raw 66-bin logits too (audio motion mixes angles as logits)",
         ),
         ServedModel(
             "stitching", (kp("kp_source"), kp("kp_driving")), (kp("kp_driving_stitched"),),
@@ -95,7 +98,7 @@ def served_models(profile: Profile) -> list[ServedModel]:
 
 def ensembles(profile: Profile) -> list[EnsembleModel]:
     u8_in = TensorSpec("image_u8", (256, 256, 3), "UINT8")
-    motion_outputs = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
+    motion_outputs = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp", "pitch_bins", "yaw_bins", "roll_bins")
     motion_specs = {m.name: m for m in served_models(profile)}["motion_extractor"].outputs
     return [
         EnsembleModel(
@@ -134,8 +137,15 @@ def _render_ensemble(name: str, postprocess: str, output: TensorSpec, descriptio
     )
 
 
-def repository_models(profile: Profile, official_face_stack: bool = False) -> tuple[list[ServedModel], list[EnsembleModel]]:
-    """Everything a model repository of this profile holds: the LivePortrait models, then the face models."""
+def repository_models(profile: Profile, official_face_stack: bool = False,
+                      audio: bool = False) -> tuple[list[ServedModel], list[EnsembleModel]]:
+    """Everything a model repository of this profile holds: the LivePortrait models, then the face models (and the
+    audio models with ``audio``: ``liveportrait-export --audio``)."""
     from .face_models import face_served_models
 
-    return served_models(profile) + face_served_models(official_face_stack), ensembles(profile)
+    models = served_models(profile) + face_served_models(official_face_stack)
+    if audio:
+        from .audio_models import audio_served_models
+
+        models += audio_served_models()
+    return models, ensembles(profile)

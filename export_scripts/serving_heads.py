@@ -4,7 +4,8 @@
 |------------------------------|------------------------------------------|--------------------------------------------|
 | appearance_feature_extractor | image [3,256,256] in [0,1]               | feature_3d [C,D,64,64]                     |
 | motion_extractor             | image [3,256,256]                        | pitch, yaw, roll [1] (deg), t [3],         |
-|                              |                                          | exp [21,3], scale [1], kp [21,3]           |
+|                              |                                          | exp [21,3], scale [1], kp [21,3],          |
+|                              |                                          | pitch_bins, yaw_bins, roll_bins [66]       |
 | stitching                    | kp_source, kp_driving [21,3]             | kp_driving_stitched [21,3]                 |
 | retarget_eye                 | kp_source [21,3], eye_ratio [3]          | delta [21,3]                               |
 | retarget_lip                 | kp_source [21,3], lip_ratio [2]          | delta [21,3]                               |
@@ -26,6 +27,7 @@ from .networks import (AppearanceFeatureExtractor, MotionExtractor, SPADEDecoder
 from .networks.sampling import use_grid_sampler
 
 MOTION_OUTPUTS = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
+POSE_BINS = ("pitch_bins", "yaw_bins", "roll_bins")  # the raw 66-bin logits the degrees come from (audio motion)
 
 
 class AppearanceHead(nn.Module):
@@ -43,8 +45,9 @@ class MotionHead(nn.Module):
         self.motion = motion
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        info = self.motion.kp_info(image)
-        return tuple(info[name] for name in MOTION_OUTPUTS)
+        raw = self.motion(image)
+        info = self.motion.kp_info_of(raw)
+        return (*(info[name] for name in MOTION_OUTPUTS), raw["pitch"], raw["yaw"], raw["roll"])
 
 
 class StitchingHead(nn.Module):

@@ -34,7 +34,7 @@ from .feature_cache import FeatureCache
 from .model_spec import EnsembleModel, TensorSpec
 from .networks.motion_extractor import ChannelsFirstLayerNorm, GlobalResponseNorm
 from .profiles import get_profile
-from .served_models import contract_name, ensembles
+from .served_models import AUDIO_MODELS, contract_name, ensembles
 from .serving_heads import PreprocessImage, serving_modules
 
 PRECISIONS = ("fp32", "fp16")
@@ -73,8 +73,12 @@ def fused_module(ensemble: EnsembleModel, modules: dict[str, nn.Module]) -> nn.M
 
 def build_served_module(networks, profile_name: str, name: str) -> nn.Module:
     """The module serving model ``name`` of the contract (a served model's head, or a fused ensemble)."""
-    profile = get_profile(profile_name)
     name = contract_name(name)  # an animal repository's render_i420_animal is the contract's render_i420
+    if name in AUDIO_MODELS:
+        from .audio_models import audio_module
+
+        return audio_module(name, profile_name)
+    profile = get_profile(profile_name)
     modules = serving_modules(networks)
     if name in modules:
         return modules[name]

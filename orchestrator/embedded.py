@@ -41,6 +41,7 @@ class StackConfig:
     face_stack: str = "mediapipe"  # "official": the InsightFace/LivePortrait files found in the weights directory
     orchestrator_args: tuple[str, ...] = ()  # more liveportrait-orchestrator flags (see ``orchestrator_argv``)
     animal: bool = False  # also export and serve the animal models (model_set ANIMAL requests)
+    audio: bool = False  # also export and serve the audio-to-motion models (liveportrait-export --audio)
     drain_s: float = 30.0  # the orchestrator's --drain-seconds: on stop, running requests may finish for this long
 
     @property
@@ -95,6 +96,8 @@ def export_repository(config: StackConfig, log=print, model_set: str = "human") 
     output = config.animal_repository if model_set == "animal" else config.repository
     command = [sys.executable, "-m", "export_scripts.cli", "--weights", config.weights, "--profile", config.profile,
                "--target", "cpu", "--output", str(output), "--model-set", model_set]
+    if config.audio and model_set == "human":
+        command.append("--audio")
     log(f"model repository: {output} ({config.profile} profile, weights: {config.weights}, {model_set} models)")
     result = subprocess.run(command, cwd=REPO_ROOT)
     if result.returncode != 0:

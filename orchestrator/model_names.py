@@ -10,6 +10,10 @@ LIVEPORTRAIT_MODELS = frozenset({
     "motion_extractor_u8", "render_u8", "render_i420",  # ensembles
 })
 
+# The audio-to-motion models (Ditto's audio encoder and LMDM denoiser): one copy per repository, not renamed by a
+# model set; exported with ``liveportrait-export --audio``.
+AUDIO_MODELS = frozenset({"audio_encoder", "lmdm"})
+
 # Model sets: the official human and animal checkpoints have the same architecture and tensors, so an animal
 # repository is the same contract with every LivePortrait model (and every ensemble step) renamed with a suffix;
 # it can then be served beside the human one in the same Triton (`--model-repository` twice). The face models are

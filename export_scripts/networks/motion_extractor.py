@@ -108,8 +108,12 @@ class MotionExtractor(nn.Module):
 
     def kp_info(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the official ``get_kp_info`` returns: angles in degrees [B, 1], kp and exp as [B, num_kp, 3]."""
-        raw = self.detector(image)
-        b = image.shape[0]
+        return self.kp_info_of(self.detector(image))
+
+    @staticmethod
+    def kp_info_of(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``kp_info`` of the raw head outputs."""
+        b = raw["kp"].shape[0]
         return {
             "pitch": bins_to_degrees(raw["pitch"])[:, None],
             "yaw": bins_to_degrees(raw["yaw"])[:, None],

@@ -1,0 +1,173 @@
+"""The audio-to-motion models of the contract (Ditto's audio encoder and LMDM denoiser) and their export.
+
+| model         | inputs                                                  | outputs                              |
+|---------------|---------------------------------------------------------|--------------------------------------|
+| audio_encoder | audio [6480] (16 kHz window, float32)                   | encoding [20, 1024] (50 Hz frames)   |
+| lmdm          | x_t [80, 265], kp_cond [265], cond [80, 1103], t [1]    | x0_uncond, x0_cond [80, 265]         |
+
+``lmdm`` is one DDIM step's denoiser: the unconditional and conditional passes of a window run as one batch of two
+inside the model, and Triton's dynamic batcher groups the windows of concurrent requests and streams (each request
+is one window at one step; ``t`` is the diffusion step as a float). The DDIM loop itself runs in the orchestrator
+(``orchestrator/audio/sampler.py``), so steps, guidance and noise stay request options.
+
+Weights: ``synthetic`` draws both networks by the audio golden's rule (``audio_networks.seeded_init_``, the export's
+``--seed``); official weights are Ditto's ``lmdm_v0.4_hubert.pth`` found under ``--weights`` (see ``find_ditto``).
+Ditto publishes its audio encoder only as ONNX (``hubert_streaming_fix_kv.onnx``); it is recognised but not served
+yet, and the export says so.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+try:
+    from orchestrator.model_names import AUDIO_MODELS
+except ImportError:  # in a pytorch-target model folder (liveportrait_torch/): the copy that travels with this file
+    from .model_names import AUDIO_MODELS
+
+from .audio_networks import AudioProfile, get_audio_profile, load_lmdm_checkpoint, synthetic_hubert, synthetic_lmdm
+from .checkpoints import CheckpointError
+from .model_spec import BatchingSpec, ServedModel, TensorSpec
+from .networks.hubert import HubertModel
+from .networks.lmdm import MotionDecoder
+
+WINDOW_SAMPLES = 6480
+ENCODER_FRAMES = 20
+FEATURE_DIM = 1024
+SEQ_FRAMES = 80
+MOTION_DIM = 265
+CONDITION_DIM = 1103
+
+# One window per request; up to 16 windows (streams) per batch: the GPU goal's "batch of 16 streams".
+AUDIO_BATCHING = BatchingSpec(max_batch_size=16, preferred_batch_sizes=(8, 16), max_queue_delay_us=1000)
+
+LMDM_FILES = ("ditto_pytorch/models/lmdm_v0.4_hubert.pth", "checkpoints/ditto_pytorch/models/lmdm_v0.4_hubert.pth",
+              "models/lmdm_v0.4_hubert.pth", "lmdm_v0.4_hubert.pth")
+HUBERT_ONNX_FILES = ("ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx",
+                     "checkpoints/ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx",
+                     "aux_models/hubert_streaming_fix_kv.onnx", "hubert_streaming_fix_kv.onnx")
+
+
+def audio_served_models() -> list[ServedModel]:
+    """The audio models of the contract (the same for every profile)."""
+    return [
+        ServedModel(
+            "audio_encoder", (TensorSpec("audio", (WINDOW_SAMPLES,)),),
+            (TensorSpec("encoding", (ENCODER_FRAMES, FEATURE_DIM)),),
+            "HuBERT-large audio encoder: one 0.405 s window of 16 kHz audio -> 20 frames of 1024-d features",
+            batching=AUDIO_BATCHING,
+        ),
+        ServedModel(
+            "lmdm",
+            (TensorSpec("x_t", (SEQ_FRAMES, MOTION_DIM)), TensorSpec("kp_cond", (MOTION_DIM,)),
+             TensorSpec("cond", (SEQ_FRAMES, CONDITION_DIM)), TensorSpec("t", (1,))),
+            (TensorSpec("x0_uncond", (SEQ_FRAMES, MOTION_DIM)), TensorSpec("x0_cond", (SEQ_FRAMES, MOTION_DIM))),
+            "LMDM denoiser, one DDIM step of one window: unconditional and conditional clean motion (one batch of two)",
+            batching=AUDIO_BATCHING,
+        ),
+    ]
+
+
+class AudioEncoderHead(nn.Module):
+    def __init__(self, hubert: HubertModel):
+        super().__init__()
+        self.hubert = hubert
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.hubert(audio)
+
+
+class LmdmHead(nn.Module):
+    """(x_t, kp_cond, cond, t) -> (x0_uncond, x0_cond): both guidance passes as one batch of twice the size."""
+
+    def __init__(self, decoder: MotionDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, x_t: torch.Tensor, kp_cond: torch.Tensor, cond: torch.Tensor,
+                t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decoder.forward_pair(x_t, kp_cond, cond, t.reshape(-1))
+
+
+@dataclass
+class AudioNetworks:
+    hubert: HubertModel
+    lmdm: MotionDecoder
+    label: str
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"audio_encoder": AudioEncoderHead(self.hubert).eval(), "lmdm": LmdmHead(self.lmdm).eval()}
+
+
+def audio_module(name: str, profile_name: str) -> nn.Module:
+    """The serving head of ``name`` with freshly constructed networks of ``profile_name`` (weights loaded next)."""
+    profile = get_audio_profile(profile_name)
+    if name == "audio_encoder":
+        return AudioEncoderHead(HubertModel(profile.hubert)).eval()
+    if name == "lmdm":
+        return LmdmHead(MotionDecoder(profile.lmdm)).eval()
+    raise KeyError(f"{name!r} is not an audio model of the contract ({', '.join(sorted(AUDIO_MODELS))})")
+
+
+def find_ditto(weights: Path) -> tuple[Path | None, Path | None]:
+    """(LMDM checkpoint, Ditto's ONNX audio encoder) under a weights directory, each None when absent."""
+    found = [next((weights / f for f in files if (weights / f).is_file()), None)
+             for files in (LMDM_FILES, HUBERT_ONNX_FILES)]
+    return found[0], found[1]
+
+
+def load_audio_networks(weights: str, profile_name: str, seed: int) -> AudioNetworks:
+    profile: AudioProfile = get_audio_profile(profile_name)
+    if weights == "synthetic":
+        return AudioNetworks(synthetic_hubert(profile, seed), synthetic_lmdm(profile, seed),
+                             f"synthetic (seed {seed}, audio profile {profile.name})")
+    lmdm_file, hubert_onnx = find_ditto(Path(weights))
+    if lmdm_file is None:
+        raise CheckpointError(f"--audio: no Ditto LMDM checkpoint under {weights} (looked for {', '.join(LMDM_FILES)})")
+    if profile.name != "full":
+        raise CheckpointError("Ditto's checkpoints have the full-size architecture: use --profile full")
+    if hubert_onnx is not None:
+        raise CheckpointError(
+            f"--audio: found Ditto's ONNX audio encoder {hubert_onnx}; serving it as it is is not supported yet "
+            f"(its streaming key/value inputs differ from the audio_encoder contract). Remove it to serve the LMDM "
+            f"with a HuBERT-large exported from PyTorch weights, or export without --audio")
+    raise CheckpointError(
+        f"--audio: {lmdm_file} found, but no audio encoder weights: Ditto publishes its encoder only as ONNX "
+        f"({HUBERT_ONNX_FILES[0]}), which is not served yet; use --weights synthetic for the audio models")
+
+
+def export_audio_models(request, parameters: dict[str, str], log, only: tuple[str, ...] | None = None) -> list[dict]:
+    """Write ``audio_encoder`` and ``lmdm`` (or the models named in ``only``) into the repository of ``request`` (a
+    ``cli.ExportRequest``)."""
+    from . import model_repository as repo
+    from .onnx_export import export_verified
+
+    networks = load_audio_networks(request.weights, request.profile, request.seed)
+    log(f"audio models: {networks.label}")
+    parameters = {**parameters, "weights": networks.label}
+    modules = networks.modules()
+    rows = []
+    for spec in audio_served_models():
+        if only is not None and spec.name not in only:
+            continue
+        started = time.perf_counter()
+        if request.target == "pytorch":
+            repo.write_torch_model(request.output, spec, modules[spec.name].state_dict(), parameters, request.device)
+            size = (request.output / spec.name / str(repo.VERSION) / "weights.pt").stat().st_size
+            rows.append({"model": spec.name, "weights_bytes": size, "seconds": round(time.perf_counter() - started, 2)})
+            log(f"      {spec.name}: {size / 1e6:.1f} MB of weights ({request.device})")
+            continue
+        onnx_path = request.output / spec.name / str(repo.VERSION) / "model.onnx"
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        check = export_verified(modules[spec.name], spec, onnx_path)
+        repo.write_served_model(request.output, spec, onnx_path, request.target, parameters)
+        seconds = time.perf_counter() - started
+        rows.append({"model": spec.name, "verified_output": check.worst_output, "error": check.worst_error,
+                     "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
+        log(f"      {spec.name}: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
+            f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
+    return rows
