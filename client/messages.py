@@ -47,13 +47,14 @@ def animation_options(**options) -> pb.AnimationOptions:
 
 
 def audio_options(emotion: str | None = None, sampling_steps: int | None = None, guidance: float | None = None,
-                  seed: int | None = None, eye_blinks: bool | None = None, steady_gaze: bool | None = None,
-                  head_motion: float | None = None) -> pb.AudioOptions:
+                  seed: int | None = None, eye_blinks: bool | None = None, head_motion: float | None = None,
+                  eye_open: list[float] | None = None, eye_ball: list[float] | None = None) -> pb.AudioOptions:
     """How a driving voice becomes motion (``AudioOptions``; unset: Ditto's defaults): ``emotion`` by name (one of
     ``EMOTIONS``), DDIM ``sampling_steps`` [50], ``guidance`` [2.0], ``seed`` [0] (same seed, same video),
-    ``eye_blinks`` [True], ``steady_gaze`` [True], ``head_motion`` [1.0] (0..1: head pose from the audio)."""
+    ``eye_blinks`` [True: the eyes move with the speech], ``head_motion`` [1.0] (0..1: head pose from the audio),
+    the eye conditions ``eye_open`` (2 values) and ``eye_ball`` (6 values) [eyes open, irises centred]."""
     values = {"sampling_steps": sampling_steps, "guidance": guidance, "seed": seed, "eye_blinks": eye_blinks,
-              "steady_gaze": steady_gaze, "head_motion": head_motion}
+              "head_motion": head_motion, "eye_open": eye_open, "eye_ball": eye_ball}
     if emotion is not None:
         if emotion not in EMOTIONS:
             raise ValueError(f"unknown emotion {emotion!r}; choose one of {', '.join(EMOTIONS)}")

@@ -236,7 +236,7 @@ def smoothing_options(message: pb.Smoothing) -> SmoothingOptions | None:
 EMOTION_NAMES = {pb.EMOTION_UNSPECIFIED: "neutral", pb.EMOTION_ANGRY: "angry", pb.EMOTION_DISGUST: "disgust",
                  pb.EMOTION_FEAR: "fear", pb.EMOTION_HAPPY: "happy", pb.EMOTION_NEUTRAL: "neutral",
                  pb.EMOTION_SAD: "sad", pb.EMOTION_SURPRISE: "surprise", pb.EMOTION_CONTEMPT: "contempt"}
-MAX_SAMPLING_STEPS = 1000  # the DDIM schedule's length
+MAX_SAMPLING_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -247,9 +247,20 @@ class AudioRequestOptions:
     sampling_steps: int = 50
     guidance: float = 2.0
     seed: int = 0
-    eye_blinks: bool = True
-    steady_gaze: bool = True
+    eye_blinks: bool = True  # Ditto's drive_eye
     head_motion: float = 1.0  # 0..1: share of the head pose from the audio
+    eye_open: tuple[float, float] | None = None  # the eye conditions (None: the defaults)
+    eye_ball: tuple[float, ...] | None = None  # 6 values
+
+
+def _eye_condition(name: str, values, size: int, bound: float) -> tuple[float, ...] | None:
+    if not values:
+        return None
+    array = np.asarray(values, np.float64)
+    if array.shape != (size,) or not np.all(np.isfinite(array)) or np.abs(array).max() > bound:
+        raise InvalidRequest(f"driving_audio.options.{name} takes {size} values between -{bound:g} and {bound:g} "
+                             f"(or none), got {len(array)}")
+    return tuple(float(v) for v in array)
 
 
 def audio_request_options(message: pb.AudioOptions) -> AudioRequestOptions:
@@ -257,14 +268,17 @@ def audio_request_options(message: pb.AudioOptions) -> AudioRequestOptions:
     if not 1 <= steps <= MAX_SAMPLING_STEPS:
         raise InvalidRequest(f"driving_audio.options.sampling_steps must be between 1 and {MAX_SAMPLING_STEPS}, "
                              f"got {steps}")
+    if message.seed >= 2 ** 63:
+        raise InvalidRequest("driving_audio.options.seed must be below 2^63")
     return AudioRequestOptions(
         emotion=_enum(EMOTION_NAMES, message.emotion, "driving_audio.options.emotion"),
         sampling_steps=int(steps),
         guidance=_range("driving_audio.options.guidance", _get(message, "guidance", 2.0), 0.0, 10.0),
         seed=int(_get(message, "seed", 0)),
         eye_blinks=_get(message, "eye_blinks", True),
-        steady_gaze=_get(message, "steady_gaze", True),
         head_motion=_range("driving_audio.options.head_motion", _get(message, "head_motion", 1.0), 0.0, 1.0),
+        eye_open=_eye_condition("eye_open", message.eye_open, 2, 2.0),
+        eye_ball=_eye_condition("eye_ball", message.eye_ball, 6, 1.0),
     )
 
 
@@ -275,6 +289,8 @@ def audio_driving_options(options: AnimateOptions, setup: pb.AnimateSetup) -> Au
         (options.model_set != "human", "model_set ANIMAL (the motion generator was trained on human faces)"),
         (bool(setup.face_drivings) or setup.options.HasField("faces"), "several faces (options.faces, "
                                                                        "face_drivings)"),
+        (options.keypoints.eye_retargeting or options.keypoints.lip_retargeting,
+         "eye_retargeting or lip_retargeting (they follow a driving face's eye and lip ratios, which a voice has not)"),
     ]
     for refused, what in refusals:
         if refused:

@@ -27,9 +27,10 @@ from .keypoints import KeypointOptions, Motion
 from .live import LiveAnimator, LiveSession, LiveStreams, live_options, setup_message
 from .media import probe
 from .metrics import Metrics
-from .options import (AnimateOptions, AudioRequestOptions, animate_options, audio_driving_options, driving_crop_options,
-                      edit_request_options, keyframes_from_proto, video_source_options)
+from .options import (AnimateOptions, animate_options, audio_driving_options, driving_crop_options, edit_request_options,
+                      keyframes_from_proto, video_source_options)
 from .pipeline import ImageAnimation, RequestContext, animate, weights_warnings
+from .pipeline.audio_animation import audio_animation
 from .pipeline.context import uncounted
 from .pipeline.image_source import FaceDriving
 from .pipeline.motion_cache import MotionCache
@@ -127,7 +128,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                 if source_video:
                     animation = VideoAnimation(source, driving, options, ctx, setup.output.fps_and_audio_from_driving)
                 elif audio_options is not None:
-                    animation = audio_animation(setup.source_image, driving, audio_options, options, ctx)
+                    animation = audio_animation(setup.source_image, driving, audio_options, options, ctx,
+                                                self.limits.chunk_frames)
                 else:
                     animation = ImageAnimation(setup.source_image, driving, options, ctx,
                                                await face_drivings(setup, options, self.limits, ctx),
@@ -421,16 +423,6 @@ async def face_drivings(setup: pb.AnimateSetup, options: AnimateOptions, limits:
             raise InvalidRequest(f"{label}.{kind}: {exc}") from None
         own[message.face] = FaceDriving(label, driving)
     return own
-
-
-def audio_animation(source_image: bytes, audio: DrivingAudio, audio_options: AudioRequestOptions,
-                    options: AnimateOptions, ctx: RequestContext):
-    """The animation of a still portrait driven by a voice: the one place where AnimatePortrait meets the audio
-    stage (``orchestrator/pipeline/audio_driving.py``: 16 kHz speech + the source's raw motion -> driving keypoints
-    at 25 fps -> ImageAnimation's render and paste-back)."""
-    # WIRING POINT (issue 20): the audio stage is not in this version yet; a request driven by audio is refused here
-    # in words, after its audio was received, checked and decoded.
-    raise FailedPrecondition("this server does not serve audio-driven animation yet (no audio-to-motion stage)")
 
 
 def keyframe_options(options: AnimateOptions) -> AnimateOptions:

@@ -89,7 +89,8 @@ def test_audio_over_the_length_limit_is_refused_naming_it(client, spool, tmp_pat
 
 
 @pytest.mark.parametrize("options,message", [
-    ({"sampling_steps": 0}, "sampling_steps must be between 1 and 1000"),
+    ({"sampling_steps": 0}, "sampling_steps must be between 1 and 200"),
+    ({"eye_ball": [0.1, 0.2]}, "eye_ball takes 6 values"),
     ({"guidance": float("nan")}, "guidance must be between 0 and 10"),
     ({"head_motion": 1.5}, "head_motion must be between 0 and 1"),
 ])
@@ -103,6 +104,7 @@ def test_audio_options_out_of_range_are_named(client, tmp_path, options, message
     ("source_video", "driving_audio cannot be combined with a source video"),
     ("animal", "driving_audio cannot be combined with model_set ANIMAL"),
     ("faces", "driving_audio cannot be combined with several faces"),
+    ("lip_retargeting", "driving_audio cannot be combined with eye_retargeting or lip_retargeting"),
 ])
 def test_combinations_audio_cannot_drive_are_refused(client, tmp_path, change, message):
     voice = write_audio(tmp_path / "speech.wav", chirp(1.0, 16000), 16000)
@@ -112,8 +114,10 @@ def test_combinations_audio_cannot_drive_are_refused(client, tmp_path, change, m
     elif change == "animal":
         setup.options.model_set = pb.ANIMAL
         setup.options.crop_source = False  # animal mode's own precondition met
-    else:
+    elif change == "faces":
         setup.options.faces.all = True
+    else:
+        setup.options.lip_retargeting = True
     requests = [pb.AnimateRequest(setup=setup), pb.AnimateRequest(driving_chunk=voice.read_bytes())]
     with pytest.raises(grpc.RpcError) as error:
         list(client.stub.AnimatePortrait(iter(requests), timeout=60))

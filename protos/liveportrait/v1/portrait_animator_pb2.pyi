@@ -197,22 +197,24 @@ class DrivingAudio(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., filename: _Optional[str] = ..., options: _Optional[_Union[AudioOptions, _Mapping]] = ...) -> None: ...
 
 class AudioOptions(_message.Message):
-    __slots__ = ("emotion", "sampling_steps", "guidance", "seed", "eye_blinks", "steady_gaze", "head_motion")
+    __slots__ = ("emotion", "sampling_steps", "guidance", "seed", "eye_blinks", "head_motion", "eye_open", "eye_ball")
     EMOTION_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_STEPS_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     EYE_BLINKS_FIELD_NUMBER: _ClassVar[int]
-    STEADY_GAZE_FIELD_NUMBER: _ClassVar[int]
     HEAD_MOTION_FIELD_NUMBER: _ClassVar[int]
+    EYE_OPEN_FIELD_NUMBER: _ClassVar[int]
+    EYE_BALL_FIELD_NUMBER: _ClassVar[int]
     emotion: Emotion
     sampling_steps: int
     guidance: float
     seed: int
     eye_blinks: bool
-    steady_gaze: bool
     head_motion: float
-    def __init__(self, emotion: _Optional[_Union[Emotion, str]] = ..., sampling_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., seed: _Optional[int] = ..., eye_blinks: _Optional[bool] = ..., steady_gaze: _Optional[bool] = ..., head_motion: _Optional[float] = ...) -> None: ...
+    eye_open: _containers.RepeatedScalarFieldContainer[float]
+    eye_ball: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, emotion: _Optional[_Union[Emotion, str]] = ..., sampling_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., seed: _Optional[int] = ..., eye_blinks: _Optional[bool] = ..., head_motion: _Optional[float] = ..., eye_open: _Optional[_Iterable[float]] = ..., eye_ball: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class AnimationOptions(_message.Message):
     __slots__ = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching", "eye_retargeting", "lip_retargeting", "normalize_lip", "paste_back", "crop_source", "crop_scale", "crop_vy_ratio", "crop_rotate", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "source_max_dim", "source_division", "face_index", "face_order", "face_hint", "edit", "smoothing", "model_set", "faces", "source_video_smoothing", "source_video_eye_retargeting")

@@ -1,0 +1,50 @@
+"""AnimatePortrait driven by a voice: the request's decoded audio and ``driving_audio.options`` -> the audio stage
+(``audio_driving.AudioDriving``: Ditto's audio-to-motion through Triton) -> the still portrait's animation
+(``ImageAnimation``: keypoints, render, paste-back), at 25 fps, ceil(seconds x 25) frames, the upload's audio muxed.
+
+``eye_blinks: false`` is Ditto's ``drive_eye=False``: the eye keypoints keep the source's expression (no blinks, no
+gaze correction), everything else as generated.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import AsyncIterator
+
+import numpy as np
+
+from ..audio_input import DrivingAudio
+from ..keypoints import EYE_KEYPOINTS, NUM_KP, Motion
+from ..options import AnimateOptions, AudioRequestOptions
+from .audio_driving import AudioDriving, AudioMotionOptions
+from .context import RequestContext
+from .image_source import ImageAnimation
+
+
+def motion_options(options: AudioRequestOptions) -> AudioMotionOptions:
+    return AudioMotionOptions(emotion=options.emotion, steps=options.sampling_steps, guidance=options.guidance,
+                              seed=options.seed, eye_open=options.eye_open, eye_ball=options.eye_ball,
+                              head_motion=options.head_motion).validated()
+
+
+class SourceEyesAudioDriving(AudioDriving):
+    """Speech-driven motion with the source's eyes (``eye_blinks: false``)."""
+
+    async def chunks(self) -> AsyncIterator[Motion]:
+        async for motion in super().chunks():  # the source is bound before the first chunk
+            yield with_source_eyes(motion, self.source.motion.fields["exp"].reshape(NUM_KP, 3))
+
+
+def with_source_eyes(motion: Motion, source_exp: np.ndarray) -> Motion:
+    """``motion`` with the eye keypoints' expression set to the source's (21, 3) expression."""
+    exp = motion.exp.copy()
+    exp[:, list(EYE_KEYPOINTS)] = source_exp[list(EYE_KEYPOINTS)]
+    return replace(motion, exp=exp)
+
+
+def audio_animation(source_image: bytes, audio: DrivingAudio, audio_options: AudioRequestOptions,
+                    options: AnimateOptions, ctx: RequestContext, chunk_frames: int) -> ImageAnimation:
+    """The animation of ``source_image`` driven by ``audio`` (one face; the options checked by
+    ``options.audio_driving_options``)."""
+    kind = AudioDriving if audio_options.eye_blinks else SourceEyesAudioDriving
+    driving = kind(ctx, audio.samples, motion_options(audio_options), audio.mux_path, chunk_frames)
+    return ImageAnimation(source_image, driving, options, ctx, {}, 1, chunk_frames)

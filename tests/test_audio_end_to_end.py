@@ -1,0 +1,110 @@
+"""End to end through the service: a portrait and a voice (a sound file, streamed like a driving video) -> an MP4 at
+25 fps with ceil(seconds x 25) frames and the voice muxed as AAC; the same seed gives the same bytes; the spooled
+upload is removed. Served on the tiny stack with the audio models (one Triton start for the module)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from audio_files import chirp, write_audio
+from client.api import PortraitClient
+from client.messages import audio_options
+from orchestrator.embedded import OrchestratorProcess
+from orchestrator.keypoints import EYE_KEYPOINTS, Motion
+from orchestrator.pipeline.audio_animation import with_source_eyes
+
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
+BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
+SOURCE = EXAMPLES / "source" / "s0.jpg"
+SECONDS = 1.3
+
+
+@pytest.fixture(scope="module")
+def spool(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="module")
+def client(spool):
+    """The tiny CPU repository with the audio models (``liveportrait-export --audio``), Triton and the orchestrator."""
+    from export_scripts.cli import ExportRequest, run_export
+    from orchestrator.triton_process import TritonProcess
+
+    repository = BUILD / "repo-tiny-cpu-audio"
+    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=repository, audio=True),
+               log=lambda *_: None)
+    with TritonProcess(repository, log_file=BUILD / "tritonserver-audio-e2e.log") as triton, \
+            OrchestratorProcess(triton.grpc_url, BUILD / "orchestrator-audio-e2e.log",
+                                extra_args=("--spool-dir", str(spool))) as process, \
+            PortraitClient(process.target) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory) -> Path:
+    """1.3 s of a chirp, stereo at 44.1 kHz (resampled to 16 kHz mono by the server)."""
+    return write_audio(tmp_path_factory.mktemp("voice") / "speech.wav", chirp(SECONDS, 44100), 44100, "stereo")
+
+
+def read_mp4(path: Path) -> tuple[int, float, str, float]:
+    """(video frames, fps, audio codec, audio seconds) as a player sees them."""
+    with av.open(str(path)) as c:
+        video = c.streams.video[0]
+        fps = float(video.average_rate)
+        frames = sum(1 for _ in c.decode(video))
+    with av.open(str(path)) as c:
+        audio = c.streams.audio[0]
+        seconds = sum(f.samples for f in c.decode(audio)) / audio.codec_context.sample_rate
+        return frames, fps, audio.codec_context.name, seconds
+
+
+@pytest.mark.triton
+def test_a_voice_animates_the_portrait_for_its_length_with_the_audio_muxed(client, voice, spool, tmp_path):
+    out = tmp_path / "talking.mp4"
+    summary = client.animate(SOURCE, voice, out, timeout=600, audio_options=audio_options(seed=5, sampling_steps=4))
+    expected = math.ceil(SECONDS * 25)  # 33
+    assert summary.frames == expected and (summary.fps.num, summary.fps.den) == (25, 1) and summary.has_audio
+    frames, fps, codec, seconds = read_mp4(out)
+    assert (frames, fps, codec) == (expected, 25.0, "aac")
+    # all of the voice, ending with the video (plus at most the AAC encoder's priming frame and one last frame)
+    assert SECONDS <= seconds <= expected / 25 + 2 * 1024 / 44100
+    assert list(spool.rglob("upload-*")) == []  # the spooled upload is gone once the call ends
+
+
+@pytest.mark.triton
+def test_the_same_seed_gives_the_same_video_and_another_seed_another(client, voice, tmp_path):
+    videos = []
+    for name, seed in (("a", 11), ("b", 11), ("c", 12)):
+        client.animate(SOURCE, voice, tmp_path / f"{name}.mp4", timeout=600,
+                       audio_options=audio_options(seed=seed, sampling_steps=4, emotion="happy"))
+        videos.append((tmp_path / f"{name}.mp4").read_bytes())
+    assert videos[0] == videos[1]
+    assert videos[0] != videos[2]
+
+
+@pytest.mark.triton
+def test_without_audio_the_video_keeps_the_voice_length_and_no_sound(client, voice, tmp_path):
+    out = tmp_path / "silent.mp4"
+    summary = client.animate(SOURCE, voice, out, timeout=600, audio=False,
+                             audio_options=audio_options(sampling_steps=2, eye_blinks=False, head_motion=0.0))
+    assert summary.frames == math.ceil(SECONDS * 25) and not summary.has_audio
+    with av.open(str(out)) as c:
+        assert not c.streams.audio and sum(1 for _ in c.decode(video=0)) == summary.frames
+
+
+def test_without_eye_blinks_the_eyes_keep_the_source_expression_and_the_rest_moves():
+    rng = np.random.default_rng(0)
+    n = 4
+    motion = Motion(np.ones(n, np.float32), np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+                    rng.standard_normal((n, 21, 3)).astype(np.float32), np.zeros((n, 3), np.float32))
+    source_exp = rng.standard_normal((21, 3)).astype(np.float32)
+    held = with_source_eyes(motion, source_exp)
+    eyes = list(EYE_KEYPOINTS)
+    others = [k for k in range(21) if k not in eyes]
+    assert np.array_equal(held.exp[:, eyes], np.broadcast_to(source_exp[eyes], (n, len(eyes), 3)))
+    assert np.array_equal(held.exp[:, others], motion.exp[:, others])  # lips and the rest as generated
+    assert not np.array_equal(motion.exp[:, eyes], held.exp[:, eyes])  # the input motion is left as it was
