@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import av
+import grpc
 import numpy as np
 import pytest
 
@@ -94,6 +95,17 @@ def test_without_audio_the_video_keeps_the_voice_length_and_no_sound(client, voi
     assert summary.frames == math.ceil(SECONDS * 25) and not summary.has_audio
     with av.open(str(out)) as c:
         assert not c.streams.audio and sum(1 for _ in c.decode(video=0)) == summary.frames
+
+
+@pytest.mark.triton
+def test_a_server_without_the_audio_models_names_the_export_flag(triton_server, voice, tmp_path):
+    """The shared tiny repository is exported without ``--audio``: a voice is FAILED_PRECONDITION in words."""
+    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-no-audio.log") as process, \
+            PortraitClient(process.target) as c:
+        with pytest.raises(grpc.RpcError) as error:
+            c.animate(SOURCE, voice, tmp_path / "x.mp4", timeout=300, audio_options=audio_options(sampling_steps=2))
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "liveportrait-export --audio" in error.value.details()
 
 
 def test_without_eye_blinks_the_eyes_keep_the_source_expression_and_the_rest_moves():

@@ -13,11 +13,34 @@ from typing import AsyncIterator
 import numpy as np
 
 from ..audio_input import DrivingAudio
+from ..errors import FailedPrecondition
 from ..keypoints import EYE_KEYPOINTS, NUM_KP, Motion
+from ..model_names import AUDIO_MODELS
 from ..options import AnimateOptions, AudioRequestOptions
+from ..triton_client import RequestRunner, TritonError
 from .audio_driving import AudioDriving, AudioMotionOptions
 from .context import RequestContext
 from .image_source import ImageAnimation
+
+NO_AUDIO_MODELS = ("this server does not serve the audio-to-motion models (Triton has no {model!r}): export the "
+                   "model repository with `liveportrait-export --audio` (or `liveportrait up --audio`)")
+
+
+class AudioModelsRunner(RequestRunner):
+    """The request's runner, with an audio model Triton does not know reported as FAILED_PRECONDITION naming the
+    export flag (a repository exported without ``--audio``)."""
+
+    def __init__(self, base: RequestRunner):
+        super().__init__(base.runner, base.traffic, base.deadline)
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return await super().infer(model, inputs)
+        except TritonError as exc:
+            text = str(exc).lower()
+            if model in AUDIO_MODELS and ("unknown model" in text or "not found" in text):
+                raise FailedPrecondition(NO_AUDIO_MODELS.format(model=model)) from None
+            raise
 
 
 def motion_options(options: AudioRequestOptions) -> AudioMotionOptions:
@@ -46,5 +69,6 @@ def audio_animation(source_image: bytes, audio: DrivingAudio, audio_options: Aud
     """The animation of ``source_image`` driven by ``audio`` (one face; the options checked by
     ``options.audio_driving_options``)."""
     kind = AudioDriving if audio_options.eye_blinks else SourceEyesAudioDriving
-    driving = kind(ctx, audio.samples, motion_options(audio_options), audio.mux_path, chunk_frames)
+    audio_ctx = replace(ctx, runner=AudioModelsRunner(ctx.runner))
+    driving = kind(audio_ctx, audio.samples, motion_options(audio_options), audio.mux_path, chunk_frames)
     return ImageAnimation(source_image, driving, options, ctx, {}, 1, chunk_frames)
