@@ -67,6 +67,23 @@ class Recorder:
         return observe
 
 
+def recording_generator(*args):
+    """A ``MotionGenerator`` that keeps the motion sequence after each window (``.after``)."""
+    from orchestrator.audio import drivers
+
+    class Recording(drivers.MotionGenerator):
+        after: list
+
+        def add_window(self, cond, observe=None):
+            sequence = super().add_window(cond, observe)
+            self.after.append(sequence.copy())
+            return sequence
+
+    generator = Recording(*args)
+    generator.after = []
+    return generator
+
+
 def run_chain(case: AudioGoldenCase, hubert, lmdm) -> dict:
     """The project's chain on ``case``: HuBERT features, conditions, offline and streaming motion (the goldens'
     recorded noise injected), stitched keypoints. ``hubert``/``lmdm``: the PyTorch networks with the case's
@@ -97,12 +114,13 @@ def run_chain(case: AudioGoldenCase, hubert, lmdm) -> dict:
     golden = case.load("lmdm_offline")
     recorder = Recorder(torch_denoiser(lmdm))
     schedule = sampler.ddim_schedule(meta["offline_setup"]["sampling_timesteps"])
-    generator = drivers.MotionGenerator(
+    generator = recording_generator(
         sampler.DdimSampler(recorder, schedule, sampler.Noise.fixed(golden["noise_list"], golden["win_x_T"])),
         drivers.OFFLINE, source.vector())
     out["offline_schedule"] = schedule
     out["offline_motion"] = drivers.offline_motion(generator, out["offline_conditions"], recorder.observer)
     out["offline_recorder"] = recorder
+    out["offline_after"] = generator.after
     out["offline_mixed"] = stitch.mix(source, out["offline_motion"], out["offline_motion"][0])
     out["offline_x_d"] = stitch.stitch(source, out["offline_motion"], out["offline_motion"][0])
 
@@ -118,7 +136,7 @@ def run_chain(case: AudioGoldenCase, hubert, lmdm) -> dict:
     golden = case.load("lmdm_online")
     recorder = Recorder(torch_denoiser(lmdm))
     schedule = sampler.ddim_schedule(meta["online_setup"]["sampling_timesteps"])
-    generator = drivers.MotionGenerator(
+    generator = recording_generator(
         sampler.DdimSampler(recorder, schedule, sampler.Noise.fixed(golden["noise_list"], golden["win_x_T"])),
         drivers.ONLINE, source.vector())
     streaming = drivers.StreamingMotion(
@@ -127,6 +145,7 @@ def run_chain(case: AudioGoldenCase, hubert, lmdm) -> dict:
     emitted = [streaming.push(chunk) for chunk in out["online_stream_features"]] + [streaming.finish()]
     out["online_motion"] = np.concatenate(emitted)
     out["online_recorder"] = recorder
+    out["online_after"] = generator.after
     out["online_reference"] = streaming.reference
     out["online_mixed"] = stitch.mix(source, out["online_motion"], streaming.reference)
     out["online_x_d"] = stitch.stitch(source, out["online_motion"], streaming.reference)

@@ -77,7 +77,9 @@ class TestOffline:
         check_windows(case.load("lmdm_offline"), chain["offline_recorder"])
 
     def test_motion_sequence(self, case, chain):
-        close(chain["offline_motion"], case.load("lmdm_offline")["out_motion_seq_final"], "motion")
+        g = case.load("lmdm_offline")
+        check_sequence_after_each_window(g, chain["offline_after"])
+        close(chain["offline_motion"], g["out_motion_seq_final"], "motion")
 
     def test_stitched_keypoints(self, case, chain):
         g = case.load("motion_offline")
@@ -100,6 +102,7 @@ class TestStreaming:
 
     def test_emitted_motion(self, case, chain):
         g = case.load("lmdm_online")
+        check_sequence_after_each_window(g, chain["online_after"])
         close(chain["online_motion"], g["out_motion_seq_emitted"], "emitted motion")
 
     def test_stitched_keypoints(self, case, chain):
@@ -108,6 +111,13 @@ class TestStreaming:
         close(chain["online_reference"], d0 - np.eye(1, 265, 0, np.float32)[0], "reference d0")
         check_mixed(g, chain["online_mixed"])
         close(chain["online_x_d"], g["out_x_d"][:, 0], "x_d")
+
+
+def check_sequence_after_each_window(g: dict, after: list) -> None:
+    """The fused and smoothed sequence after each window (the golden keeps at most 160 frames, as we do)."""
+    assert len(after) == len(g["win_x_T"])
+    for w, sequence in enumerate(after):
+        close(sequence[-160:], g[f"out_res_kp_seq_after_win{w}"][0], f"sequence after window {w}")
 
 
 def check_mixed(g: dict, mixed: dict) -> None:
