@@ -98,6 +98,14 @@ def test_without_audio_the_video_keeps_the_voice_length_and_no_sound(client, voi
 
 
 @pytest.mark.triton
+def test_silence_renders_a_portrait_for_its_length(client, tmp_path):
+    silence = write_audio(tmp_path / "silence.flac", np.zeros(8000, np.float32), 16000)  # 0.5 s
+    summary = client.animate(SOURCE, silence, tmp_path / "still.mp4", timeout=600,
+                             audio_options=audio_options(sampling_steps=2))
+    assert summary.frames == 13 and summary.has_audio  # ceil(0.5 x 25)
+
+
+@pytest.mark.triton
 def test_a_server_without_the_audio_models_names_the_export_flag(triton_server, voice, tmp_path):
     """The shared tiny repository is exported without ``--audio``: a voice is FAILED_PRECONDITION in words."""
     with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-no-audio.log") as process, \

@@ -21,6 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
 BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
 SOURCE = EXAMPLES / "source" / "s0.jpg"
 MAX_AUDIO_SECONDS = 5
+MAX_FRAMES = 80  # 3.2 s at 25 fps
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def client(spool):
     reserved = socket.socket()  # a port bound but never listening: no Triton (these requests never reach it)
     reserved.bind(("127.0.0.1", 0))
     dead = f"127.0.0.1:{reserved.getsockname()[1]}"
-    args = ("--max-audio-seconds", str(MAX_AUDIO_SECONDS), "--spool-dir", str(spool))
+    args = ("--max-audio-seconds", str(MAX_AUDIO_SECONDS), "--max-frames", str(MAX_FRAMES), "--spool-dir", str(spool))
     with reserved, OrchestratorProcess(dead, BUILD / "orchestrator-audio.log", extra_args=args,
                                        require_serving=False) as process:
         with PortraitClient(process.target) as c:
@@ -85,6 +86,14 @@ def test_audio_over_the_length_limit_is_refused_naming_it(client, spool, tmp_pat
     error = refused(client, long, tmp_path)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"longer than the limit of {MAX_AUDIO_SECONDS} seconds" in error.details()
+    assert spooled(spool) == []
+
+
+def test_audio_longer_than_the_frame_limit_is_refused_naming_it(client, spool, tmp_path):
+    voice = write_audio(tmp_path / "speech.wav", chirp(4.0, 16000), 16000)  # under the 5 s, over the 80 frames
+    error = refused(client, voice, tmp_path)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "makes 100 frames at 25 fps, more than the limit of 80" in error.details()
     assert spooled(spool) == []
 
 
