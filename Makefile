@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-LOCKS  := requirements/dev.lock requirements/web.lock requirements/export.lock requirements/triton-python.lock
+LOCKS  := requirements/dev.lock requirements/web.lock requirements/export.lock requirements/webrtc.lock \
+          requirements/triton-python.lock
 # pip-compile, run from the project's environment; CUSTOM_COMPILE_COMMAND is what each lock's header says to run.
 COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
            --strip-extras --no-emit-index-url --no-emit-find-links
@@ -36,8 +37,8 @@ test: setup tools
 # Re-resolve every lock to the newest releases pyproject.toml allows; then `make test` installs and checks them.
 # web.lock and export.lock start from dev.lock's pins, so the images run the versions the tests ran.
 lock: $(VENV)/.installed
-	$(COMPILE) --upgrade --all-build-deps --extra export --extra web --extra dev -o requirements/dev.lock pyproject.toml
-	for extra in web export; do cp requirements/dev.lock requirements/$$extra.lock; \
+	$(COMPILE) --upgrade --all-build-deps --extra export --extra web --extra webrtc --extra dev -o requirements/dev.lock pyproject.toml
+	for extra in web export webrtc; do cp requirements/dev.lock requirements/$$extra.lock; \
 	  $(COMPILE) --extra $$extra -o requirements/$$extra.lock pyproject.toml || exit 1; done
 	$(COMPILE) --upgrade -o requirements/triton-python.lock requirements/triton-python.in
 

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO / "requirements"
 # lock file -> the extras of pyproject.toml it resolves (None: a lock of its own .in file)
 LOCKS = {
-    "dev.lock": ("export", "web", "dev"),
+    "dev.lock": ("export", "web", "webrtc", "dev"),
     "web.lock": ("web",),
     "export.lock": ("export",),
+    "webrtc.lock": ("webrtc",),
     "triton-python.lock": None,
 }
 
@@ -84,9 +85,10 @@ def test_the_dev_lock_includes_the_build_backend():
 
 
 def test_the_locks_agree_on_shared_packages():
-    """The orchestrator image (web.lock), the exporter (export.lock) and the tests (dev.lock) run the same versions."""
+    """The orchestrator image (web.lock), the exporter (export.lock), the gateway (webrtc.lock) and the tests
+    (dev.lock) run the same versions."""
     dev = read_lock(REQUIREMENTS / "dev.lock")
-    for lock in ("web.lock", "export.lock"):
+    for lock in ("web.lock", "export.lock", "webrtc.lock"):
         for name, (version, _) in read_lock(REQUIREMENTS / lock).items():
             assert dev[name][0] == version, f"{lock} pins {name}=={version}, dev.lock {dev[name][0]}: run `make lock`"
 
