@@ -28,7 +28,7 @@ import grpc
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .api import PortraitClient, default_target
-from .messages import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS
+from .messages import AUDIO_SUFFIXES, DRIVING_CROP, DRIVING_OPTIONS, EMOTIONS, MODEL_SETS, REGIONS
 from .cli_stack import cmd_demo, cmd_up, cmd_web
 from .console import ProgressBar, print_summary
 from .faces import add_face_options, faces_kwargs
@@ -86,9 +86,43 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fps-and-audio-from-driving", action=flag, default=None,
                    help="source video: take the output's fps and audio from the driving video, not the source [off]")
     g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
-    g.add_argument("--audio", action=flag, default=None, help="mux the audio (driving video's; a source video's) [on]")
+    g.add_argument("--audio", action=flag, default=None,
+                   help="mux the audio (the driving video's or voice's; a source video's) [on]")
     g.add_argument("--low-latency", action=flag, default=None,
                    help="stream for playback while rendering: each chunk's frames arrive at most one chunk later [off]")
+
+
+def _add_audio_options(g) -> None:
+    flag = argparse.BooleanOptionalAction
+    g.add_argument("--emotion", choices=list(EMOTIONS), default=None, help="the voice's emotion [neutral]")
+    g.add_argument("--audio-steps", type=int, default=None, metavar="N",
+                   help="DDIM sampling steps per window, 1-200; fewer = faster, rougher motion [50]")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight, 0-10 [2.0]")
+    g.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same video [0]")
+    g.add_argument("--head-motion", type=float, default=None, metavar="SHARE",
+                   help="0-1: how much head motion comes from the voice; 0 keeps the source's pose [1.0]")
+    g.add_argument("--eye-blinks", action=flag, default=None,
+                   help="the eyes move with the speech (blinks, gaze kept ahead); off: the source's eyes [on]")
+    g.add_argument("--eye-open", type=float, nargs=2, default=None, metavar=("LEFT", "RIGHT"),
+                   help="eye openness the motion is generated for, 0-2 [0.9 0.9]")
+    g.add_argument("--eye-ball", type=float, nargs=6, default=None, metavar="V",
+                   help="iris offsets the motion is generated for (Ditto's 6 values, -1-1) [centred: 0 ...]")
+
+
+AUDIO_FLAGS = {"emotion": "emotion", "audio_steps": "sampling_steps", "guidance": "guidance", "seed": "seed",
+               "head_motion": "head_motion", "eye_blinks": "eye_blinks", "eye_open": "eye_open",
+               "eye_ball": "eye_ball"}
+
+
+def audio_kwarg(args) -> dict | None:
+    """``PortraitClient.animate(audio_options=...)`` from the driving-voice flags (None: none given). The flags
+    without a voice as --driving are refused rather than silently ignored."""
+    values = {name: getattr(args, flag) for flag, name in AUDIO_FLAGS.items() if getattr(args, flag) is not None}
+    if values and (args.driving is None or args.driving.suffix.lower() not in AUDIO_SUFFIXES):
+        given = ", ".join("--" + flag.replace("_", "-") for flag, name in AUDIO_FLAGS.items() if name in values)
+        raise ValueError(f"{given} apply to a driving voice: give --driving a sound file "
+                         f"({' '.join(AUDIO_SUFFIXES)})")
+    return values or None
 
 
 OPTION_NAMES = ("relative_motion", "driving_option", "driving_multiplier", "animation_region", "stitching",
@@ -110,11 +144,14 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
     _add_server(a)
     a.add_argument("--source", "-s", type=Path, required=True,
                    help="portrait image, or a video (.mp4, .mov ...: video-to-video)")
-    a.add_argument("--driving", "-d", type=Path, default=None, help="driving video, image or motion template")
+    a.add_argument("--driving", "-d", type=Path, default=None,
+                   help="driving video, image, motion template or voice (.wav .mp3 .m4a .aac .ogg .opus .flac: "
+                        "speech animates the portrait at 25 fps, the audio muxed)")
     a.add_argument("--keyframes", type=Path, default=None,
                    help="instead of --driving: keyframes JSON (edits interpolated over time; see client/edits.py)")
     a.add_argument("--output", "-o", type=Path, required=True, help="MP4 to write")
     _add_animation_options(a)
+    _add_audio_options(a.add_argument_group("driving voice (--driving speech.wav; defaults: Ditto's)"))
     add_face_options(a.add_argument_group("several faces (default: one face, --face-index / --face-hint)"))
     _add_edit_options(a.add_argument_group("edit applied to every frame (AnimationOptions.edit; ranges: the "
                                            "official sliders)"))
@@ -194,6 +231,8 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
             s.add_argument("--web", action="store_true", help="also serve the web page (liveportrait web)")
             s.add_argument("--animal", action="store_true",
                            help="also export and serve the animal models (requests with --model-set animal)")
+            s.add_argument("--audio", action="store_true",
+                           help="also export and serve the audio-to-motion models (speech drives the portrait)")
             s.add_argument("--web-port", type=int, default=7860,
                            help="HTTP port of the web page [7860; 0: any free port, printed]")
             if orchestrator_options:
@@ -236,6 +275,7 @@ def cmd_animate(args) -> int:
         options["keyframes"] = args.keyframes
     options["edit"] = _edit_values(args) or None
     options["smoothing"] = smoothing_kwarg(args.smooth, args.smooth_min_cutoff, args.smooth_beta)
+    options["audio_options"] = audio_kwarg(args)
     options["faces"], options["face_drivings"] = faces_kwargs(args.all_faces, args.faces, args.face_box,
                                                               args.face_driving)
     bar = ProgressBar()
