@@ -326,10 +326,39 @@ def served_study(repo: Path, profile: str, device: str, out: Path, cases: dict, 
         after = cache_counters(server.metrics_url)
         result["feature_cache"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         save()
+        result["audio"] = audio_study(client)
+        save()
         result["load"] = {}
         asyncio.run(load_levels(server.grpc_url, levels, seconds, result["load"], save, deadline))
         result["feature_cache_after_load"] = cache_counters(server.metrics_url)
     return result
+
+
+def audio_study(client, repeats: int = 10) -> dict:
+    """The audio models with 16 streams in each call: one DDIM step of 16 windows (``lmdm``) and 16 encoder windows
+    (``audio_encoder``), the fastest of ``repeats`` calls; scaled to the motion of one second of speech of each of
+    the 16 streams (streaming as Ditto online: 2.5 windows x 10 steps and 5 encoder windows per second; offline:
+    25/70 windows x 50 steps)."""
+    from orchestrator.triton_client import infer_inputs
+
+    rng = np.random.default_rng(0)
+    feeds = {"lmdm": {"x_t": rng.standard_normal((16, 80, 265)), "kp_cond": rng.standard_normal((16, 265)),
+                      "cond": rng.standard_normal((16, 80, 1103)), "t": np.full((16, 1), 999.0)},
+             "audio_encoder": {"audio": 0.1 * rng.standard_normal((16, 6480))}}
+    ms = {}
+    for model, feed in feeds.items():
+        tensors = infer_inputs({k: v.astype(np.float32) for k, v in feed.items()})
+        client.infer(model, tensors)  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            client.infer(model, tensors)
+            times.append(time.perf_counter() - started)
+        ms[model] = 1e3 * min(times)
+    return {"lmdm batch 16 ms": round(ms["lmdm"], 2), "audio_encoder batch 16 ms": round(ms["audio_encoder"], 2),
+            "streaming ms per second of speech, 16 streams": round(25 * ms["lmdm"] + 5 * ms["audio_encoder"], 1),
+            "offline ms per second of speech, 16 streams": round(25 / 70 * 50 * ms["lmdm"]
+                                                                 + 5 * ms["audio_encoder"], 1)}
 
 
 # --- report --------------------------------------------------------------------------------------------------------
@@ -427,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     repo = a.repo or a.out / "repo"
     section("export", lambda: run_export(ExportRequest(
         weights="synthetic", profile=profile, target="pytorch", output=repo, seed=SEED, device=a.device,
-        face_models=False), log=lambda *_: None)["fingerprint"]["weights"])
+        face_models=False, audio=True), log=lambda *_: None)["fingerprint"]["weights"])
     golden = load_golden(a.golden)
     section("flops", lambda: flop_floor(repo, profile, device))
     cases = {"random": render_batch(8, 7), **({"golden_A": render_batch(1, 0, golden)} if golden else {})}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The device check of the pytorch target (load_tests/gpu_check.py): export the full-profile synthetic repository,
-# serve it with the real tritonserver on the GPU, measure fidelity, speed and load, write report.{json,md}.
+# serve it with the real tritonserver on the GPU, measure fidelity, speed and load, write report.{json,md}. The
+# repository has the audio models too (audio_encoder, lmdm: READY on the GPU, each timed with 16 streams per call).
 #
 #   scripts/gpu_check.sh --device cpu [ARGS]   any machine (CI): tiny profile on the CPU, the embedded .triton
 #   scripts/gpu_check.sh prepare [PYVER]       here, before a GPU run: pack the tritonserver of .triton, the wheels the
