@@ -11,9 +11,11 @@ is one window at one step; ``t`` is the diffusion step as a float). The DDIM loo
 (``orchestrator/audio/sampler.py``), so steps, guidance and noise stay request options.
 
 Weights: ``synthetic`` draws both networks by the audio golden's rule (``audio_networks.seeded_init_``, the export's
-``--seed``); official weights are Ditto's ``lmdm_v0.4_hubert.pth`` found under ``--weights`` (see ``find_ditto``).
-Ditto publishes its audio encoder only as ONNX (``hubert_streaming_fix_kv.onnx``); it is recognised but not served
-yet, and the export says so.
+``--seed``). Official: Ditto's ``lmdm_v0.4_hubert.pth`` and the PyTorch checkpoint of the HuBERT-large it was
+trained on (``hubert-large-ls960-ft/pytorch_model.bin``, ``transformers``' layout: ``hubert.*`` keys, the CTC head
+ignored, old ``weight_g``/``weight_v`` names mapped), found under ``--weights`` (``find_ditto``). Ditto publishes its
+encoder only as ONNX (``hubert_streaming_fix_kv.onnx``, with streaming key/value inputs); it is recognised, not
+served, and the export says what to supply instead.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ except ImportError:  # in a pytorch-target model folder (liveportrait_torch/): t
     from .model_names import AUDIO_MODELS
 
 from .audio_networks import AudioProfile, get_audio_profile, load_lmdm_checkpoint, synthetic_hubert, synthetic_lmdm
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, load_state_strict, read_checkpoint
 from .model_spec import BatchingSpec, ServedModel, TensorSpec
 from .networks.hubert import HubertModel
 from .networks.lmdm import MotionDecoder
@@ -47,6 +49,8 @@ AUDIO_BATCHING = BatchingSpec(max_batch_size=16, preferred_batch_sizes=(8, 16), 
 
 LMDM_FILES = ("ditto_pytorch/models/lmdm_v0.4_hubert.pth", "checkpoints/ditto_pytorch/models/lmdm_v0.4_hubert.pth",
               "models/lmdm_v0.4_hubert.pth", "lmdm_v0.4_hubert.pth")
+HUBERT_FILES = ("hubert-large-ls960-ft/pytorch_model.bin", "facebook/hubert-large-ls960-ft/pytorch_model.bin",
+                "ditto_pytorch/aux_models/hubert-large-ls960-ft/pytorch_model.bin")
 HUBERT_ONNX_FILES = ("ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx",
                      "checkpoints/ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx",
                      "aux_models/hubert_streaming_fix_kv.onnx", "hubert_streaming_fix_kv.onnx")
@@ -113,11 +117,30 @@ def audio_module(name: str, profile_name: str) -> nn.Module:
     raise KeyError(f"{name!r} is not an audio model of the contract ({', '.join(sorted(AUDIO_MODELS))})")
 
 
-def find_ditto(weights: Path) -> tuple[Path | None, Path | None]:
-    """(LMDM checkpoint, Ditto's ONNX audio encoder) under a weights directory, each None when absent."""
-    found = [next((weights / f for f in files if (weights / f).is_file()), None)
-             for files in (LMDM_FILES, HUBERT_ONNX_FILES)]
-    return found[0], found[1]
+def find_ditto(weights: Path) -> tuple[Path | None, Path | None, Path | None]:
+    """(LMDM checkpoint, HuBERT PyTorch checkpoint, Ditto's ONNX audio encoder) under a weights directory, each None
+    when absent."""
+    lmdm, hubert, onnx = (next((weights / f for f in files if (weights / f).is_file()), None)
+                          for files in (LMDM_FILES, HUBERT_FILES, HUBERT_ONNX_FILES))
+    return lmdm, hubert, onnx
+
+
+def load_hubert_checkpoint(path: Path, profile: AudioProfile) -> HubertModel:
+    """A ``transformers`` HuBERT checkpoint (``HubertModel`` or ``HubertForCTC``), loaded strictly."""
+    saved = read_checkpoint(Path(path))
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: expected a state dict (found {type(saved).__name__})")
+    renamed = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+    state = {}
+    for key, value in saved.items():
+        if key.startswith("lm_head."):
+            continue
+        key = key.removeprefix("hubert.")
+        head, _, last = key.rpartition(".")
+        state[f"{head}.{renamed[last]}" if last in renamed else key] = value
+    model = HubertModel(profile.hubert)
+    load_state_strict(model, state, str(path))
+    return model.eval().requires_grad_(False)
 
 
 def load_audio_networks(weights: str, profile_name: str, seed: int) -> AudioNetworks:
@@ -125,19 +148,17 @@ def load_audio_networks(weights: str, profile_name: str, seed: int) -> AudioNetw
     if weights == "synthetic":
         return AudioNetworks(synthetic_hubert(profile, seed), synthetic_lmdm(profile, seed),
                              f"synthetic (seed {seed}, audio profile {profile.name})")
-    lmdm_file, hubert_onnx = find_ditto(Path(weights))
+    lmdm_file, hubert_file, hubert_onnx = find_ditto(Path(weights))
     if lmdm_file is None:
         raise CheckpointError(f"--audio: no Ditto LMDM checkpoint under {weights} (looked for {', '.join(LMDM_FILES)})")
-    if profile.name != "full":
-        raise CheckpointError("Ditto's checkpoints have the full-size architecture: use --profile full")
-    if hubert_onnx is not None:
+    if hubert_file is None:
+        onnx = (f"Ditto's ONNX encoder {hubert_onnx} is recognised but not served (its streaming key/value inputs "
+                f"are not the audio_encoder contract); " if hubert_onnx is not None else "")
         raise CheckpointError(
-            f"--audio: found Ditto's ONNX audio encoder {hubert_onnx}; serving it as it is is not supported yet "
-            f"(its streaming key/value inputs differ from the audio_encoder contract). Remove it to serve the LMDM "
-            f"with a HuBERT-large exported from PyTorch weights, or export without --audio")
-    raise CheckpointError(
-        f"--audio: {lmdm_file} found, but no audio encoder weights: Ditto publishes its encoder only as ONNX "
-        f"({HUBERT_ONNX_FILES[0]}), which is not served yet; use --weights synthetic for the audio models")
+            f"--audio: {lmdm_file} found, but no audio encoder weights: {onnx}put the PyTorch checkpoint of "
+            f"facebook/hubert-large-ls960-ft at {Path(weights) / HUBERT_FILES[0]}")
+    return AudioNetworks(load_hubert_checkpoint(hubert_file, profile), load_lmdm_checkpoint(lmdm_file, profile),
+                         f"official (Ditto {lmdm_file.resolve()}, HuBERT {hubert_file.resolve()})")
 
 
 def export_audio_models(request, parameters: dict[str, str], log, only: tuple[str, ...] | None = None) -> list[dict]:

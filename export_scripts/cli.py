@@ -77,6 +77,10 @@ def _fingerprint(request: ExportRequest) -> dict:
             if not path.is_file():
                 raise CheckpointError(f"checkpoint file not found: {path}")
             files[str(path.resolve())] = _stamp(path)
+    if request.audio and not request.synthetic:
+        from .audio_models import find_ditto
+
+        files.update({str(f.resolve()): _stamp(f) for f in find_ditto(Path(request.weights)) if f is not None})
     face_dir = request.face_weights_dir
     if face_dir is not None and official_files_present(face_dir):
         files.update({str((face_dir / f).resolve()): _stamp(face_dir / f) for f in OFFICIAL_FILES})

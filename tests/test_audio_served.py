@@ -193,3 +193,34 @@ def test_pytorch_target_serves_the_audio_models_with_their_weights(tmp_path):
         model = ServedTorchModel(module, [], RuntimeOptions())
         for ours, theirs in zip(model(inputs), expected):
             assert relative_l2(ours, theirs) <= 1e-5
+
+
+def test_official_audio_weights_load_from_a_ditto_bundle_and_a_missing_encoder_is_named(tmp_path):
+    """Ditto's LMDM checkpoint and a ``transformers`` HuBERT checkpoint (CTC head, old weight-norm names) under
+    --weights load strictly; with only Ditto's ONNX encoder beside the LMDM the export names what to supply."""
+    from export_scripts.audio_models import load_audio_networks
+    from export_scripts.audio_networks import write_lmdm_checkpoint
+    from export_scripts.checkpoints import CheckpointError
+
+    hubert, lmdm = synthetic_hubert(TINY, 5), synthetic_lmdm(TINY, 5)
+    write_lmdm_checkpoint(lmdm, tmp_path / "ditto_pytorch" / "models" / "lmdm_v0.4_hubert.pth")
+    (tmp_path / "ditto_pytorch" / "aux_models").mkdir()
+    (tmp_path / "ditto_pytorch" / "aux_models" / "hubert_streaming_fix_kv.onnx").write_bytes(b"onnx")
+    with pytest.raises(CheckpointError, match="hubert_streaming_fix_kv.onnx is recognised but not served"):
+        load_audio_networks(str(tmp_path), "tiny", 0)
+
+    names = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+    state = {"lm_head.weight": torch.zeros(32, 1024)}
+    for key, value in hubert.state_dict().items():
+        for new, old in names.items():
+            key = key.replace(new, old)
+        state["hubert." + key] = value
+    (tmp_path / "hubert-large-ls960-ft").mkdir()
+    torch.save(state, tmp_path / "hubert-large-ls960-ft" / "pytorch_model.bin")
+    loaded = load_audio_networks(str(tmp_path), "tiny", 0)
+    assert loaded.label.startswith("official")
+    audio = torch.randn(1, 6480)
+    with torch.no_grad():
+        assert torch.equal(loaded.hubert(audio), hubert(audio))
+    for name, value in lmdm.state_dict().items():
+        assert torch.equal(loaded.lmdm.state_dict()[name], value)
