@@ -1,0 +1,212 @@
+"""The gateway's HTTP application (starlette): the WHIP routes, portrait uploads, ``/metrics`` and ``/healthz``;
+sessions bounded in count (one more: 503 with Retry-After) and in length (``GatewayConfig.max_session_seconds``).
+
+    app = gateway_app(GatewayConfig(target="orchestrator:50051", max_sessions=16))
+    uvicorn.run(app, host="0.0.0.0", port=8080)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
+
+from ..channel import ChannelSettings
+from ..live import FORMATS, LiveStream, live_setup
+from ..messages import animation_options
+from .metrics import GatewayMetrics
+from .session import GatewaySession
+from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, rpc_error
+
+log = logging.getLogger("liveportrait.gateway")
+
+
+@dataclass
+class GatewayConfig:
+    target: str = "localhost:50051"  # the orchestrator's gRPC API
+    root_certificates: Path | None = None  # TLS to the orchestrator (None: plaintext)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ice_servers: list[IceServer] = field(default_factory=list)
+    max_sessions: int = 8
+    max_session_seconds: float = 1800.0
+    connect_timeout_s: float = 30.0
+    retry_after_s: int = 5
+    default_fps: float = 25.0
+    input_format: str = "jpeg"  # driving frames to the orchestrator (jpeg: ~20x fewer bytes than i420)
+    output_format: str = "jpeg"  # animated frames from it
+
+
+class Gateway:
+    """The sessions and what they share."""
+
+    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics | None = None):
+        self.config = config
+        self.metrics = metrics or GatewayMetrics()
+        self.portraits = Portraits()
+        self.sessions: dict[str, GatewaySession] = {}
+        self.pending = 0  # offers being answered (they hold a place too)
+
+    def _count(self) -> None:
+        self.metrics.sessions.set(len(self.sessions))
+
+    def _ended(self, session: GatewaySession) -> None:
+        self.sessions.pop(session.id, None)
+        self._count()
+
+    def _rtc_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=[RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
+                                            for s in self.config.ice_servers])
+
+    def _channel(self, key: str | None) -> grpc.aio.Channel:
+        c = self.config  # the caller's key, never the gateway's own environment's (LIVEPORTRAIT_API_KEY)
+        return ChannelSettings(c.target, c.root_certificates, key, c.client_cert, c.client_key).aio_channel()
+
+    async def offer(self, request: Request) -> Response:
+        c = self.config
+        if len(self.sessions) + self.pending >= c.max_sessions:
+            raise HttpError(503, f"the gateway already holds {c.max_sessions} sessions, its limit; retry later (or "
+                                 "on another replica)", {"Retry-After": str(c.retry_after_s)})
+        self.pending += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.pending -= 1
+
+    async def _answer(self, request: Request) -> Response:
+        c = self.config
+        key = bearer_key(request.headers.get("authorization"))
+        sdp = check_offer(request.headers.get("content-type"), await request.body())
+        portrait = self.portraits.get(request.query_params.get("portrait"))
+        fps, options = query_options(request, c.default_fps)
+        session_id = secrets.token_urlsafe(16)
+        pc = RTCPeerConnection(self._rtc_configuration())
+        channel = self._channel(key)
+        stream = LiveStream(pb_grpc.PortraitAnimatorStub(channel), live_setup(portrait, fps, c.output_format,
+                                                                              options=options), c.input_format)
+        session = GatewaySession(session_id, pc, channel, stream, fps, self.metrics, self._ended,
+                                 c.max_session_seconds, c.connect_timeout_s)
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:  # aiortc's parser: ValueError, KeyError, ... on a malformed offer
+                raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
+            if session.incoming is None:
+                raise HttpError(400, "the SDP offer sends no video: send the camera as a video track (sendrecv)")
+            try:
+                await stream.start()  # the orchestrator checks the key, prepares the portrait, takes a stream slot
+            except grpc.aio.AioRpcError as exc:
+                raise rpc_error(exc, c.retry_after_s) from None
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException:
+            stream.cancel()
+            await pc.close()
+            await channel.close()
+            raise
+        self.sessions[session_id] = session
+        self._count()
+        session.start()
+        headers = {"Location": f"/whip/{session_id}", "ETag": f'"{session_id}"'}
+        links = [s.link() for s in c.ice_servers]
+        if links:
+            headers["Link"] = ", ".join(links)
+        return Response(pc.localDescription.sdp, 201, headers, media_type="application/sdp")
+
+    async def delete(self, request: Request) -> Response:
+        session = self.sessions.get(request.path_params["session"])
+        if session is None:
+            raise HttpError(404, "no such session (it ended, or was never started here)")
+        await session.close("DELETE by the peer", "deleted")
+        return PlainTextResponse("session ended\n")
+
+    async def upload(self, request: Request) -> Response:
+        portrait_id = self.portraits.add(request.headers.get("content-type"), await request.body())
+        return JSONResponse({"id": portrait_id}, 201, {"Location": f"/portraits/{portrait_id}"})
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(s.close("the gateway is shutting down", "shutdown") for s in list(self.sessions.values())))
+
+
+def query_options(request: Request, default_fps: float):
+    """``?fps=25&smooth=1&driving_multiplier=1.2...``: the stream's rate and animation options by name."""
+    params = dict(request.query_params)
+    params.pop("portrait", None)
+    try:
+        fps = float(params.pop("fps", default_fps))
+        options = {name: parse_value(value) for name, value in params.items()}
+        smooth = options.pop("smooth", None)
+        if smooth:
+            options["smoothing"] = True
+        return fps, animation_options(**options)
+    except (TypeError, ValueError) as exc:
+        raise HttpError(400, f"bad query option: {str(exc)[:200]}") from None
+
+
+def parse_value(value: str):
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def gateway_app(config: GatewayConfig, metrics: GatewayMetrics | None = None) -> Starlette:
+    if config.input_format not in FORMATS or config.output_format not in FORMATS:
+        raise ValueError(f"frame formats are {', '.join(FORMATS)}")
+    gateway = Gateway(config, metrics)
+
+    def handled(method):
+        async def endpoint(request: Request) -> Response:
+            try:
+                response = await method(request)
+            except HttpError as exc:
+                response = PlainTextResponse(exc.message + "\n", exc.status, exc.headers)
+            if method == gateway.offer:
+                gateway.metrics.offers.labels(str(response.status_code)).inc()
+            return response
+        return endpoint
+
+    async def not_allowed(request: Request) -> Response:
+        return PlainTextResponse("PATCH (trickle ICE, ICE restart) is not supported: the answer carries all the "
+                                 "gateway's candidates; start a new session instead\n", 405,
+                                 {"Allow": "DELETE"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse(f"ok: {len(gateway.sessions)} of {config.max_sessions} sessions\n")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await gateway.close_all()
+
+    app = Starlette(routes=[
+        Route("/whip", handled(gateway.offer), methods=["POST"]),
+        Route("/whip/{session}", handled(gateway.delete), methods=["DELETE"]),
+        Route("/whip/{session}", not_allowed, methods=["PATCH"]),
+        Route("/portraits", handled(gateway.upload), methods=["POST"]),
+        Route("/metrics", metrics_endpoint),
+        Route("/healthz", healthz),
+    ], lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,245 @@
+"""One peer connection <-> one ``AnimateStream``: the peer's camera frames are the driving frames, the animated
+frames go back on an outgoing video track.
+
+Nothing queues: the driver forwards at most ``fps`` frames a second (the rate declared in the stream's setup; a
+faster camera's extra frames are dropped), ``LiveStream.send`` keeps one frame waiting (a newer replaces it), the
+orchestrator keeps one (the same), and the outgoing track holds one animated frame for the encoder (a newer replaces
+it). Each dropped frame is counted where it was dropped (``liveportrait_gateway_frames_dropped_total{where}``).
+
+Timestamps: an animated frame's pts is its driving frame's pts (90 kHz, as the gateway received it) less the first
+animated frame's, so the output keeps the camera's timing and starts at 0. When the peer opens a data channel named
+``timing``, each animated frame is announced there as JSON before it is sent: ``{"in_pts", "out_pts", "sequence",
+"server_ms", "gateway_ms", "dropped"}``; a peer that knows the pts its own frames left with (relative to its first
+frame, as WebRTC receivers see them) matches each displayed frame to the frame it captured: glass-to-glass latency.
+
+The session ends (and frees its stream on the orchestrator at once, by cancelling the call) when the peer connection
+closes or fails, the peer's track ends, the stream ends (the orchestrator's limits, a draining replica), the session
+reaches ``max_seconds``, ICE does not connect within ``connect_timeout_s``, or ``DELETE /whip/{id}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import logging
+import time
+from typing import Callable
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from ..live import LiveResult, LiveStream
+from .metrics import GatewayMetrics
+
+log = logging.getLogger("liveportrait.gateway")
+CLOCK_RATE = 90_000
+TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
+
+
+class AnimatedTrack(MediaStreamTrack):
+    """The outgoing video: the newest animated frame not yet taken by the encoder (one; a newer one replaces it)."""
+
+    kind = "video"
+
+    def __init__(self):
+        super().__init__()
+        self._frame: av.VideoFrame | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, frame: av.VideoFrame) -> bool:
+        """Offer ``frame``; True when it replaced one the encoder had not taken (dropped)."""
+        replaced = self._frame is not None
+        self._frame = frame
+        self._ready.set()
+        return replaced
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()
+
+    async def recv(self) -> av.VideoFrame:
+        while self._frame is None:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        frame, self._frame = self._frame, None
+        return frame
+
+
+class Pacer:
+    """A token bucket of ``fps`` frames a second holding one frame: what the driver may forward."""
+
+    def __init__(self, fps: float, clock=time.monotonic):
+        self.fps, self.clock = fps, clock
+        self.tokens, self.updated = 1.0, clock()
+
+    def admit(self) -> bool:
+        now = self.clock()
+        self.tokens = min(1.0, self.tokens + (now - self.updated) * self.fps)
+        self.updated = now
+        if self.tokens < 1.0 - 1e-6:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+def pts_90k(frame: av.VideoFrame) -> int:
+    return int(frame.pts * frame.time_base * CLOCK_RATE) if frame.pts is not None and frame.time_base else 0
+
+
+def video_frame(result: LiveResult) -> av.VideoFrame:
+    """The animated frame as a video frame: I420 planes as they are, JPEG decoded."""
+    if result.format == pb.FRAME_I420:
+        planes = np.frombuffer(result.image, np.uint8).reshape(result.height * 3 // 2, result.width)
+        return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    return av.VideoFrame.from_ndarray(result.rgb(), format="rgb24")
+
+
+class CameraDriver:
+    """Camera mode: the peer's video frames, paced to the stream's rate, sent as driving frames. (A voice driver
+    would take an audio track and feed the audio live stream the same way.)"""
+
+    kind = "video"
+
+    def __init__(self, stream: LiveStream, fps: float, metrics: GatewayMetrics):
+        self.stream, self.metrics = stream, metrics
+        self.pacer = Pacer(fps)
+        self.pts: dict[int, int] = {}  # sequence -> the driving frame's pts (90 kHz), until answered
+
+    async def run(self, track: MediaStreamTrack) -> None:
+        while True:
+            frame = await track.recv()  # MediaStreamError: the track ended
+            self.metrics.frames.labels("in").inc()
+            if not self.pacer.admit():
+                self.metrics.dropped.labels("rate").inc()
+                continue
+            rgb = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
+            before = self.stream.stats.client_dropped
+            sequence = self.stream.send(rgb)  # the capture time: now, on the gateway's clock
+            self.pts[sequence] = pts_90k(frame)
+            self.metrics.frames.labels("driving").inc()
+            self.metrics.dropped.labels("client").inc(self.stream.stats.client_dropped - before)
+
+    def answered(self, sequence: int) -> int | None:
+        """The pts of the driving frame ``sequence``; older ones (dropped on the way) are forgotten."""
+        for older in [s for s in self.pts if s < sequence]:
+            del self.pts[older]
+        return self.pts.pop(sequence, None)
+
+
+class GatewaySession:
+    """One peer connection and its live stream. ``open`` is called with the offer applied; ``close`` is idempotent."""
+
+    def __init__(self, session_id: str, pc: RTCPeerConnection, channel, stream: LiveStream, fps: float,
+                 metrics: GatewayMetrics, on_end: Callable[["GatewaySession"], None], max_seconds: float,
+                 connect_timeout_s: float = 30.0):
+        self.id = session_id
+        self.pc = pc
+        self.channel = channel  # the session's own gRPC channel (it carries the caller's API key)
+        self.stream = stream
+        self.metrics = metrics
+        self.on_end = on_end
+        self.max_seconds = max_seconds
+        self.connect_timeout_s = connect_timeout_s
+        self.driver = CameraDriver(stream, fps, metrics)
+        self.outgoing = AnimatedTrack()
+        self.incoming: MediaStreamTrack | None = None
+        self.timing = None  # the peer's "timing" data channel
+        self.closed = False
+        self.reason: str | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._server_dropped = 0
+        self._first_pts: int | None = None
+        self._last_out = -1
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == self.driver.kind and self.incoming is None:
+            self.incoming = track
+            self.pc.addTrack(self.outgoing)  # answered on the same transceiver (sendrecv)
+
+    def _on_datachannel(self, channel) -> None:
+        if channel.label == "timing":
+            self.timing = channel
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            await self.close(f"the peer connection {self.pc.connectionState}", "peer")
+
+    def start(self) -> None:
+        """After the answer: drive the stream, send its frames back, keep the session's time limits."""
+        self._tasks = [asyncio.create_task(self._drive()), asyncio.create_task(self._send_back()),
+                       asyncio.create_task(self._limits())]
+
+    async def _drive(self) -> None:
+        try:
+            await self.driver.run(self.incoming)
+        except MediaStreamError:
+            await self.close("the peer's track ended", "peer")
+
+    async def _send_back(self) -> None:
+        error = None
+        try:
+            async for result in self.stream:
+                self._forward(result, await asyncio.to_thread(video_frame, result) if result.image else None)
+        except Exception as exc:  # the stream ended with the orchestrator's status
+            error = exc
+        code = getattr(error, "code", None)
+        await self.close(f"the stream ended: {code().name}: {error.details()}" if callable(code) else
+                         "the stream ended" if error is None else f"the stream failed: {error}", "stream")
+
+    def _forward(self, result: LiveResult, frame: av.VideoFrame | None) -> None:
+        self.metrics.dropped.labels("server").inc(result.frames_dropped - self._server_dropped)
+        self._server_dropped = result.frames_dropped
+        in_pts = self.driver.answered(result.sequence)
+        if frame is None or in_pts is None:
+            return  # no face in the driving frame: nothing to show
+        if self._first_pts is None:
+            self._first_pts = in_pts
+        out_pts = max(in_pts - self._first_pts, self._last_out + 1)
+        self._last_out = out_pts
+        frame.pts, frame.time_base = out_pts, TIME_BASE
+        self.metrics.latency.observe(result.latency_s)
+        if self.timing is not None and self.timing.readyState == "open":
+            self.timing.send(json.dumps({"in_pts": in_pts, "out_pts": out_pts, "sequence": result.sequence,
+                                         "server_ms": round(result.server_seconds * 1000, 1),
+                                         "gateway_ms": round(result.latency_s * 1000, 1),
+                                         "dropped": result.frames_dropped}))
+        self.metrics.frames.labels("out").inc()
+        if self.outgoing.put(frame):
+            self.metrics.dropped.labels("output").inc()
+
+    async def _limits(self) -> None:
+        started = time.monotonic()
+        while self.pc.connectionState != "connected":
+            if time.monotonic() - started > self.connect_timeout_s:
+                await self.close(f"ICE did not connect within {self.connect_timeout_s:g} s", "ice")
+                return
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(max(0.0, self.max_seconds - (time.monotonic() - started)))
+        await self.close(f"the session reached the gateway's limit of {self.max_seconds:g} s", "limit")
+
+    async def close(self, reason: str, kind: str) -> None:
+        """Cancel the stream (the orchestrator frees it at once), stop the tracks, close the peer connection.
+        ``kind`` (peer, stream, limit, ice, deleted, shutdown) labels the metric, ``reason`` the log line."""
+        if self.closed:
+            return
+        self.closed, self.reason = True, reason
+        log.info("session %s ended: %s", self.id, reason)
+        self.metrics.ended.labels(kind).inc()
+        self.stream.cancel()
+        self.outgoing.stop()
+        self.on_end(self)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        await self.pc.close()
+        await self.channel.close()

@@ -1,0 +1,150 @@
+"""The WebRTC gateway (client/gateway) through the real stack: aiortc peers -> ``liveportrait gateway`` -> the
+orchestrator (with API keys) -> the real tritonserver (tiny profile). Camera frames in, animated frames out, each
+matched to the frame it was animated from (the gateway's ``timing`` data channel); a session's end frees its stream
+on the orchestrator at once; signalling refusals are HTTP statuses in words and leave nothing behind."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from client.gateway.peer import WhipPeer, http, upload_portrait
+from client.gateway.process import GatewayProcess
+from orchestrator.embedded import OrchestratorProcess
+from orchestrator.keys import key_digest
+
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
+BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
+KEY = "gateway-test-key-0123456789"
+FPS = 10
+
+
+@pytest.fixture(scope="module")
+def server(triton_server, tmp_path_factory):
+    keys = tmp_path_factory.mktemp("gateway") / "keys.json"
+    keys.write_text(json.dumps({"keys": [{"name": "web", "sha256": key_digest(KEY), "rpcs": ["*"]}]}))
+    args = ("--api-keys", str(keys), "--live-max-streams", "4", "--live-max-fps", "30")
+    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-gateway.log", extra_args=args) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def gateway(server):
+    with GatewayProcess(server.target, BUILD / "gateway.log", extra_args=("--max-sessions", "1")) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[np.ndarray]:
+    """The first 20 frames of d0.mp4 (RGB 512x512, a face in each)."""
+    with av.open(str(EXAMPLES / "driving" / "d0.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for _, frame in zip(range(20), container.decode(video=0))]
+    return frames
+
+
+@pytest.fixture(scope="module")
+def portrait(gateway) -> str:
+    return upload_portrait(gateway.url, (EXAMPLES / "source" / "s0.jpg").read_bytes(), KEY)
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("liveportrait_"))}
+
+
+def freed(gateway, server, timeout: float = 10.0) -> tuple[float, float]:
+    """(gateway sessions, orchestrator live streams) once both are 0, or as they are after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = (scrape(gateway.url + "/metrics")["liveportrait_gateway_sessions"],
+                scrape(server.metrics_url)["liveportrait_live_streams"])
+        if held == (0, 0) or time.monotonic() > deadline:
+            return held
+        time.sleep(0.1)
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 120))
+
+
+@pytest.mark.triton
+def test_camera_frames_come_back_animated_each_matched_to_its_capture(gateway, server, portrait, faces):
+    async def main():
+        async with WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY) as peer:
+            assert scrape(gateway.url + "/metrics")["liveportrait_gateway_sessions"] == 1
+            assert scrape(server.metrics_url)["liveportrait_live_streams"] == 1
+            await peer.wait_frames(6)
+            return peer.shown, peer.latencies(), dict(peer.announced), dict(peer.camera.captured)
+
+    shown, latencies, announced, captured = run(main())
+    assert all(frame.shape == (704, 600, 3) for frame in shown)  # s0.jpg's size: the portrait pasted back
+    assert not np.array_equal(shown[0], shown[-1])  # it moves
+    assert len(latencies) >= 5  # displayed frames matched to the camera frames they were animated from
+    assert all(0 < latency < 10 for latency in latencies)
+    assert all(stamp["in_pts"] in captured for stamp in announced.values())  # each a frame the camera sent
+    in_order = [announced[pts]["in_pts"] for pts in sorted(announced)]
+    assert in_order == sorted(in_order) and len(set(in_order)) == len(in_order)
+    assert freed(gateway, server) == (0, 0)  # DELETE freed the session and its stream
+    after = scrape(gateway.url + "/metrics")
+    assert after['liveportrait_gateway_frames_total{direction="out"}'] >= 6
+    assert after['liveportrait_gateway_frames_total{direction="in"}'] >= after[
+        'liveportrait_gateway_frames_total{direction="driving"}']
+
+
+@pytest.mark.triton
+def test_closing_the_peer_connection_frees_the_stream_at_once(gateway, server, portrait, faces):
+    async def main():
+        peer = WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY)
+        await peer.start()
+        await peer.wait_frames(1)
+        await peer.close(delete=False)  # no DELETE: the peer connection just goes away
+
+    run(main())
+    started = time.monotonic()
+    assert freed(gateway, server) == (0, 0)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.triton
+def test_signalling_refusals_are_http_statuses_in_words_and_leave_nothing(gateway, server, portrait, faces):
+    whip = f"{gateway.url}/whip?portrait={portrait}"
+
+    async def main():
+        offer_pc = WhipPeer(gateway.url, portrait, faces, api_key=KEY).pc
+        await offer_pc.setLocalDescription(await offer_pc.createOffer())
+        offer = offer_pc.localDescription.sdp.encode()
+        await offer_pc.close()
+        refusals = {
+            "no key": http("POST", whip, offer, "application/sdp"),
+            "unknown key": http("POST", whip, offer, "application/sdp", api_key="not-a-key"),
+            "bad sdp": http("POST", whip, b"v=0\r\nm=video garbage\r\n", "application/sdp", KEY),
+            "not sdp": http("POST", whip, b"{}", "application/json", KEY),
+            "no portrait": http("POST", f"{gateway.url}/whip?portrait=nope", offer, "application/sdp", KEY),
+            "bad option": http("POST", whip + "&no_such_option=1", offer, "application/sdp", KEY),
+            "patch": http("PATCH", f"{gateway.url}/whip/anything", b"", "application/trickle-ice-sdpfrag", KEY),
+        }
+        async with WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY):  # the gateway's only session
+            refusals["too many"] = http("POST", whip, offer, "application/sdp", KEY)
+        return refusals
+
+    said = {name: (status, headers, body.decode()) for name, (status, headers, body) in run(main()).items()}
+    assert said["no key"][0] == 401 and "UNAUTHENTICATED" in said["no key"][2]
+    assert said["no key"][1]["www-authenticate"].startswith("Bearer")
+    assert said["unknown key"][0] == 401
+    assert said["bad sdp"][0] == 400 and "SDP offer" in said["bad sdp"][2]
+    assert said["not sdp"][0] == 415 and "application/sdp" in said["not sdp"][2]
+    assert said["no portrait"][0] == 404 and "upload it again" in said["no portrait"][2]
+    assert said["bad option"][0] == 400 and "no_such_option" in said["bad option"][2]
+    assert said["patch"][0] == 405
+    assert said["too many"][0] == 503 and "1 sessions, its limit" in said["too many"][2]
+    assert int(said["too many"][1]["retry-after"]) > 0
+    assert freed(gateway, server) == (0, 0)
+    offers = scrape(gateway.url + "/metrics")
+    assert offers['liveportrait_gateway_offers_total{status="401"}'] >= 2
