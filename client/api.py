@@ -26,7 +26,7 @@ from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 from .channel import ChannelSettings, default_api_key, default_target
 from .edits import EditResult, edit_request, keyframes_message, session_lost
 from .messages import (InputError, _face_videos, _read, animate_requests, animation_options, audio_options,
-                       extract_requests)
+                       encoder_speed, extract_requests)
 
 if TYPE_CHECKING:
     from .live import LiveStream
@@ -246,6 +246,7 @@ def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: 
     video's ``fps_and_audio_from_driving`` among them)."""
     keyframes, fps = options.pop("keyframes", None), options.pop("keyframes_fps", None)
     from_driving = options.pop("fps_and_audio_from_driving", None)
+    speed = encoder_speed(options.pop("encoder_speed", None))  # "smallest", "balanced", "fastest"
     face_drivings = options.pop("face_drivings", None)
     voice = options.pop("audio_options", None)
     if isinstance(voice, dict):
@@ -254,8 +255,8 @@ def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: 
         driving = keyframes_message(keyframes, fps)
     return animate_requests(source, driving, animation_options(**options),
                             pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency,
-                                             fps_and_audio_from_driving=from_driving), face_drivings=face_drivings,
-                            audio_options=voice)
+                                             fps_and_audio_from_driving=from_driving, encoder_speed=speed),
+                            face_drivings=face_drivings, audio_options=voice)
 
 
 def _handle(response: pb.AnimateResponse, out: _Output, on_progress: ProgressCallback | None) -> pb.Summary | None:

@@ -18,8 +18,8 @@ import numpy as np
 
 from .live import LiveResult, LiveStream, now_us
 
-VIDEO_ONLY = ("crf", "audio", "low_latency", "source_video_smoothing", "source_video_eye_retargeting",
-              "fps_and_audio_from_driving")  # AnimatePortrait options that a live stream does not have
+VIDEO_ONLY = ("crf", "encoder_speed", "audio", "low_latency", "source_video_smoothing",
+              "source_video_eye_retargeting", "fps_and_audio_from_driving")  # AnimatePortrait options that a live stream does not have
 
 
 class FileCamera:

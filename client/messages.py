@@ -25,6 +25,8 @@ REGIONS = {"all": pb.ALL, "exp": pb.EXP, "pose": pb.POSE, "lip": pb.LIP, "eyes":
 DRIVING_OPTIONS = {"expression-friendly": pb.EXPRESSION_FRIENDLY, "pose-friendly": pb.POSE_FRIENDLY}
 DRIVING_CROP = {"auto": pb.DRIVING_CROP_AUTO, "on": pb.DRIVING_CROP_ON, "off": pb.DRIVING_CROP_OFF}
 MODEL_SETS = {"human": pb.HUMAN, "animal": pb.ANIMAL}
+# the output's H.264 encoder: CPU per frame against bytes at equal quality (the server's default: fastest)
+ENCODER_SPEEDS = {"smallest": pb.SMALLEST, "balanced": pb.BALANCED, "fastest": pb.FASTEST}
 
 def animation_options(**options) -> pb.AnimationOptions:
     """``AnimationOptions`` from keyword arguments named like its fields; enums by name (``animation_region="lip"``,
@@ -44,6 +46,15 @@ def animation_options(**options) -> pb.AnimationOptions:
     if values.get("faces") is not None:
         values["faces"] = faces_message(values["faces"])
     return pb.AnimationOptions(**{k: v for k, v in values.items() if v is not None})
+
+
+def encoder_speed(name: str | None) -> int | None:
+    """``OutputOptions.encoder_speed`` by name (None: the server's default)."""
+    if name is None:
+        return None
+    if name not in ENCODER_SPEEDS:
+        raise ValueError(f"unknown encoder_speed {name!r}; choose one of {', '.join(ENCODER_SPEEDS)}")
+    return ENCODER_SPEEDS[name]
 
 
 def audio_options(emotion: str | None = None, sampling_steps: int | None = None, guidance: float | None = None,

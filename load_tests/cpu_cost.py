@@ -1,6 +1,6 @@
 """The orchestrator's own CPU time per frame, by stage (a script, not a test); sizes the orchestrator per GPU replica.
 
-    python -m load_tests.cpu_cost [--frames 48] [--sizes 512,1280] [--gpu-fps 250] [--repeats 3]
+    python -m load_tests.cpu_cost [--frames 48] [--sizes 512,1280] [--gpu-fps 250] [--repeats 3] [--encoder-speed fastest]
 
 Each stage runs the orchestrator's real code, in this process, in isolation over N frames of one request (all frames
 of a stage before the next stage starts, so that work left running in PyAV's or libx264's threads when a call
@@ -52,7 +52,7 @@ from orchestrator.face import make_analyzer
 from orchestrator.face.geometry import DRIVING_CROP
 from orchestrator.face.tracking import DrivingCropTracker, TrackerConfig
 from orchestrator.keypoints import source_keypoints
-from orchestrator.media import EncodeSettings, FragmentedMp4Writer, probe, read_frames
+from orchestrator.media import DEFAULT_ENCODER_SPEED, ENCODER_SPEEDS, FragmentedMp4Writer, probe, read_frames
 from orchestrator.metrics import Metrics
 from orchestrator.options import AnimateOptions
 from orchestrator.pipeline.context import uncounted
@@ -74,13 +74,15 @@ STAGE_NOTES = {
     "keypoints": "keypoint math + client side of the stitching call",
     "render": "client side of the render_i420 call",
     "paste-back": "I420 crop warped into the mask's box, blended in I420 (--paste rgb: I420 -> RGB, box, blend)",
-    "encode": "libx264 (veryfast, crf 18) + fragmented MP4, flush included (--paste rgb: RGB -> I420 first)",
+    "encode": "libx264 (--encoder-speed's preset and crf) + fragmented MP4, flush included (--paste rgb: RGB -> I420 "
+              "first)",
 }
 SETUP = ("source", "source motion", "setup")
 SETUP_NOTES = {
     "source": "decode the portrait, detect the face, crop (prepare_source)",
     "source motion": "client side of the source's motion_extractor_u8 call + keypoints.start",
-    "setup": "paste-back setup (source -> I420, mask warped into its box) + encoder init",
+    "setup": "paste-back setup (source -> I420, mask warped into its box) + encoder opened (served: while the first "
+             "chunk renders)",
 }
 
 
@@ -97,6 +99,7 @@ class CpuCostConfig:
     crops: str = "driving"  # what is pasted back and encoded: "driving" face crops or the "rendered" crops
     paste: str = "yuv"  # the paste-back path: "yuv" (videos) or "rgb" (images, live frames; the videos' before)
     face_stack: str = "mediapipe"
+    encoder_speed: str = DEFAULT_ENCODER_SPEED  # a key of media.ENCODER_SPEEDS
     triton_url: str | None = None  # None: start a tritonserver child process on the tiny CPU repository
     repository: Path | None = None  # None: load_tests.replicas.tiny_cpu_repository()
     log_dir: Path = REPO_ROOT / "build" / "load"
@@ -178,7 +181,7 @@ def driving_planes(inputs: list[np.ndarray]) -> np.ndarray:
 async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: bytes, frames: int) -> Clock:
     """Every stage of one request over ``frames`` driving frames, one stage after the other."""
     clock = Clock()
-    options = AnimateOptions()
+    options = AnimateOptions(encoder_speed=config.encoder_speed)
     analyzer = make_analyzer(runner, config.face_stack)
     ctx = RequestContext(runner, analyzer, Timings(), uncounted)
     fps = probe(config.video).fps
@@ -196,7 +199,7 @@ async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: b
         else:
             paste = PasteBack(source.image, source.M_c2o, feathered_mask())
         height, width = source.image.shape[:2]
-        writer = FragmentedMp4Writer(width, height, fps, EncodeSettings(crf=options.crf))
+        writer = FragmentedMp4Writer(width, height, fps, options.encode_settings)
 
     with clock.stage("decode"):
         images = decode_frames(config.video, frames, config.chunk)
@@ -259,6 +262,7 @@ async def measure(config: CpuCostConfig, triton_url: str) -> dict:
                 "frames": config.frames, "repeats": config.repeats, "gpu_fps": config.gpu_fps,
                 "source": str(config.source), "video": str(config.video), "driving_crop": config.driving_crop,
                 "crops": config.crops, "paste": config.paste, "face_stack": config.face_stack,
+                "encoder_speed": config.encoder_speed,
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "sizes": rows}
     finally:
         await runner.close()
@@ -284,7 +288,8 @@ def cpu_cost_table(report: dict) -> str:
     lines = [f"Orchestrator CPU per frame ({report['frames']} frames of {Path(report['video']).name}, median of "
              f"{report['repeats']}; source {Path(report['source']).name} resized; driving crop "
              f"{'on' if report['driving_crop'] else 'off'}; pasted/encoded crops: {report['crops']}; "
-             f"paste-back in {report.get('paste', 'rgb').upper()}; "
+             f"paste-back in {report.get('paste', 'rgb').upper()}; encoder speed "
+             f"{report.get('encoder_speed', 'smallest')}; "
              f"{cores} cores, {report['machine']['cpu']}; 1-min load average {report['load_average'][0]:g} before, "
              f"{report['load_average'][1]:g} after)", "",
              "| source | stage | CPU ms/frame | (min-max of the passes) | wall ms/frame "
@@ -330,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paste", choices=("yuv", "rgb"), default=defaults.paste,
                    help="paste-back path: in I420 (videos, default) or in RGB (images and live frames)")
     p.add_argument("--face-stack", choices=("mediapipe", "official"), default=defaults.face_stack)
+    p.add_argument("--encoder-speed", choices=tuple(ENCODER_SPEEDS), default=defaults.encoder_speed,
+                   help="the output's encoder speed (OutputOptions.encoder_speed; default: the service's)")
     p.add_argument("--triton-url", default=None, help="a running Triton (default: start the tiny CPU repository)")
     p.add_argument("--report", type=Path, default=None, help="also write the figures as JSON")
     a = p.parse_args(argv)
@@ -338,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     config = CpuCostConfig(frames=a.frames, sizes=tuple(int(s) for s in a.sizes.split(",") if s.strip()),
                            gpu_fps=a.gpu_fps, repeats=a.repeats, source=a.source, video=a.video,
                            driving_crop=a.driving_crop == "on", crops=a.crops, paste=a.paste, face_stack=a.face_stack,
+                           encoder_speed=a.encoder_speed,
                            triton_url=a.triton_url)
     report = run_cpu_cost(config)
     if a.report:

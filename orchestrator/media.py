@@ -136,16 +136,34 @@ class _Sink(io.RawIOBase):
         return data
 
 
+# The H.264 encoder's speeds (OutputOptions.encoder_speed): libx264 preset and crf, each crf the largest whose luma
+# SSIM still reaches veryfast crf 18's at 512 and at 1280 (``load_tests.encoder_study --match-ssim``). CPU per frame
+# and bytes against "smallest": balanced 0.6x / 1.9-2.3x, fastest 0.35x / 2.2-2.7x. The default is "fastest": the
+# GPUs this service runs on (H100, H200) have no hardware encoder, so the encoder's CPU sets the cores each GPU needs.
+ENCODER_SPEEDS = {"smallest": ("veryfast", 18), "balanced": ("superfast", 19), "fastest": ("ultrafast", 19)}
+DEFAULT_ENCODER_SPEED = "fastest"
+# low_latency: the encoder's delay cut to ~6 frames where the preset has more (veryfast: rate lookahead 10 and 3
+# B-frames; superfast: 3 B-frames; ultrafast has neither), and no frame-threading delay
+_SHORT_DELAY = {"veryfast": "bframes=2:rc-lookahead=4:", "superfast": "bframes=2:", "ultrafast": ""}
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
-    crf: int = 18  # the official writer's libx264 default
-    preset: str = "veryfast"
+    crf: int = ENCODER_SPEEDS[DEFAULT_ENCODER_SPEED][1]
+    preset: str = ENCODER_SPEEDS[DEFAULT_ENCODER_SPEED][0]
     audio_bitrate: int = 128_000
     # False: a keyframe and an MP4 fragment every second. True: one fragment per frame, and a short encoder delay
-    # (2 B-frames, 4 frames of rate lookahead, no frame-threading delay: ~6 frames), so that the frames of a chunk
-    # leave the encoder while the next chunk renders. (tune=zerolatency would remove the delay entirely but made the
-    # d0.mp4 / d3.mp4 files 2.2x / 1.6x larger at the same crf; this setting gave 0.88x / 0.93x of the default's bytes.)
+    # (at most 2 B-frames, 4 frames of rate lookahead, no frame-threading delay: ~6 frames), so that the frames of a
+    # chunk leave the encoder while the next chunk renders. (tune=zerolatency would remove the delay entirely but made
+    # the d0.mp4 / d3.mp4 files 2.2x / 1.6x larger at the same crf; this setting gave 0.88x / 0.93x of veryfast's
+    # bytes.)
     low_latency: bool = False
+
+    @classmethod
+    def of_speed(cls, speed: str, crf: int | None = None, low_latency: bool = False) -> "EncodeSettings":
+        """The settings of an encoder speed (``ENCODER_SPEEDS``); ``crf``, when given, replaces the speed's."""
+        preset, speed_crf = ENCODER_SPEEDS[speed]
+        return cls(crf=speed_crf if crf is None else crf, preset=preset, low_latency=low_latency)
 
     @property
     def movflags(self) -> str:
@@ -155,8 +173,10 @@ class EncodeSettings:
     @property
     def codec_options(self) -> dict[str, str]:
         options = {"crf": str(self.crf), "preset": self.preset}
-        short_delay = "bframes=2:rc-lookahead=4:sync-lookahead=0:sliced-threads=1"
-        return {**options, "x264-params": short_delay} if self.low_latency else options
+        if not self.low_latency:
+            return options
+        short_delay = _SHORT_DELAY.get(self.preset, "bframes=2:rc-lookahead=4:") + "sync-lookahead=0:sliced-threads=1"
+        return {**options, "x264-params": short_delay}
 
 
 class FragmentedMp4Writer:
@@ -168,8 +188,11 @@ class FragmentedMp4Writer:
             raise ValueError(f"yuv420p needs even sides, got {width}x{height}")
         self.fps = Fraction(fps)
         self._sink = _Sink()
+        # avoid_negative_ts disabled: the MP4 muxer places the AAC priming itself. The generic shift (the default)
+        # moved the video by the priming when the video starts at 0 (no B-frames: ultrafast), stretching its first
+        # frame (a 30 fps track read back as 29 fps). With B-frames the output is the same either way.
         self._out = av.open(self._sink, "w", format="mp4",
-                            options={"movflags": settings.movflags})
+                            options={"movflags": settings.movflags, "avoid_negative_ts": "disabled"})
         self._video = self._out.add_stream("libx264", rate=self.fps)
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
         self._video.time_base = 1 / self.fps
@@ -177,6 +200,11 @@ class FragmentedMp4Writer:
         self._video.options = settings.codec_options
         self._frames = 0
         self._audio = _AudioTrack.of(audio_from, self._out, settings.audio_bitrate) if audio_from else None
+        try:  # the encoders opened and the header written now (while the first chunk renders), not at its encode
+            self._out.start_encoding()
+        except BaseException:
+            self.abort()
+            raise
 
     @property
     def has_audio(self) -> bool:

@@ -13,6 +13,7 @@ from .errors import FailedPrecondition, InvalidRequest
 from .face import ORDERINGS, CropConfig
 from .face.geometry import DRIVING_CROP
 from .keypoints import KeypointOptions
+from .media import DEFAULT_ENCODER_SPEED, EncodeSettings
 from .quoting import quote
 from .smoothing import SmoothingOptions
 
@@ -22,6 +23,8 @@ DRIVING_OPTION_NAMES = {pb.DRIVING_OPTION_UNSPECIFIED: "expression-friendly",
                         pb.EXPRESSION_FRIENDLY: "expression-friendly", pb.POSE_FRIENDLY: "pose-friendly"}
 DRIVING_CROP_VALUES = {pb.DRIVING_CROP_AUTO: None, pb.DRIVING_CROP_ON: True, pb.DRIVING_CROP_OFF: False}
 MODEL_SET_NAMES = {pb.HUMAN: "human", pb.ANIMAL: "animal"}
+ENCODER_SPEED_NAMES = {pb.ENCODER_SPEED_UNSPECIFIED: DEFAULT_ENCODER_SPEED, pb.SMALLEST: "smallest",
+                       pb.BALANCED: "balanced", pb.FASTEST: "fastest"}
 ANIMAL_NEEDS_A_BOX = (
     "animal mode cannot detect the animal's face (no animal face detector is served: the official one, X-Pose, "
     "cannot be obtained here): give a box around the animal's face in `face_hint` [x1, y1, x2, y2] (CLI "
@@ -56,7 +59,8 @@ class AnimateOptions:
     face_index: int = 0
     face_order: str = "large-small"
     face_hint: np.ndarray | None = None
-    crf: int = 18
+    crf: int | None = None  # None: the encoder speed's
+    encoder_speed: str = DEFAULT_ENCODER_SPEED  # a key of media.ENCODER_SPEEDS
     audio: bool = True
     low_latency: bool = False
     edit: Edit | None = None  # applied on top of the driving motion in every frame
@@ -66,6 +70,10 @@ class AnimateOptions:
     source_video_smoothing: float = 3e-7
     source_video_eye_retargeting: bool = False
     faces: FaceSelection | None = None  # several faces (None: one face, face_index / face_hint)
+
+    @property
+    def encode_settings(self) -> EncodeSettings:
+        return EncodeSettings.of_speed(self.encoder_speed, self.crf, self.low_latency)
 
     @property
     def pastes_back(self) -> bool:
@@ -128,8 +136,8 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         hint = np.asarray(o.face_hint, np.float64)
         if hint.shape != (4,) or not np.isfinite(hint).all() or hint[2] <= hint[0] or hint[3] <= hint[1]:
             raise InvalidRequest("face_hint must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
-    crf = _get(output, "crf", 18)
-    if crf > 51:
+    crf = _get(output, "crf", None)
+    if crf is not None and crf > 51:
         raise InvalidRequest(f"crf must be between 0 and 51, got {crf}")
     max_dim = _get(o, "source_max_dim", 1280)
     division = _get(o, "source_division", 2)
@@ -159,6 +167,7 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         face_order=order,
         face_hint=hint,
         crf=crf,
+        encoder_speed=_enum(ENCODER_SPEED_NAMES, output.encoder_speed, "encoder_speed"),
         audio=_get(output, "audio", True),
         low_latency=_get(output, "low_latency", False),
         edit=edit_from_proto(o.edit, "options.edit") if o.HasField("edit") else None,

@@ -17,7 +17,7 @@ from client.templates import read_template
 from load_tests import scenarios
 from orchestrator.embedded import OrchestratorProcess
 
-from video_checks import clip, inspect, playable_frames
+from video_checks import clip, inspect, playable_frames, top_level_boxes
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
 BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
@@ -236,6 +236,26 @@ def test_low_latency_streams_video_while_rendering(client, tmp_path, low_latency
     assert done == 24
     playable = playable_frames(received, tmp_path / "partial.mp4")
     assert playable >= 16 if low_latency else playable == 0, log.at_progress
+
+
+def test_every_encoder_speed_gives_a_browser_playable_mp4(client, tmp_path):
+    """Each OutputOptions.encoder_speed, with and without low_latency: H.264 (avc1) in yuv420p,
+    every frame decodable, fragmented with the moov first (playable while it streams); "smallest" is smaller than
+    "fastest" (same quality by design, ~2.5x the bytes)."""
+    sizes = {}
+    for speed in ("smallest", "balanced", "fastest"):
+        for low_latency, frames in ((False, 30), (True, 12)):
+            path = tmp_path / f"{speed}-{low_latency}.mp4"
+            summary = client.animate(EXAMPLES / "source" / "s9.jpg", short_template("d7.pkl", frames), path,
+                                     encoder_speed=speed, low_latency=low_latency)
+            data = path.read_bytes()
+            out = inspect(path)
+            assert (out["codec"], out["pix_fmt"], out["frames"]) == ("h264", "yuv420p", frames), speed
+            boxes = top_level_boxes(data)
+            assert boxes[:2] == ["ftyp", "moov"] and "moof" in boxes and b"avc1" in data[:4096], (speed, boxes)
+            assert summary.frames == frames and summary.video_bytes == len(data)
+            sizes[speed, low_latency] = len(data)
+    assert sizes["smallest", False] < sizes["fastest", False], sizes
 
 
 def test_the_asyncio_client_animates_too(server, tmp_path):

@@ -13,6 +13,7 @@ from client.demo_motion import demo_template
 from orchestrator.admission import Admission
 from orchestrator.errors import InvalidRequest, Overloaded
 from orchestrator.keypoints import LIP_ARRAY, KeypointComposer, KeypointOptions, Motion, SourceKeypoints
+from orchestrator.media import ENCODER_SPEEDS
 from orchestrator.metrics import Metrics
 from orchestrator.options import animate_options
 from orchestrator.templates import InvalidTemplateError, Template, from_proto, to_proto
@@ -53,7 +54,20 @@ def test_unset_options_are_the_official_defaults():
     assert options.paste_back and options.crop_source and options.pastes_back
     assert (options.source_crop.scale, options.source_crop.vy_ratio, options.source_crop.rotate) == (2.3, -0.125, True)
     assert options.driving_crop.crop is None and options.driving_crop.box.scale == 2.2
-    assert (options.source_max_dim, options.source_division, options.crf, options.audio) == (1280, 2, 18, True)
+    assert (options.source_max_dim, options.source_division, options.audio) == (1280, 2, True)
+    settings = options.encode_settings  # the fastest encoder at veryfast crf 18's quality
+    assert (settings.preset, settings.crf) == ENCODER_SPEEDS["fastest"] == ("ultrafast", 19)
+
+
+def test_encoder_speed_picks_preset_and_crf_and_crf_replaces_the_speeds():
+    speeds = {pb.SMALLEST: ("veryfast", 18), pb.BALANCED: ("superfast", 19), pb.FASTEST: ("ultrafast", 19)}
+    for speed, (preset, crf) in speeds.items():
+        settings = animate_options(pb.AnimationOptions(), pb.OutputOptions(encoder_speed=speed)).encode_settings
+        assert (settings.preset, settings.crf) == (preset, crf)
+        chosen = animate_options(pb.AnimationOptions(), pb.OutputOptions(encoder_speed=speed, crf=30)).encode_settings
+        assert (chosen.preset, chosen.crf) == (preset, 30)
+    with pytest.raises(InvalidRequest, match="encoder_speed"):
+        animate_options(pb.AnimationOptions(), pb.OutputOptions(encoder_speed=7))
 
 
 def test_options_are_parsed_and_checked():

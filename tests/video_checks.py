@@ -60,3 +60,17 @@ def inspect(path: Path) -> dict:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video)]
     info.update(frames=len(frames), size=(frames[0].shape[1], frames[0].shape[0]) if frames else None)
     return info
+
+
+def top_level_boxes(data: bytes) -> list[str]:
+    """The MP4's top-level box types in order (ftyp, moov, moof, mdat, ...)."""
+    boxes, at = [], 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8].decode("latin-1")
+        if size == 1:  # 64-bit size
+            size = int.from_bytes(data[at + 8:at + 16], "big")
+        if size < 8:
+            raise ValueError(f"bad MP4 box {kind!r} of {size} bytes at {at}")
+        boxes.append(kind)
+        at += size
+    return boxes

@@ -17,7 +17,7 @@ import numpy as np
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from ..media import EncodeSettings, FragmentedMp4Writer
+from ..media import FragmentedMp4Writer
 from ..options import AnimateOptions
 from ..templates import fps_to_proto
 from .context import RequestContext
@@ -55,12 +55,16 @@ async def animate(animation: Animation, options: AnimateOptions,
     yield progress(pb.DECODE, 0, animation.total_frames, "decoding and analysing the source")
     await animation.prepare()
     total = animation.total_frames
-    writer = FragmentedMp4Writer(animation.width, animation.height, animation.fps,
-                                 EncodeSettings(crf=options.crf, low_latency=options.low_latency),
-                                 audio_from=animation.audio_path if options.audio else None)
+    # the encoder opens in a thread while the first chunk renders
+    opening = asyncio.ensure_future(asyncio.to_thread(
+        FragmentedMp4Writer, animation.width, animation.height, animation.fps, options.encode_settings,
+        audio_from=animation.audio_path if options.audio else None))
+    writer: FragmentedMp4Writer | None = None
     offset = done = 0
     try:
         async for frames in animation.frames():
+            if writer is None:
+                writer = await opening
             with ctx.timings.stage("encode"):
                 data = await asyncio.to_thread(writer.write, frames)
             done += len(frames)
@@ -69,10 +73,12 @@ async def animate(animation: Animation, options: AnimateOptions,
                 yield pb.AnimateResponse(video=pb.VideoChunk(data=data, offset=offset, mime_type=MIME))
                 offset += len(data)
             yield progress(pb.RENDER, done, max(total, done))
+        if writer is None:
+            writer = await opening
         with ctx.timings.stage("encode"):
             data = await asyncio.to_thread(writer.close)
     except BaseException:
-        writer.abort()
+        await _abort(opening)
         raise
     yield pb.AnimateResponse(video=pb.VideoChunk(data=data, offset=offset, mime_type=MIME))
     offset += len(data)
@@ -80,6 +86,16 @@ async def animate(animation: Animation, options: AnimateOptions,
                      time.perf_counter() - started)
     result.MergeFrom(animation.summary())
     yield pb.AnimateResponse(summary=result)
+
+
+async def _abort(opening: asyncio.Future) -> None:
+    """Close the encoder of a failed or cancelled call, once it has opened (a thread cannot be stopped midway)."""
+    try:
+        writer = await asyncio.shield(opening)
+    except BaseException:  # it failed to open (nothing to close), or this task is cancelled again: close when open
+        opening.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result().abort())
+        return
+    writer.abort()
 
 
 def weights_warnings(weights: str) -> list[str]:

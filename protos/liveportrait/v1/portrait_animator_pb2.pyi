@@ -45,6 +45,13 @@ class DrivingCrop(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRIVING_CROP_ON: _ClassVar[DrivingCrop]
     DRIVING_CROP_OFF: _ClassVar[DrivingCrop]
 
+class EncoderSpeed(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENCODER_SPEED_UNSPECIFIED: _ClassVar[EncoderSpeed]
+    SMALLEST: _ClassVar[EncoderSpeed]
+    BALANCED: _ClassVar[EncoderSpeed]
+    FASTEST: _ClassVar[EncoderSpeed]
+
 class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STAGE_UNSPECIFIED: _ClassVar[Stage]
@@ -97,6 +104,10 @@ EYES: AnimationRegion
 DRIVING_CROP_AUTO: DrivingCrop
 DRIVING_CROP_ON: DrivingCrop
 DRIVING_CROP_OFF: DrivingCrop
+ENCODER_SPEED_UNSPECIFIED: EncoderSpeed
+SMALLEST: EncoderSpeed
+BALANCED: EncoderSpeed
+FASTEST: EncoderSpeed
 STAGE_UNSPECIFIED: Stage
 RECEIVE: Stage
 DECODE: Stage
@@ -285,16 +296,18 @@ class Smoothing(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., min_cutoff_hz: _Optional[float] = ..., beta: _Optional[float] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("crf", "audio", "low_latency", "fps_and_audio_from_driving")
+    __slots__ = ("crf", "audio", "low_latency", "fps_and_audio_from_driving", "encoder_speed")
     CRF_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LOW_LATENCY_FIELD_NUMBER: _ClassVar[int]
     FPS_AND_AUDIO_FROM_DRIVING_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_SPEED_FIELD_NUMBER: _ClassVar[int]
     crf: int
     audio: bool
     low_latency: bool
     fps_and_audio_from_driving: bool
-    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ..., fps_and_audio_from_driving: _Optional[bool] = ...) -> None: ...
+    encoder_speed: EncoderSpeed
+    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ..., fps_and_audio_from_driving: _Optional[bool] = ..., encoder_speed: _Optional[_Union[EncoderSpeed, str]] = ...) -> None: ...
 
 class AnimateResponse(_message.Message):
     __slots__ = ("progress", "video", "summary")
