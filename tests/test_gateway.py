@@ -148,3 +148,22 @@ def test_signalling_refusals_are_http_statuses_in_words_and_leave_nothing(gatewa
     assert freed(gateway, server) == (0, 0)
     offers = scrape(gateway.url + "/metrics")
     assert offers['liveportrait_gateway_offers_total{status="401"}'] >= 2
+
+
+def test_a_video_frame_is_complete_at_its_marked_packet_not_when_the_next_one_starts():
+    from aiortc.rtp import RtpPacket
+
+    from client.gateway.rtp import MarkerJitterBuffer
+
+    def packet(sequence: int, timestamp: int, marker: bool) -> RtpPacket:
+        p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=sequence, timestamp=timestamp)
+        p._data = bytes([sequence])
+        return p
+
+    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
+    assert buffer.add(packet(10, 3000, False))[1] is None
+    assert buffer.add(packet(12, 3000, True))[1] is None  # packet 11 is missing
+    frame = buffer.add(packet(11, 3000, False))[1]  # ... now it is complete, with no later frame needed
+    assert (frame.timestamp, frame.data) == (3000, bytes([10, 11, 12]))
+    frame = buffer.add(packet(13, 6000, True))[1]
+    assert (frame.timestamp, frame.data) == (6000, bytes([13]))

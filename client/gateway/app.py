@@ -27,9 +27,11 @@ from ..channel import ChannelSettings
 from ..live import FORMATS, LiveStream, live_setup
 from ..messages import animation_options
 from .metrics import GatewayMetrics
+from .rtp import install as complete_frames_on_marker
 from .session import GatewaySession
 from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, rpc_error
 
+complete_frames_on_marker()  # frames decoded when complete (client/gateway/rtp.py)
 log = logging.getLogger("liveportrait.gateway")
 
 

@@ -25,7 +25,9 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from .session import CLOCK_RATE
+from .rtp import install as complete_frames_on_marker
 
+complete_frames_on_marker()  # frames shown when complete (client/gateway/rtp.py)
 TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
 
 

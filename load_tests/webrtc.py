@@ -1,0 +1,146 @@
+"""``python -m load_tests.webrtc``: glass to glass through the WebRTC gateway, and the direct gRPC live path on the
+same stack in the same run.
+
+Per level (N peers): N aiortc peers (``client.gateway.peer.WhipPeer``) each play ``d0.mp4``'s frames as a camera at
+``--fps`` to ``liveportrait gateway`` for ``--duration`` seconds, then N direct ``AnimateStream`` streams
+(``load_tests.live``) send the same frames at the same rate. Reported per path: capture -> display latency
+p50/p95/p99 (WebRTC: the camera track handing a frame to its encoder -> the animated frame decoded at the peer,
+matched through the gateway's ``timing`` data channel; gRPC: the frame handed to ``LiveStream.send`` -> its animated
+JPEG received, not decoded), animated frames shown per second per peer, and the drop rate (1 - animated frames shown /
+frames captured). Without ``--target`` a tiny CPU stack (Triton, the orchestrator, the gateway) is started here on
+loopback and stopped at the end.
+
+    python -m load_tests.webrtc --peers 1,4 --fps 10 --duration 20 [--report artifacts/load/webrtc.json]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+from client.api import AsyncPortraitClient
+from client.gateway.peer import WhipPeer, upload_portrait
+
+from .live import LiveConfig, driving_frames, run_streams
+from .report import new_report, write_json
+from .scenarios import EXAMPLES
+from .stats import percentiles_ms
+
+
+def camera_frames(video: Path, count: int = 50) -> list[np.ndarray]:
+    with av.open(str(video)) as container:
+        return [frame.to_ndarray(format="rgb24") for _, frame in zip(range(count), container.decode(video=0))]
+
+
+async def webrtc_level(gateway_url: str, portrait: str, frames: list[np.ndarray], peers: int, fps: float,
+                       duration_s: float, api_key: str | None) -> dict:
+    group = [WhipPeer(gateway_url, portrait, frames, fps, api_key, query=f"fps={fps:g}") for _ in range(peers)]
+    for k, peer in enumerate(group):  # not in step, as real cameras are not
+        await peer.start()
+        await asyncio.sleep(1.0 / fps / peers)
+    started = time.monotonic()
+    await asyncio.sleep(duration_s)
+    wall = time.monotonic() - started
+    for peer in group:
+        await peer.close()
+    latencies = [v for peer in group for v in peer.latencies()]
+    captured = sum(len(peer.camera.captured) for peer in group)
+    shown = sum(len(peer.displayed) for peer in group)
+    per_peer = [round(len(peer.displayed) / wall, 2) for peer in group]
+    return {"path": "webrtc", "peers": peers, "captured": captured, "shown": shown, "matched": len(latencies),
+            "drop_rate": round(1 - shown / captured, 4) if captured else None, "fps_per_peer": per_peer,
+            "latency_ms": percentiles_ms(latencies)}
+
+
+async def grpc_level(target: str, frames: list[bytes], peers: int, fps: float, duration_s: float,
+                     api_key: str | None) -> dict:
+    config = LiveConfig(target=target, fps=fps, duration_s=duration_s)
+    async with AsyncPortraitClient(target, api_key=api_key) as client:
+        stats, _, codes, wall, _ = await run_streams(client, config, frames, peers, duration_s)
+    offered = sum(s.sent + s.client_dropped for s in stats)
+    shown = sum(s.results - s.no_face for s in stats)
+    return {"path": "grpc", "peers": peers, "captured": offered, "shown": shown,
+            "drop_rate": round(1 - shown / offered, 4) if offered else None,
+            "fps_per_peer": [round(s.achieved_fps, 2) for s in stats], "status": dict(codes),
+            "latency_ms": percentiles_ms([v for s in stats for v in s.latencies])}
+
+
+async def run_webrtc(target: str, gateway_url: str, levels: list[int], fps: float, duration_s: float,
+                     api_key: str | None = None, log=print) -> dict:
+    source, video = EXAMPLES / "source" / "s0.jpg", EXAMPLES / "driving" / "d0.mp4"
+    rgb, jpeg = camera_frames(video), driving_frames(video, 50)
+    portrait = await asyncio.to_thread(upload_portrait, gateway_url, source.read_bytes(), api_key)
+    report = new_report("webrtc", target=target, gateway=gateway_url, fps=fps, duration_s=duration_s)
+    await webrtc_level(gateway_url, portrait, rgb, 1, fps, 3.0, api_key)  # warm-up, not measured
+    for peers in levels:
+        for record in (await webrtc_level(gateway_url, portrait, rgb, peers, fps, duration_s, api_key),
+                       await grpc_level(target, jpeg, peers, fps, duration_s, api_key)):
+            report["levels"].append(record)
+            lat = record["latency_ms"]
+            log(f"  {record['path']} x{peers}: shown {record['shown']} of {record['captured']}, latency p50 "
+                f"{lat['p50']} ms, p99 {lat['p99']} ms")
+    return report
+
+
+def run_local(levels: list[int], fps: float, duration_s: float, log=print) -> dict:
+    """``run_webrtc`` against a tiny CPU stack and a gateway started here (logs in build/load/webrtc)."""
+    from client.gateway.process import GatewayProcess
+    from orchestrator.embedded import OrchestratorProcess
+
+    from .replicas import BUILD, tiny_cpu_repository, triton_replicas
+
+    work = BUILD / "webrtc"
+    room = str(max(levels))
+    with triton_replicas(tiny_cpu_repository(), 1, work) as (triton,), OrchestratorProcess(
+            triton.grpc_url, work / "orchestrator.log", extra_args=("--live-max-streams", room)) as orchestrator, \
+            GatewayProcess(orchestrator.target, work / "gateway.log", extra_args=("--max-sessions", room)) as gw:
+        return asyncio.run(run_webrtc(orchestrator.target, gw.url, levels, fps, duration_s, log=log))
+
+
+def table(report: dict) -> str:
+    out = io.StringIO()
+    out.write(f"{report['fps']:g} fps per peer, {report['duration_s']:g} s per level\n\n"
+              "| peers | path | captured | shown | drop rate | shown per s per peer | capture -> display p50 / p95 / "
+              "p99 ms |\n|---|---|---|---|---|---|---|\n")
+    for r in report["levels"]:
+        lat, fps = r["latency_ms"], r["fps_per_peer"]
+        ms = " / ".join("-" if lat[k] is None else f"{lat[k]:.0f}" for k in ("p50", "p95", "p99"))
+        out.write(f"| {r['peers']} | {r['path']} | {r['captured']} | {r['shown']} | {r['drop_rate']:.0%} | "
+                  f"{sum(fps) / len(fps):.2f} | {ms} |\n")
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m load_tests.webrtc", description=__doc__.split("\n\n")[0])
+    p.add_argument("--peers", default="1,4", help="levels: concurrent peers, e.g. 1,4,8")
+    p.add_argument("--fps", type=float, default=10.0, help="camera frames per second per peer [10]")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per level and path [20]")
+    p.add_argument("--target", default=None, help="an orchestrator HOST:PORT (with --gateway); default: start a "
+                                                  "tiny CPU stack here")
+    p.add_argument("--gateway", default=None, help="the gateway's URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--report", type=Path, default=Path("artifacts/load/webrtc.json"), help="JSON; the table: .md")
+    args = p.parse_args(argv)
+    levels = [int(v) for v in args.peers.split(",")]
+    if bool(args.target) != bool(args.gateway):
+        p.error("--target and --gateway go together")
+    if args.target:
+        report = asyncio.run(run_webrtc(args.target, args.gateway, levels, args.fps, args.duration, args.api_key))
+    else:
+        report = run_local(levels, args.fps, args.duration)
+    write_json(report, args.report)
+    text = table(report)
+    args.report.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
