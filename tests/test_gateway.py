@@ -23,6 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
 BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
 KEY = "gateway-test-key-0123456789"
 FPS = 10
+UDP_PORTS = (41000, 41099)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def server(triton_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gateway(server):
-    with GatewayProcess(server.target, BUILD / "gateway.log", extra_args=("--max-sessions", "1")) as process:
+    with GatewayProcess(server.target, BUILD / "gateway.log", extra_args=(
+            "--max-sessions", "1", "--udp-ports", "%d-%d" % UDP_PORTS)) as process:
         yield process
 
 
@@ -81,9 +83,11 @@ def test_camera_frames_come_back_animated_each_matched_to_its_capture(gateway, s
             assert scrape(gateway.url + "/metrics")["liveportrait_gateway_sessions"] == 1
             assert scrape(server.metrics_url)["liveportrait_live_streams"] == 1
             await peer.wait_frames(6)
-            return peer.shown, peer.latencies(), dict(peer.announced), dict(peer.camera.captured)
+            return peer.shown, peer.latencies(), dict(peer.announced), dict(peer.camera.captured), peer.answer
 
-    shown, latencies, announced, captured = run(main())
+    shown, latencies, announced, captured, answer = run(main())
+    ports = [int(line.split()[5]) for line in answer.splitlines() if line.startswith("a=candidate:")]
+    assert ports and all(UDP_PORTS[0] <= port <= UDP_PORTS[1] for port in ports)  # --udp-ports: the media path
     assert all(frame.shape == (704, 600, 3) for frame in shown)  # s0.jpg's size: the portrait pasted back
     assert not np.array_equal(shown[0], shown[-1])  # it moves
     assert len(latencies) >= 5  # displayed frames matched to the camera frames they were animated from

@@ -27,6 +27,7 @@ from ..channel import ChannelSettings
 from ..live import FORMATS, LiveStream, live_setup
 from ..messages import animation_options
 from .metrics import GatewayMetrics
+from .ports import restrict_udp_ports
 from .rtp import install as complete_frames_on_marker
 from .session import GatewaySession
 from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, rpc_error
@@ -49,6 +50,7 @@ class GatewayConfig:
     default_fps: float = 25.0
     input_format: str = "jpeg"  # driving frames to the orchestrator (jpeg: ~20x fewer bytes than i420)
     output_format: str = "jpeg"  # animated frames from it
+    udp_ports: tuple[int, int] | None = None  # ICE host candidates bind in this range (None: any free port)
 
 
 class Gateway:
@@ -199,6 +201,8 @@ def gateway_app(config: GatewayConfig, metrics: GatewayMetrics | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app):
+        if config.udp_ports:
+            restrict_udp_ports(asyncio.get_running_loop(), *config.udp_ports)
         yield
         await gateway.close_all()
 

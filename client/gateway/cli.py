@@ -39,6 +39,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--max-session-seconds", type=float,
                    default=float(env("LIVEPORTRAIT_GATEWAY_MAX_SESSION_SECONDS", "1800")),
                    help="a session is ended after this long [1800]")
+    g.add_argument("--udp-ports", default=os.environ.get("LIVEPORTRAIT_GATEWAY_UDP_PORTS"), metavar="FIRST-LAST",
+                   help="ICE (media) UDP ports in this range, e.g. 40000-40099 (what a firewall or hostNetwork opens) "
+                        "[any free port]")
     g.add_argument("--fps", type=float, default=25.0,
                    help="driving frames per second sent to the orchestrator unless the offer's ?fps= says [25]")
     g.add_argument("--input-format", choices=["jpeg", "i420"], default="jpeg",
@@ -53,6 +56,7 @@ def cmd_gateway(args) -> int:
 
     from ..channel import default_target
     from .app import GatewayConfig, gateway_app
+    from .ports import port_range
     from .signalling import ice_servers
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -61,10 +65,10 @@ def cmd_gateway(args) -> int:
     config = GatewayConfig(target=args.target or default_target(), root_certificates=args.ca, client_cert=args.cert,
                            client_key=args.key, ice_servers=ice_servers(urls, args.ice_username, args.ice_credential),
                            max_sessions=args.max_sessions, max_session_seconds=args.max_session_seconds,
-                           default_fps=args.fps, input_format=args.input_format, output_format=args.output_format)
+                           default_fps=args.fps, udp_ports=port_range(args.udp_ports) if args.udp_ports else None, input_format=args.input_format, output_format=args.output_format)
     print(f"gateway: http{'s' if args.tls_cert else ''}://{args.host}:{args.port}/whip -> {config.target}",
           flush=True)
-    uvicorn.run(gateway_app(config), host=args.host, port=args.port, log_level="warning",
+    uvicorn.run(gateway_app(config), host=args.host, port=args.port, log_level="warning", loop="asyncio",
                 ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
     return 0
 

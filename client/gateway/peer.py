@@ -89,6 +89,7 @@ class WhipPeer:
         self.camera = CameraTrack(frames, fps)
         self.pc = RTCPeerConnection()
         self.location: str | None = None
+        self.answer = ""  # the gateway's SDP answer
         self.displayed: dict[int, float] = {}  # out pts -> when it was decoded here (monotonic seconds)
         self.shown: list[np.ndarray] = []  # the first few animated frames (RGB)
         self.announced: dict[int, dict] = {}  # out pts -> the gateway's timing message
@@ -134,8 +135,8 @@ class WhipPeer:
         if status != 201:
             await self.pc.close()
             raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
-        self.location = headers["location"]
-        await self.pc.setRemoteDescription(RTCSessionDescription(body.decode(), "answer"))
+        self.location, self.answer = headers["location"], body.decode()
+        await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
 
     async def wait_frames(self, count: int, timeout: float = 60) -> None:
         """Until ``count`` animated frames were shown (TimeoutError otherwise)."""
