@@ -1274,3 +1274,64 @@ def test_dockerfiles_reference_existing_paths():
         assert "pip install" in text
     triton_df = (docker / "triton.Dockerfile").read_text()
     assert "nvcr.io/nvidia/tritonserver" in triton_df and "liveportrait-export" in triton_df
+
+
+GATEWAY_TURN = ("gateway.enabled=true", "gateway.media.turn.secretName=lp-turn", "gateway.media.turn.inChart.enabled=true",
+                "gateway.media.turn.inChart.externalIP=203.0.113.7",
+                "networkPolicy.gatewayClients[0].podSelector.matchLabels.role=ingress",
+                "networkPolicy.orchestratorClients[0].podSelector.matchLabels.role=frontend")
+
+
+def _gateway_cli_accepts(args: list[str]) -> None:
+    check = ("import argparse, sys; from client.gateway.cli import add_parser; p = argparse.ArgumentParser(); "
+             "add_parser(p.add_subparsers()); p.parse_args(sys.argv[1:])")
+    proc = subprocess.run([sys.executable, "-c", check, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, (args, proc.stderr)
+
+
+def test_gateway_is_optional_and_its_turn_media_path_opens_no_inbound_udp(helm, kubernetes_validate):
+    """gateway.enabled with media.mode turn and the in-chart coturn: the gateway pods reach the TURN server (outbound),
+    their NetworkPolicy opens the signalling port only; coturn runs on its node's network with the relay range."""
+    assert not [d for d in render(helm) if "gateway" in d["metadata"]["name"] or "turn" in d["metadata"]["name"]]
+    docs = render(helm, sets=GATEWAY_TURN)
+    deploy, turn = find(docs, "Deployment", f"{FULL}-gateway"), find(docs, "Deployment", f"{FULL}-turn")
+    policy = find(docs, "NetworkPolicy", f"{FULL}-gateway")
+    for doc in (deploy, turn, policy, find(docs, "Service", f"{FULL}-gateway")):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    c = container(deploy, "gateway")
+    assert c["args"][:3] == ["gateway", "--target", f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051"]
+    _gateway_cli_accepts(c["args"])
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+    assert env["LIVEPORTRAIT_GATEWAY_ICE_SERVERS"] == "turn:203.0.113.7:3478?transport=udp"
+    assert env["LIVEPORTRAIT_GATEWAY_ICE_CREDENTIAL"] == {"secretKeyRef": {"name": "lp-turn", "key": "credential"}}
+    assert "hostNetwork" not in _pod(deploy)
+    rules = policy["spec"]["ingress"]
+    assert [p for r in rules for p in r["ports"]] == [{"port": "http", "protocol": "TCP"}]  # no UDP, no other port
+    assert {"podSelector": {"matchLabels": {"role": "ingress"}}} in rules[0]["from"]
+    op = find(docs, "NetworkPolicy", f"{FULL}-orchestrator")["spec"]
+    callers = next(r["from"] for r in op["ingress"] if r["ports"][0]["port"] == "grpc")
+    assert any(p["podSelector"]["matchLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+               for p in callers)
+    coturn = container(turn, "coturn")
+    assert _pod(turn)["hostNetwork"] is True
+    assert {"--external-ip=203.0.113.7", "--min-port=49160", "--max-port=49260", "--lt-cred-mech",
+            "--denied-peer-ip=10.0.0.0-10.255.255.255"} <= set(coturn["args"])
+
+
+def test_gateway_host_network_mode_binds_its_udp_range_one_pod_per_node(helm, kubernetes_validate):
+    docs = render(helm, sets=("gateway.enabled=true", "gateway.media.mode=hostNetwork",
+                              "gateway.media.stunUrls={stun:stun.example.org:3478}", "gateway.media.udpPorts=41000-41199"))
+    deploy = find(docs, "Deployment", f"{FULL}-gateway")
+    kubernetes_validate.validate(deploy, KUBE_VERSION, strict=True)
+    pod, c = _pod(deploy), container(deploy, "gateway")
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == \
+        "kubernetes.io/hostname"
+    assert c["args"][c["args"].index("--udp-ports") + 1] == "41000-41199"
+    _gateway_cli_accepts(c["args"])
+    assert not [d for d in kinds(docs, "NetworkPolicy") if d["metadata"]["name"] == f"{FULL}-gateway"]
+    for sets, message in ((("gateway.enabled=true",), "gateway.media.mode turn needs a TURN server"),
+                          (("gateway.enabled=true", "gateway.media.turn.urls={turn:t.example.org:3478}"),
+                           "gateway.media.turn needs secretName")):
+        proc = run_helm(helm, "template", *template_args([], list(sets)))
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr

@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # LivePortrait orchestrator (CPU): asyncio gRPC server liveportrait.v1.PortraitAnimator on 50051, metrics on 9100,
 # plus the `liveportrait` client CLI (used by the chart's `helm test` pod) and its web page (Gradio: the chart's
-# optional web Deployment runs `liveportrait web`). No torch: the locked runtime + web extra only (requirements/web.lock).
+# optional web Deployment runs `liveportrait web`) and the WebRTC gateway (aiortc: the optional gateway Deployment runs
+# `liveportrait gateway`). No torch: the locked runtime + web and webrtc extras only (requirements/{web,webrtc}.lock,
+# the same pins where they overlap).
 #   docker build -f helm/docker/orchestrator.Dockerfile -t ghcr.io/liveportrait-serving/orchestrator:0.1.0 .
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -9,6 +11,7 @@ WORKDIR /src
 COPY . .
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/web.lock \
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/webrtc.lock \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim

@@ -19,6 +19,8 @@
 {{- define "liveportrait.triton.fullname" -}}{{ include "liveportrait.fullname" . }}-triton{{- end -}}
 {{- define "liveportrait.orchestrator.fullname" -}}{{ include "liveportrait.fullname" . }}-orchestrator{{- end -}}
 {{- define "liveportrait.web.fullname" -}}{{ include "liveportrait.fullname" . }}-web{{- end -}}
+{{- define "liveportrait.gateway.fullname" -}}{{ include "liveportrait.fullname" . }}-gateway{{- end -}}
+{{- define "liveportrait.turn.fullname" -}}{{ include "liveportrait.fullname" . }}-turn{{- end -}}
 {{- define "liveportrait.redis.fullname" -}}{{ include "liveportrait.fullname" . }}-redis{{- end -}}
 
 {{- define "liveportrait.chart" -}}
@@ -58,6 +60,16 @@ app.kubernetes.io/component: orchestrator
 app.kubernetes.io/component: web
 {{- end -}}
 
+{{- define "liveportrait.gateway.selectorLabels" -}}
+{{ include "liveportrait.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "liveportrait.turn.selectorLabels" -}}
+{{ include "liveportrait.selectorLabels" . }}
+app.kubernetes.io/component: turn
+{{- end -}}
+
 {{- define "liveportrait.redis.selectorLabels" -}}
 {{ include "liveportrait.selectorLabels" . }}
 app.kubernetes.io/component: quota-redis
@@ -80,6 +92,25 @@ app.kubernetes.io/component: quota-redis
 {{- else -}}
 {{- printf "%s.%s.svc.%s:%d" (include "liveportrait.orchestrator.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.orchestrator.ports.grpc) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The gRPC target of the WebRTC gateway: gateway.server, or this release's orchestrator Service. */}}
+{{- define "liveportrait.gateway.server" -}}
+{{- if .Values.gateway.server -}}
+{{- .Values.gateway.server -}}
+{{- else -}}
+{{- printf "%s.%s.svc.%s:%d" (include "liveportrait.orchestrator.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.orchestrator.ports.grpc) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's ICE servers (comma-separated URLs): STUN, the external TURN URLs, the in-chart coturn's. */}}
+{{- define "liveportrait.gateway.iceServers" -}}
+{{- $m := .Values.gateway.media -}}
+{{- $urls := concat $m.stunUrls $m.turn.urls -}}
+{{- if $m.turn.inChart.enabled -}}
+{{- $urls = append $urls (printf "turn:%s:%d?transport=udp" $m.turn.inChart.externalIP (int $m.turn.inChart.port)) -}}
+{{- end -}}
+{{- join "," $urls -}}
 {{- end -}}
 
 {{/* The Secret with the orchestrator's serving certificate: orchestrator.tls.secretName, else (cert-manager) <orchestrator>-tls. */}}
@@ -271,6 +302,20 @@ Cross-field checks that a JSON schema cannot express. Included from every worklo
 {{- end -}}
 {{- if and .Values.web.enabled (not $o.enabled) (not .Values.web.server) -}}
 {{- fail "web.enabled needs orchestrator.enabled or web.server (the gRPC HOST:PORT the page calls)" -}}
+{{- end -}}
+{{- $g := .Values.gateway -}}
+{{- if and $g.enabled (not $o.enabled) (not $g.server) -}}
+{{- fail "gateway.enabled needs orchestrator.enabled or gateway.server (the gRPC HOST:PORT it calls)" -}}
+{{- end -}}
+{{- $turn := $g.media.turn -}}
+{{- if and $g.enabled (eq $g.media.mode "turn") (not (or $turn.urls $turn.inChart.enabled)) -}}
+{{- fail "gateway.media.mode turn needs a TURN server: gateway.media.turn.urls (external) or gateway.media.turn.inChart.enabled" -}}
+{{- end -}}
+{{- if and $g.enabled (or $turn.urls $turn.inChart.enabled) (not $turn.secretName) -}}
+{{- fail "gateway.media.turn needs secretName: a Secret with keys username and credential (the TURN user)" -}}
+{{- end -}}
+{{- if and $g.enabled $turn.inChart.enabled (not $turn.inChart.externalIP) -}}
+{{- fail "gateway.media.turn.inChart needs externalIP: the address of its node that peers reach" -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled -}}
 {{- fail "enable only one of metrics.serviceMonitor and metrics.podMonitor (both would scrape every target twice)" -}}
