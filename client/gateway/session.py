@@ -170,7 +170,7 @@ class GatewaySession:
             self.timing = channel
 
     async def _on_state(self) -> None:
-        if self.pc.connectionState in ("failed", "closed"):
+        if self._tasks and self.pc.connectionState in ("failed", "closed"):  # a session refused at its offer: not one
             await self.close(f"the peer connection {self.pc.connectionState}", "peer")
 
     def start(self) -> None:
