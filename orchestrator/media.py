@@ -138,8 +138,9 @@ class _Sink(io.RawIOBase):
 
 # The H.264 encoder's speeds (OutputOptions.encoder_speed): libx264 preset and crf, each crf the largest whose luma
 # SSIM still reaches veryfast crf 18's at 512 and at 1280 (``load_tests.encoder_study --match-ssim``). CPU per frame
-# and bytes against "smallest": balanced 0.6x / 1.9-2.3x, fastest 0.35x / 2.2-2.7x. The default is "fastest": the
-# GPUs this service runs on (H100, H200) have no hardware encoder, so the encoder's CPU sets the cores each GPU needs.
+# and bytes against "smallest" (at 1280 / 512): balanced 0.69x / 0.73x of the CPU, 2.3x / 2.2x the bytes; fastest
+# 0.38x / 0.41x of the CPU, 2.7x / 3.2x the bytes. The default is "fastest": the GPUs this service runs on (H100,
+# H200) have no hardware encoder, so the encoder's CPU sets the cores each GPU needs.
 ENCODER_SPEEDS = {"smallest": ("veryfast", 18), "balanced": ("superfast", 19), "fastest": ("ultrafast", 19)}
 DEFAULT_ENCODER_SPEED = "fastest"
 # low_latency: the encoder's delay cut to ~6 frames where the preset has more (veryfast: rate lookahead 10 and 3
