@@ -51,8 +51,13 @@ def faces() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def portrait(gateway) -> str:
-    return upload_portrait(gateway.url, (EXAMPLES / "source" / "s0.jpg").read_bytes(), KEY)
+def portrait_bytes() -> bytes:
+    return (EXAMPLES / "source" / "s0.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def portrait(gateway, portrait_bytes) -> str:
+    return upload_portrait(gateway.url, portrait_bytes, KEY)
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -171,3 +176,40 @@ def test_a_video_frame_is_complete_at_its_marked_packet_not_when_the_next_one_st
     assert (frame.timestamp, frame.data) == (3000, bytes([10, 11, 12]))
     frame = buffer.add(packet(13, 6000, True))[1]
     assert (frame.timestamp, frame.data) == (6000, bytes([13]))
+
+
+@pytest.mark.triton
+def test_a_session_ends_at_the_gateways_time_limit_and_frees_its_stream(server, portrait_bytes, faces):
+    with GatewayProcess(server.target, BUILD / "gateway-limit.log",
+                        extra_args=("--max-session-seconds", "3")) as gateway:
+        portrait = upload_portrait(gateway.url, portrait_bytes, KEY)
+
+        async def main():
+            async with WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY) as peer:
+                await peer.wait_frames(1)
+                deadline = time.monotonic() + 20
+                while peer.pc.connectionState != "closed" and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                return peer.pc.connectionState
+
+        assert run(main()) == "closed"  # the gateway closed the peer connection
+        assert freed(gateway, server) == (0, 0)
+        assert scrape(gateway.url + "/metrics")['liveportrait_gateway_sessions_ended_total{reason="limit"}'] == 1
+
+
+def test_ice_servers_and_api_keys_are_checked_in_words():
+    from client.gateway.signalling import HttpError, bearer_key, ice_servers
+
+    stun, turn = ice_servers(["stun:stun.example.org:3478", "turn:turn.example.org:3478?transport=udp"], "u", "p")
+    assert stun.link() == '<stun:stun.example.org:3478>; rel="ice-server"'  # no credentials on a STUN server
+    assert turn.link() == ('<turn:turn.example.org:3478?transport=udp>; rel="ice-server"; username="u"; '
+                           'credential="p"; credential-type="password"')
+    with pytest.raises(ValueError, match="needs a username and a credential"):
+        ice_servers(["turn:turn.example.org:3478"])
+    with pytest.raises(ValueError, match="is not a stun:"):
+        ice_servers(["http://example.org"])
+    assert bearer_key(None) is None and bearer_key("Bearer abc") == "abc"
+    for bad in ("Basic abc", "Bearer ", "Bearer a b", "Bearer " + "k" * 300, "Bearer é"):
+        with pytest.raises(HttpError) as refused:
+            bearer_key(bad)
+        assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"].startswith("Bearer")
