@@ -28,7 +28,6 @@ import grpc
 import numpy as np
 
 from .api import AsyncPortraitClient
-from .messages import IMAGE_SUFFIXES
 from .live import LiveResult, LiveStats, LiveStream
 from .live_cli import VIDEO_ONLY
 from .web_options import animate_kwargs, error_text
@@ -57,6 +56,7 @@ class PageStream:
     ended_at: float = -math.inf  # when the stream last failed or ended
     last_frame: float = field(default_factory=time.monotonic)
     watcher: asyncio.Task | None = None
+    told: str = ""  # the error already shown in a toast
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a frame is handled, and while closing
 
 
@@ -85,20 +85,24 @@ def readout(page: PageStream) -> str:
             lines.append("waiting for the first animated frame (a face must show on the camera)")
         waiting = max(0, offered - s["results"] - dropped)
         lines.append(f"{s['results']} of {offered} camera frames animated ({s['no_face']} without a face), "
-                     f"{dropped} dropped ({s['drop_rate']:.0%}), {waiting} on the way")
+                     f"{dropped} dropped ({s['drop_rate']:.0%})"
+                     + (f", {waiting} on the way" if page.stream is not None else ", stream ended"))
     if page.error:
-        lines.append(f"error: {page.error}")
+        lines.append(f"Live stream failed: {page.error}")
     return "\n".join(lines)
 
 
 class LiveTab:
     """The tab's handlers and layout; ``connect()`` makes the page's asyncio client (with its credentials)."""
 
-    def __init__(self, connect: Callable[[], AsyncPortraitClient], work_dir: Path, fps: float = FPS):
+    def __init__(self, connect: Callable[[], AsyncPortraitClient], work_dir: Path, fps: float = FPS,
+                 server: str = ""):
         self.connect = connect
+        self.server = server  # for the words of a connection error
         self.work_dir = Path(work_dir)
         self.fps = fps
         self.pages: dict[str, PageStream] = {}  # by Gradio session
+        self.ended: dict[str, str] = {}  # the read-out of a session's stream that ended, until shown
         self.option_names: list[str] = []
 
     async def frame(self, session: str, image: np.ndarray | None, source: str | None, values: dict):
@@ -128,6 +132,9 @@ class LiveTab:
             if page.stream is not None:
                 page.stream.send(image)
             page.last_frame = time.monotonic()
+            if page.error and page.error != page.told:
+                page.told = page.error
+                gr.Warning(f"Live stream failed: {page.error}", title="Live stream failed")
             return self._shown(page), readout(page)
 
     async def stop(self, session: str) -> None:
@@ -140,10 +147,18 @@ class LiveTab:
         async with page.lock:  # a frame being handled (a stream starting) finishes first
             await self._end(page)
         shutil.rmtree(page.folder, ignore_errors=True)
+        if page.stats is not None or page.error:
+            self.ended[session] = readout(page)
 
     async def unload(self, request: gr.Request) -> None:
         """The browser left the page."""
         await self.stop(request.session_hash)
+        self.ended.pop(request.session_hash, None)
+
+    async def on_tick(self, request: gr.Request):
+        """Every second: the final read-out once a session's stream has ended (the camera was stopped)."""
+        text = self.ended.pop(request.session_hash, None)
+        return gr.update() if text is None else text
 
     async def on_frame(self, request: gr.Request, image, source, *values):
         return await self.frame(request.session_hash, image, source, dict(zip(self.option_names, values)))
@@ -156,7 +171,7 @@ class LiveTab:
             page.stream = page.client.live(source, fps=self.fps, **options)
             await page.stream.start()  # the source is prepared when it returns
         except (grpc.RpcError, RuntimeError, ValueError, OSError) as exc:
-            page.error = error_text(exc)
+            page.error = error_text(exc, self.server)
             await self._end(page)
             return
         page.stats, page.newest, page.shown = page.stream.stats, None, -1  # sequence numbers start again at 0
@@ -168,7 +183,7 @@ class LiveTab:
                 if result.image:
                     page.newest = result
         except grpc.RpcError as exc:
-            page.error = error_text(exc)
+            page.error = error_text(exc, self.server)
 
     async def _end(self, page: PageStream) -> None:
         """Close the stream and the client (the figures stay for the read-out until the next start)."""
@@ -209,16 +224,17 @@ class LiveTab:
         """The tab's content (inside ``gr.Tab``); ``widgets``: the Animate tab's option widgets by name."""
         with gr.Row():
             with gr.Column():
-                source = gr.File(label="Source portrait (image)", file_types=list(IMAGE_SUFFIXES),
-                                 elem_id="live-source")
-                camera = gr.Image(label="Camera (start it, then record)", sources=["webcam"], streaming=True,
+                source = gr.Image(label="Portrait to animate", type="filepath", height=240,
+                                  sources=["upload", "clipboard"], elem_id="live-source")
+                camera = gr.Image(label="Camera: allow it, then press Start", sources=["webcam"], streaming=True,
                                   type="numpy", webcam_options=gr.WebcamOptions(constraints=CAMERA),
                                   elem_id="live-camera")
-                gr.Markdown("Animation options: the Animate tab's (source crop, face, motion, smoothing).")
+                gr.Markdown("Options: the Animate tab's (source crop, which face, motion, smoothing).")
             with gr.Column():
                 output = gr.Image(label="Animated", type="filepath", interactive=False, elem_id="live-output")
-                status = gr.Textbox(label="Latency", interactive=False, lines=3, elem_id="live-readout")
+                status = gr.Textbox(label="Stream", interactive=False, lines=3, elem_id="live-readout")
         self.option_names = [name for name in widgets if name not in VIDEO_ONLY]
         camera.stream(self.on_frame, [camera, source, *(widgets[n] for n in self.option_names)], [output, status],
                       stream_every=1.0 / self.fps, time_limit=TIME_LIMIT_S, show_progress="hidden")
+        gr.Timer(1.0).tick(self.on_tick, None, status, show_progress="hidden")
         demo.unload(self.unload)

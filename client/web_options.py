@@ -20,9 +20,12 @@ STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
 @dataclass(frozen=True)
 class Option:
     """One AnimatePortrait option as ``liveportrait animate`` has it: name (the ``--flag`` with underscores, also the
-    ``PortraitClient.animate`` keyword), the official default, choices or a range."""
+    ``PortraitClient.animate`` keyword), the official default, choices or a range; on the page, a plain title, a
+    one-line ``help`` and the accordion (``group``) it sits in."""
     name: str
     default: object
+    title: str
+    group: str
     help: str = ""
     choices: tuple[str, ...] = ()
     minimum: float | None = None
@@ -32,48 +35,76 @@ class Option:
 
     @property
     def label(self) -> str:
+        return self.title
+
+    @property
+    def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
 
-# In the order of `liveportrait animate --help`; ranges are the orchestrator's checks (orchestrator/options.py).
+# The page's accordions, in order, with the options of each; ranges are the orchestrator's checks
+# (orchestrator/options.py), defaults the official CLI's.
+MOTION, FACE, SOURCE_CROP, CROP_DRIVING, RETARGETING, STITCHING, SMOOTHING, VIDEO, OUTPUT = (
+    "Motion", "Which face", "Source crop", "Driving crop", "Retargeting", "Stitching and paste-back", "Smoothing",
+    "Video-to-video (a source video)", "Output video")
+GROUPS = (MOTION, FACE, SOURCE_CROP, CROP_DRIVING, RETARGETING, STITCHING, SMOOTHING, VIDEO, OUTPUT)
 ANIMATE_OPTIONS: tuple[Option, ...] = (
-    Option("relative_motion", True, "relative driving"),
-    Option("driving_option", "expression-friendly", choices=tuple(DRIVING_OPTIONS)),
-    Option("driving_multiplier", 1.0, minimum=0.0, maximum=10.0, step=0.05),
-    Option("animation_region", "all", choices=tuple(REGIONS)),
-    Option("stitching", True),
-    Option("eye_retargeting", False),
-    Option("lip_retargeting", False),
-    Option("normalize_lip", False),
-    Option("paste_back", True),
-    Option("crop_source", True, "detect and crop the source face"),
-    Option("crop_scale", 2.3, minimum=1.0, maximum=4.0, step=0.05),
-    Option("crop_vy_ratio", -0.125, minimum=-1.0, maximum=1.0, step=0.005),
-    Option("crop_rotate", True),
-    Option("crop_driving_video", "auto", "auto: crop non-square videos", choices=tuple(DRIVING_CROP)),
-    Option("driving_crop_scale", 2.2, minimum=1.0, maximum=4.0, step=0.05),
-    Option("driving_crop_vy_ratio", -0.1, minimum=-1.0, maximum=1.0, step=0.005),
-    Option("source_max_dim", 1280, minimum=64, maximum=4096, step=1, integer=True),
-    Option("face_index", 0, "which source face, in --face-order (see the Faces tab)", minimum=0, step=1,
-           integer=True),
-    Option("face_order", "large-small", choices=FACE_ORDERS),
-    Option("face_hint", "", "X1 Y1 X2 Y2: a box around the face to animate (source pixels); empty: none"),
-    Option("model_set", "human", "animal: needs a face hint or crop_source off (no animal face detector)",
+    Option("relative_motion", True, "relative motion", MOTION,
+           "move from the source's own pose and expression (off: copy the driving face's)"),
+    Option("driving_option", "expression-friendly", "driving style", MOTION,
+           "expression-friendly keeps the source's look; pose-friendly follows the driving head more closely",
+           choices=tuple(DRIVING_OPTIONS)),
+    Option("driving_multiplier", 1.0, "motion strength", MOTION, "1 = as driven; below 1 calmer, above 1 stronger",
+           minimum=0.0, maximum=10.0, step=0.05),
+    Option("animation_region", "all", "animated region", MOTION,
+           "what follows the driving face: everything, expression, pose, lips or eyes", choices=tuple(REGIONS)),
+    Option("face_index", 0, "face number", FACE, "which face of the source, counted in the face order (see Faces)",
+           minimum=0, step=1, integer=True),
+    Option("face_order", "large-small", "face order", FACE, "how faces are counted", choices=FACE_ORDERS),
+    Option("face_hint", "", "face box", FACE, "X1 Y1 X2 Y2 around the face to animate, in source pixels (optional)"),
+    Option("model_set", "human", "subject", FACE,
+           "animal: for cats and dogs; needs a face box or source crop off (no animal face detector)",
            choices=tuple(MODEL_SETS)),
-    Option("smooth", False, "steady motion: causal One-Euro filter over the driving motion (not official)"),
-    Option("smooth_min_cutoff", 1.0, "with smooth: cut-off while still (Hz), lower = steadier", minimum=0.01,
+    Option("crop_source", True, "crop the source face", SOURCE_CROP,
+           "find the face and animate a crop around it (off: the whole image is the face)"),
+    Option("crop_scale", 2.3, "source crop size", SOURCE_CROP, "crop side as a multiple of the face's size",
+           minimum=1.0, maximum=4.0, step=0.05),
+    Option("crop_vy_ratio", -0.125, "source crop vertical shift", SOURCE_CROP,
+           "moves the crop up (negative) or down, as a share of its size", minimum=-1.0, maximum=1.0, step=0.005),
+    Option("crop_rotate", True, "straighten a tilted source face", SOURCE_CROP),
+    Option("source_max_dim", 1280, "largest source side (pixels)", SOURCE_CROP, "larger sources are scaled down",
+           minimum=64, maximum=4096, step=1, integer=True),
+    Option("crop_driving_video", "auto", "crop the driving face", CROP_DRIVING,
+           "auto: crop non-square videos; on: always; off: use frames as they are", choices=tuple(DRIVING_CROP)),
+    Option("driving_crop_scale", 2.2, "driving crop size", CROP_DRIVING, "crop side as a multiple of the face's size",
+           minimum=1.0, maximum=4.0, step=0.05),
+    Option("driving_crop_vy_ratio", -0.1, "driving crop vertical shift", CROP_DRIVING,
+           "moves the crop up (negative) or down, as a share of its size", minimum=-1.0, maximum=1.0, step=0.005),
+    Option("eye_retargeting", False, "eyes from the driving face", RETARGETING,
+           "match the driving eyes' openness"),
+    Option("lip_retargeting", False, "lips from the driving face", RETARGETING, "match the driving lips' openness"),
+    Option("normalize_lip", False, "close the source's lips first", RETARGETING,
+           "start from closed lips when the source's mouth is open"),
+    Option("stitching", True, "stitching", STITCHING, "blend the animated face into the shoulders smoothly"),
+    Option("paste_back", True, "paste back into the photo", STITCHING,
+           "off: the result is the 512x512 face crop"),
+    Option("smooth", False, "steady the motion", SMOOTHING, "filter jitter out of the driving motion (not official)"),
+    Option("smooth_min_cutoff", 1.0, "steadiness while still (Hz)", SMOOTHING, "lower = steadier", minimum=0.01,
            step=0.1),
-    Option("smooth_beta", 0.3, "with smooth: cut-off rise with speed, higher = less lag", minimum=0.0, step=0.05),
-    Option("source_video_smoothing", 3e-7, "source video: official smoothing variance, larger = smoother, 0 = off",
-           minimum=0.0, maximum=1.0, step=1e-7),
-    Option("source_video_eye_retargeting", False, "source video: eyes as open as in its first frame"),
-    Option("fps_and_audio_from_driving", False, "source video: fps and audio from the driving video"),
-    Option("crf", 18, "H.264 quality", minimum=0, maximum=51, step=1, integer=True),
-    Option("audio", True, "mux the driving video's audio"),
-    Option("low_latency", False, "stream for playback while rendering"),
+    Option("smooth_beta", 0.3, "speed response", SMOOTHING, "higher = less lag on fast moves", minimum=0.0,
+           step=0.05),
+    Option("source_video_smoothing", 3e-7, "source motion smoothing", VIDEO,
+           "larger = smoother source video motion, 0 = off", minimum=0.0, maximum=1.0, step=1e-7),
+    Option("source_video_eye_retargeting", False, "keep the source video's eyes open", VIDEO,
+           "eyes as open as in its first frame"),
+    Option("fps_and_audio_from_driving", False, "frame rate and sound from the driving video", VIDEO,
+           "off: from the source video"),
+    Option("crf", 18, "video quality (CRF)", OUTPUT, "H.264 quality: lower = better and larger, 18 looks lossless",
+           minimum=0, maximum=51, step=1, integer=True),
+    Option("audio", True, "keep the driving video's sound", OUTPUT),
+    Option("low_latency", False, "stream while rendering", OUTPUT, "a video that can play before it is finished"),
 )
 OPTION_BY_NAME = {o.name: o for o in ANIMATE_OPTIONS}
-FACE_WIDGETS = ("face_index", "face_order")  # shown outside the options accordion
 # AnimationOptions fields that also prepare the Edit tab's source (EditSourceOptions: same names and defaults).
 EDIT_SOURCE_OPTIONS = tuple(f.name for f in pb.EditSourceOptions.DESCRIPTOR.fields if f.name in OPTION_BY_NAME)
 
@@ -101,12 +132,12 @@ SLIDER_LOOK: dict[str, tuple[float, str]] = {
     "mov_y": (0.01, "y-axis movement"),
     "mov_z": (0.01, "z-axis movement"),
     "lip_pout": (0.01, "pouting"),
-    "lip_purse": (0.5, "pursing 😐"),
-    "lip_grin": (0.5, "grin 😁"),
+    "lip_purse": (0.5, "pursing"),
+    "lip_grin": (0.5, "grin"),
     "lip_open": (1, "lip close <-> open"),
-    "smile": (0.01, "smile 😄"),
-    "wink": (0.5, "wink 😉"),
-    "eyebrow": (0.5, "eyebrow 🤨"),
+    "smile": (0.01, "smile"),
+    "wink": (0.5, "wink"),
+    "eyebrow": (0.5, "eyebrow"),
     "gaze_x": (0.5, "eyeball direction x"),
     "gaze_y": (0.5, "eyeball direction y"),
     "rotate_pitch": (0.5, "rotate pitch"),
@@ -128,11 +159,39 @@ EDIT_SLIDERS: tuple[Slider, ...] = tuple(
 OFFICIAL_SLIDERS = tuple(s for s, f in zip(EDIT_SLIDERS, FIELDS) if f.origin == OFFICIAL)  # the rest: ALP's
 
 
-def error_text(exc: BaseException) -> str:
-    """``CODE: message`` for a gRPC error, the message for a local one; never a stack trace."""
+def unreachable_text(server: str) -> str:
+    """The page's words for a service it cannot reach (its banner, toasts and status boxes)."""
+    return f"cannot reach the LivePortrait service at {server}: start it with `liveportrait up`"
+
+
+# gRPC's own words for a connection that failed (the service's own UNAVAILABLE answers, such as draining, are
+# already in the project's words and are shown as they are)
+_CONNECTION_FAILED = ("failed to connect", "connection refused", "dns resolution failed", "connections to all "
+                      "backends failing", "socket closed", "connection reset", "name resolution")
+
+
+def error_parts(exc: BaseException, server: str = "") -> tuple[str, str]:
+    """(the message for people, a details line with the gRPC status) of a failed action; never a stack trace."""
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
-        return f"{exc.code().name}: {exc.details()}"
-    return str(exc) or type(exc).__name__
+        code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE and any(w in details.lower() for w in _CONNECTION_FAILED):
+            return unreachable_text(server or "its address"), f"gRPC status {code.name}"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "the service took too long to answer", f"gRPC status {code.name}"
+        return details or code.name.lower().replace("_", " "), f"gRPC status {code.name}"
+    return str(exc) or type(exc).__name__, ""
+
+
+def failure_text(action: str, exc: BaseException, server: str = "") -> str:
+    """"<action> failed: <message>" and the details line: a failed action's toast and status box (Gradio titles
+    toasts by their kind, so the action leads the text)."""
+    return f"{action} failed: {error_text(exc, server)}"
+
+
+def error_text(exc: BaseException, server: str = "") -> str:
+    """The message and, on a second line, the details (for a status box)."""
+    message, details = error_parts(exc, server)
+    return f"{message}\n({details})" if details else message
 
 
 def animate_kwargs(values: dict) -> dict:

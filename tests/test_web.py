@@ -109,6 +109,15 @@ def orchestrator(triton_server):
 
 
 @pytest.fixture(scope="module")
+def dead_web():
+    """The page in front of an address where no service listens."""
+    from orchestrator.triton_process import free_port
+
+    with WebProcess(f"127.0.0.1:{free_port()}", BUILD / "web-dead.log") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
 def web(orchestrator):
     log = BUILD / "web.log"
     log.unlink(missing_ok=True)
@@ -178,12 +187,21 @@ def wait_for(browser, condition, what: str, timeout_s: float = WAIT_S):
 
 
 def upload(browser, elem_id: str, path: Path) -> None:
+    """A file into an upload component; returns once the page shows it (an image or video preview, a file's name)."""
     from selenium.webdriver.common.by import By
 
     browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path.resolve()))
-    name = path.name
-    wait_for(browser, lambda: name.rsplit(".", 1)[0] in browser.find_element(By.CSS_SELECTOR, f"#{elem_id}").text,
-             f"{name} to be uploaded into #{elem_id}")
+    name = path.name.rsplit(".", 1)[0]
+    wait_for(browser, lambda: browser.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return !!e.querySelector('img[src], video[src], audio[src]') || e.innerText.includes(arguments[1])",
+        f"#{elem_id}", name), f"{path.name} to be uploaded into #{elem_id}")
+
+
+def shown(browser, elem_id: str) -> str:
+    """The source of the image or video a component shows ('' when none)."""
+    return browser.execute_script("const m = document.querySelector(arguments[0] + ' img[src], ' + arguments[0] + "
+                                  "' video[src]'); return m ? m.src : ''", f"#{elem_id}")
 
 
 def click(browser, elem_id: str) -> None:
@@ -193,9 +211,16 @@ def click(browser, elem_id: str) -> None:
 
 
 def open_tab(browser, label: str) -> None:
+    """Click the visible tab of that label (the page's tabs, and the Animate tab's source and driving tabs)."""
     from selenium.webdriver.common.by import By
 
-    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == label).click()
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+         if t.text.strip() == label and t.is_displayed()).click()
+
+
+def toasts(browser) -> list[str]:
+    """The texts of the toasts on the page (title and message)."""
+    return browser.execute_script("return [...document.querySelectorAll('.toast-body')].map(t => t.innerText)")
 
 
 def textbox(browser, elem_id: str) -> str:
@@ -203,12 +228,12 @@ def textbox(browser, elem_id: str) -> str:
                                   "return t ? t.value : ''")
 
 
-def one_second_clip(destination: Path) -> tuple[Path, Fraction, int]:
-    """The first second of d0.mp4 (25 fps), re-encoded with PyAV."""
+def driving_clip(destination: Path, seconds: int = 1) -> tuple[Path, Fraction, int]:
+    """The first seconds of d0.mp4 (25 fps), re-encoded with PyAV."""
     with av.open(str(EXAMPLES / "driving" / "d0.mp4")) as inp, av.open(str(destination), "w") as out:
         vin = inp.streams.video[0]
         rate = vin.average_rate
-        frames = int(rate)
+        frames = int(rate) * seconds
         vout = out.add_stream("libx264", rate=rate)
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
         for i, frame in enumerate(inp.decode(vin)):
@@ -219,17 +244,32 @@ def one_second_clip(destination: Path) -> tuple[Path, Fraction, int]:
     return destination, rate, frames
 
 
+PLAYABLE = ("const v = document.querySelector('#animate-video video');"
+            "return v && v.currentSrc && v.readyState >= 1 && isFinite(v.duration) ? "
+            "[v.currentSrc, v.duration, v.videoWidth, v.videoHeight] : null")
+PROGRESS = ("const w = document.querySelector('#animate-video .progress-text, #animate-video .progress-level');"
+            "return w ? w.closest('.wrap').innerText.replace(/\\s+/g, ' ').trim() : ''")
+
+
 @pytest.mark.triton
-def test_animate_plays_the_result_with_the_clip_duration(page, tmp_path):
-    clip, rate, frames = one_second_clip(tmp_path / "driving-1s.mp4")
+def test_animate_shows_progress_then_plays_the_result_with_the_clip_duration(page, tmp_path):
+    clip, rate, frames = driving_clip(tmp_path / "driving-2s.mp4", seconds=2)
     upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
     upload(page, "animate-driving", clip)
+    wait_for(page, lambda: shown(page, "animate-source") and shown(page, "animate-driving"), "both previews")
     click(page, "animate-run")
-    state = wait_for(page, lambda: page.execute_script(
-        "const v = document.querySelector('#animate-video video');"
-        "return v && v.currentSrc && v.readyState >= 1 && isFinite(v.duration) ? "
-        "[v.currentSrc, v.duration, v.videoWidth, v.videoHeight] : null"), "a playable <video> source")
-    src, duration, width, height = state
+    started, seen = time.monotonic(), []  # (seconds after the click, progress text) while the job runs
+    while not page.execute_script(PLAYABLE) and time.monotonic() - started < WAIT_S:
+        text = page.execute_script(PROGRESS)
+        if text and (not seen or seen[-1][1] != text):
+            seen.append((time.monotonic() - started, text))
+        time.sleep(0.05)
+    src, duration, width, height = wait_for(page, lambda: page.execute_script(PLAYABLE), "a playable <video>")
+    # the server's progress showed within 2 s and moved (stage, then frames done of the total) before the result
+    timeline = "\n".join(f"{t:.2f} s: {text}" for t, text in seen)
+    assert seen and seen[0][0] < 2.0, timeline
+    done = {int(m.group(1)) for _, text in seen if (m := re.search(rf"\b(\d+)/{frames} frames", text))}
+    assert len(done) >= 2 and min(done) < frames, timeline
     expected = frames / rate
     # H.264 with B-frames starts presenting one frame late (an edit list), which browsers count in `duration`
     assert abs(duration - float(expected)) <= 2 / rate, (duration, float(expected))
@@ -239,14 +279,50 @@ def test_animate_plays_the_result_with_the_clip_duration(page, tmp_path):
         "return document.querySelector('#animate-video video').currentTime > 0"), "the video to play", 30)
     status = textbox(page, "animate-status")
     assert f"{frames} frames" in status and "synthetic" in status
-    link = wait_for(page, lambda: page.execute_script(
-        "const a = document.querySelector('#animate-download a[download]'); return a && a.href"), "the download link")
-    assert link == src or link.endswith("-animated.mp4")
+    assert page.find_element("css selector", "#animate-download").is_displayed()
+
+
+IN_VIEW = ("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+           "return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight && r.left >= 0 && r.right <= innerWidth")
+
+
+def test_animate_button_is_under_the_inputs_without_scrolling(browser, dead_web, request):
+    """At 1400x1000 the source and driving inputs and the Animate button show without scrolling; the options are
+    titled in words, not flags."""
+    browser.set_window_size(1400, 1000)
+    try:
+        for _ in loaded(browser, dead_web, request):
+            for elem_id in ("animate-source", "animate-driving", "animate-run"):
+                assert browser.execute_script(IN_VIEW, f"#{elem_id}"), elem_id
+            text = browser.find_element("css selector", "#animate-run").find_element(
+                "xpath", "ancestor::div[contains(@class, 'column')][1]").text
+            assert "Motion" in text and "Source crop" in text and "--" not in text, text
+    finally:
+        browser.set_window_size(1400, 2000)
+
+
+def test_unreachable_service_is_named_with_how_to_start_it(browser, dead_web, request):
+    """A page whose service is down says so when it opens, and an action's toast says the same, titled by it."""
+    words = f"cannot reach the LivePortrait service at {dead_web.server}: start it with liveportrait up"
+    for page in loaded(browser, dead_web, request):
+        banner = wait_for(page, lambda: page.execute_script(
+            "const b = document.querySelector('#service-banner'); return b && b.offsetParent && b.innerText"),
+            "the service banner", 30)
+        assert words in banner, banner
+        upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
+        upload(page, "animate-driving", EXAMPLES / "driving" / "d0.mp4")
+        click(page, "animate-run")
+        toast = wait_for(page, lambda: toasts(page), "a toast")[0].replace("`", "")
+        assert f"Animate failed: {words}" in toast and "gRPC status UNAVAILABLE" in toast, toast
+        status = textbox(page, "animate-status").replace("`", "")
+        assert status.startswith(f"Animate failed: {words}") and "Connection refused" not in status, status
 
 
 @pytest.mark.triton
 def test_keyframes_without_a_driving_video(page):
-    page.execute_script("document.querySelector('#animate-keyframes textarea').scrollIntoView()")
+    click(page, "options-advanced .label-wrap")  # the closed accordion of JSON inputs
+    wait_for(page, lambda: page.find_element("css selector", "#animate-keyframes textarea").is_displayed(),
+             "the keyframes box")
     page.find_element("css selector", "#animate-keyframes textarea").send_keys(
         '{"fps": 25, "keyframes": [{"edit": {}, "duration_s": 0}, {"edit": {"smile": 1.0}, "duration_s": 0.4}]}')
     upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
@@ -261,13 +337,14 @@ def test_keyframes_without_a_driving_video(page):
 
 @pytest.mark.triton
 def test_undecodable_upload_shows_the_service_error(page, tmp_path):
-    broken = tmp_path / "broken.jpg"
+    broken = tmp_path / "broken.mp4"
     broken.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    upload(page, "animate-source", broken)
-    upload(page, "animate-driving", EXAMPLES / "driving" / "d12.jpg")
+    upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
+    upload(page, "animate-driving", broken)
     click(page, "animate-run")
     status = wait_for(page, lambda: textbox(page, "animate-status"), "the status")
-    assert status.startswith("error: INVALID_ARGUMENT: ") and "not an image" in status, status
+    assert status.startswith("Animate failed: ") and status.endswith("(gRPC status INVALID_ARGUMENT)"), status
+    assert any(t.find("Animate failed: ") >= 0 for t in toasts(page)), toasts(page)
     assert "Traceback" not in page.page_source
     assert not page.execute_script("const v = document.querySelector('#animate-video video'); return v && v.src")
 
@@ -281,8 +358,7 @@ def test_faces_tab_draws_faces_and_sets_the_face_index(page):
     assert re.match(r"\d+ face\(s\) in 600x704", textbox(page, "faces-status")), textbox(page, "faces-status")
     assert page.execute_script("return document.querySelectorAll('#faces-choice input[type=radio]').length") >= 1
     click(page, "faces-use")
-    wait_for(page, lambda: "s0" in page.execute_script(
-        "return document.querySelector('#animate-source').innerText"), "the image in the Animate tab")
+    wait_for(page, lambda: shown(page, "animate-source"), "the image in the Animate tab")
     assert float(textbox(page, "opt-face_index")) == 0
 
 
@@ -315,9 +391,13 @@ def test_edit_slider_updates_the_preview(page, edit_served):
                       "the preview to change")
     assert second != first
     assert "session reused" in textbox(page, "edit-status")
-    click(page, "edit-apply")
+    click(page, "edit-apply")  # the portrait and its edit go to the Animate tab
     edit = wait_for(page, lambda: textbox(page, "animate-edit"), "the edit in the Animate tab")
     assert '"smile"' in edit
+    assert shown(page, "animate-source"), "the portrait in the Animate tab"
+    open_tab(page, "Edit")
+    click(page, "edit-source button[aria-label='Remove Image']")  # no portrait: no edit shown
+    wait_for(page, lambda: not shown(page, "edit-preview"), "the preview to clear")
 
 
 def fake_camera_video(destination: Path, frames: int = 50) -> Path:
@@ -364,7 +444,9 @@ def test_live_tab_animates_the_camera_with_a_latency_readout(camera_page, orches
     click(page, "live-camera [title='grant webcam access'] button")  # "Click to Access Webcam"
     wait_for(page, lambda: page.execute_script(
         "const v = document.querySelector('#live-camera video'); return v && v.videoWidth > 0"), "the camera")
-    click(page, "live-camera button.capture-button")  # start streaming
+    start = page.find_element("css selector", "#live-camera button.capture-button")
+    assert start.text.strip() == "Start", start.text
+    start.click()
     first = wait_for(page, lambda: page.execute_script(output_src), "the first animated frame")
     wait_for(page, lambda: (src := page.execute_script(output_src)) and src != first, "a second animated frame")
     text = wait_for(page, lambda: re.search(r"latency p50 \d+ ms, p95 \d+ ms", textbox(page, "live-readout"))
@@ -374,3 +456,5 @@ def test_live_tab_animates_the_camera_with_a_latency_readout(camera_page, orches
     assert live_streams(orchestrator) == 1  # one stream for this browser session
     click(page, "live-camera button.capture-button")  # stop streaming: the page ends the stream
     wait_for(page, lambda: live_streams(orchestrator) == 0, "the live stream to end", 30)
+    wait_for(page, lambda: "stream ended" in textbox(page, "live-readout"), "the read-out of the ended stream", 10)
+    assert "on the way" not in textbox(page, "live-readout")

@@ -1,0 +1,166 @@
+"""The web page's **Animate** tab: a source (photo, or a video for video-to-video) and a driving input (video, image,
+motion template or voice), each with a preview, and the Animate button right under them; the options in accordions
+by topic (plain titles, one line of help each; names, defaults and ranges of ``liveportrait animate``); keyframes
+and the edit option as JSON in a closed accordion; the result beside, with its download and status. While the
+service works, its ``Progress`` messages (stage, frames done of total) move the progress bar on the result."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
+
+from .messages import AUDIO_SUFFIXES
+from .templates import TEMPLATE_SUFFIXES
+from .web_options import (ANIMATE_OPTIONS, GROUPS, STAGE_NAMES, Option, animate_kwargs, failure_text, json_value,
+                          summary_text)
+
+if TYPE_CHECKING:
+    from .web import WebApp
+
+ADVANCED = "Advanced: expression keyframes and a fixed edit (JSON)"
+PREVIEW_HEIGHT = 300  # pixels: source, driving and result previews (two rows of them fit 1000 pixels with the button)
+KEYFRAMES_PLACEHOLDER = ('{"fps": 25, "keyframes": [{"edit": {}, "duration_s": 0}, '
+                         '{"edit": {"smile": 1.0, "head_yaw": 10}, "duration_s": 1.5, "easing": "ease_in_out"}]}')
+
+
+class AnimateTab:
+    """The tab's handler (a plain method, testable without a browser) and its layout."""
+
+    def __init__(self, app: "WebApp"):
+        self.app = app
+        self.widgets: dict = {}  # option name -> widget (the Edit and Live tabs read the crop and face options)
+        self.accordions: dict = {}  # by title: the Faces and Edit tabs open the one they fill in
+        self.source = self.edit_option = None
+
+    def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, *values,
+                progress=None) -> tuple[str | None, str | None, str]:
+        """-> (video for the player, file to download, status text)."""
+        import gradio as gr
+
+        if progress is None:  # (not `progress or ...`: an idle gr.Progress has length 0)
+            progress = lambda *a, **k: None  # noqa: E731
+        try:
+            if not source:
+                raise ValueError("add a source portrait (a photo, or a video for video-to-video) first")
+            kwargs = animate_kwargs(dict(zip((o.name for o in ANIMATE_OPTIONS), values)))
+            kwargs["edit"] = json_value(edit, "the edit")  # Edit fields by name (client/edits.py)
+            kwargs["keyframes"] = json_value(keyframes, "the keyframes")  # the keyframes JSON of client/edits.py
+            if kwargs["keyframes"] is not None:
+                drive = None
+            elif driving:
+                drive = Path(driving)
+            else:
+                raise ValueError("add a driving video, image, motion template or voice (or write keyframes)")
+            output = self.app.result_dir() / f"{Path(source).stem}-animated.mp4"
+
+            def on_progress(p: pb.Progress) -> None:
+                stage = STAGE_NAMES.get(p.stage, "working").replace("_", " ")
+                desc = f"{stage}: {p.message}" if p.message else stage
+                if p.frames_total:
+                    progress((p.frames_done, p.frames_total), desc=desc, unit="frames")
+                else:
+                    progress(0.0, desc=desc)
+
+            progress(0.0, desc="sending the inputs")
+            summary = self.app.client.animate(Path(source), drive, output, on_progress=on_progress,
+                                              timeout=self.app.timeout, **kwargs)
+            return str(output), gr.update(value=str(output), visible=True), summary_text(summary)
+        except (grpc.RpcError, ValueError, OSError) as exc:
+            text = failure_text("Animate", exc, self.app.server)
+            gr.Warning(text, title="Animate failed")
+            return None, gr.update(value=None, visible=False), text
+
+    # -- layout --------------------------------------------------------------------------------------------------
+    def layout(self) -> None:
+        import gradio as gr
+
+        h = PREVIEW_HEIGHT
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Row(equal_height=True):
+                    with gr.Column(min_width=280):
+                        with gr.Tabs():
+                            with gr.Tab("Photo", elem_id="source-photo-tab"):
+                                source = gr.Image(label="Source: the portrait to animate", type="filepath", height=h,
+                                                  sources=["upload", "clipboard"], elem_id="animate-source")
+                            with gr.Tab("Video", elem_id="source-video-tab"):
+                                source_video = gr.Video(label="Source: a video to re-animate", height=h,
+                                                        sources=["upload"], elem_id="animate-source-video")
+                    with gr.Column(min_width=280):
+                        with gr.Tabs():
+                            with gr.Tab("Video", elem_id="driving-video-tab"):
+                                driving = gr.Video(label="Driving: the motion to copy", height=h, sources=["upload"],
+                                                   elem_id="animate-driving")
+                            with gr.Tab("Image", elem_id="driving-image-tab"):
+                                driving_image = gr.Image(label="Driving: an expression to copy", type="filepath",
+                                                         height=h, sources=["upload", "clipboard"],
+                                                         elem_id="animate-driving-image")
+                            with gr.Tab("Template", elem_id="driving-template-tab"):
+                                template = gr.File(label="Motion template (.pb, .json, .pkl from extract-motion)",
+                                                   file_types=list(TEMPLATE_SUFFIXES), height=h,
+                                                   elem_id="animate-driving-template")
+                            with gr.Tab("Voice", elem_id="driving-voice-tab"):
+                                voice = gr.Audio(label="Speech that moves the lips and head", type="filepath",
+                                                 sources=["upload"], elem_id="animate-driving-voice")
+                                gr.Markdown(f"{', '.join(AUDIO_SUFFIXES)}; a source photo only")
+                run = gr.Button("Animate", variant="primary", size="lg", elem_id="animate-run")
+                widgets = {}
+                for group in GROUPS:
+                    with gr.Accordion(group, open=False, elem_id=f"options-{_slug(group)}") as self.accordions[group]:
+                        for option in ANIMATE_OPTIONS:
+                            if option.group == group:
+                                widgets[option.name] = _widget(gr, option)
+                with gr.Accordion(ADVANCED, open=False, elem_id="options-advanced") as self.accordions[ADVANCED]:
+                    keyframes = gr.Textbox(label="Expression keyframes (used instead of a driving input)", lines=3,
+                                           placeholder=KEYFRAMES_PLACEHOLDER, elem_id="animate-keyframes")
+                    edit_option = gr.Textbox(label="Edit applied to every frame ('Apply to animation' in the Edit "
+                                                   "tab fills it)", lines=1, elem_id="animate-edit")
+            with gr.Column(scale=2, min_width=320):
+                video = gr.Video(label="Result", interactive=False, height=h, elem_id="animate-video")
+                with gr.Row():
+                    download = gr.DownloadButton("Download the result", visible=False, elem_id="animate-download")
+                status = gr.Textbox(label="Status", interactive=False, lines=3, max_lines=8, elem_id="animate-status")
+        self.widgets = {o.name: widgets[o.name] for o in ANIMATE_OPTIONS}
+        self.source, self.edit_option = source, edit_option
+
+        # one source and one driving input at a time: adding one clears the others of its kind
+        _one_of(source, source_video)
+        _one_of(driving, driving_image, template, voice)
+
+        # Gradio gives a progress tracker only to a parameter before *args
+        def do_animate(progress=gr.Progress(), *values):
+            photo, clip, drv_video, drv_image, drv_template, drv_voice, kf, ed, *options = values
+            return self.animate(photo or clip, drv_video or drv_image or drv_template or drv_voice, kf, ed, *options,
+                                progress=progress)
+
+        run.click(do_animate, [source, source_video, driving, driving_image, template, voice, keyframes, edit_option,
+                               *self.widgets.values()], [video, download, status], concurrency_limit=None)
+
+
+def _one_of(*inputs) -> None:
+    for chosen in inputs:
+        others = [i for i in inputs if i is not chosen]
+        chosen.upload(lambda: [None] * len(others) if len(others) > 1 else None, None, others,
+                      show_progress="hidden")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower().split(" (")[0]).strip("-")
+
+
+def _widget(gr, option: Option):
+    info = option.help or None
+    elem_id = f"opt-{option.name}"
+    if isinstance(option.default, bool):
+        return gr.Checkbox(value=option.default, label=option.label, info=info, elem_id=elem_id)
+    if option.choices:
+        return gr.Dropdown(list(option.choices), value=option.default, label=option.label, info=info, elem_id=elem_id)
+    if isinstance(option.default, str):
+        return gr.Textbox(value=option.default, label=option.label, info=info, elem_id=elem_id)
+    return gr.Number(value=option.default, label=option.label, info=info, minimum=option.minimum,
+                     maximum=option.maximum, step=option.step or 1, precision=0 if option.integer else None,
+                     elem_id=elem_id)
+
