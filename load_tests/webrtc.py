@@ -89,8 +89,10 @@ async def run_webrtc(target: str, gateway_url: str, levels: list[int], fps: floa
     return report
 
 
-def run_local(levels: list[int], fps: float, duration_s: float, log=print) -> dict:
-    """``run_webrtc`` against a tiny CPU stack and a gateway started here (logs in build/load/webrtc)."""
+def run_local(levels: list[int], fps: float, duration_s: float, gateway_args: tuple[str, ...] = (),
+              log=print) -> dict:
+    """``run_webrtc`` against a tiny CPU stack and a gateway (with ``gateway_args``) started here (logs in
+    build/load/webrtc)."""
     from client.gateway.process import GatewayProcess
     from orchestrator.embedded import OrchestratorProcess
 
@@ -100,7 +102,7 @@ def run_local(levels: list[int], fps: float, duration_s: float, log=print) -> di
     room = str(max(levels))
     with triton_replicas(tiny_cpu_repository(), 1, work) as (triton,), OrchestratorProcess(
             triton.grpc_url, work / "orchestrator.log", extra_args=("--live-max-streams", room)) as orchestrator, \
-            GatewayProcess(orchestrator.target, work / "gateway.log", extra_args=("--max-sessions", room)) as gw:
+            GatewayProcess(orchestrator.target, work / "gateway.log", extra_args=("--max-sessions", room, *gateway_args)) as gw:
         return asyncio.run(run_webrtc(orchestrator.target, gw.url, levels, fps, duration_s, log=log))
 
 
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "tiny CPU stack here")
     p.add_argument("--gateway", default=None, help="the gateway's URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--api-key", default=None)
+    p.add_argument("--output-format", choices=["jpeg", "i420"], default="jpeg",
+                   help="the started gateway's frames from the orchestrator [jpeg]")
     p.add_argument("--report", type=Path, default=Path("artifacts/load/webrtc.json"), help="JSON; the table: .md")
     args = p.parse_args(argv)
     levels = [int(v) for v in args.peers.split(",")]
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.target:
         report = asyncio.run(run_webrtc(args.target, args.gateway, levels, args.fps, args.duration, args.api_key))
     else:
-        report = run_local(levels, args.fps, args.duration)
+        report = run_local(levels, args.fps, args.duration, ("--output-format", args.output_format))
     write_json(report, args.report)
     text = table(report)
     args.report.with_suffix(".md").write_text(text)
