@@ -14,8 +14,8 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .messages import AUDIO_SUFFIXES
 from .templates import TEMPLATE_SUFFIXES
-from .web_options import (ANIMATE_OPTIONS, GROUPS, STAGE_NAMES, Option, animate_kwargs, failure_text, json_value,
-                          summary_text)
+from .web_options import (ANIMATE_OPTIONS, FACE, GROUPS, STAGE_NAMES, Option, animate_kwargs, faces_value,
+                          failure_text, json_value, summary_text)
 
 if TYPE_CHECKING:
     from .web import WebApp
@@ -33,11 +33,11 @@ class AnimateTab:
         self.app = app
         self.widgets: dict = {}  # option name -> widget (the Edit and Live tabs read the crop and face options)
         self.accordions: dict = {}  # by title: the Faces and Edit tabs open the one they fill in
-        self.source = self.edit_option = None
+        self.source = self.edit_option = self.faces = None
 
-    def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, *values,
+    def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, faces: str, *values,
                 progress=None) -> tuple[str | None, str | None, str]:
-        """-> (video for the player, file to download, status text)."""
+        """-> (video for the player, file to download, status text). ``faces``: "all", "0, 2" or "" (one face)."""
         import gradio as gr
 
         if progress is None:  # (not `progress or ...`: an idle gr.Progress has length 0)
@@ -48,6 +48,7 @@ class AnimateTab:
             kwargs = animate_kwargs(dict(zip((o.name for o in ANIMATE_OPTIONS), values)))
             kwargs["edit"] = json_value(edit, "the edit")  # Edit fields by name (client/edits.py)
             kwargs["keyframes"] = json_value(keyframes, "the keyframes")  # the keyframes JSON of client/edits.py
+            kwargs["faces"] = faces_value(faces)
             if kwargs["keyframes"] is not None:
                 drive = None
             elif driving:
@@ -113,6 +114,11 @@ class AnimateTab:
                         for option in ANIMATE_OPTIONS:
                             if option.group == group:
                                 widgets[option.name] = _widget(gr, option)
+                        if group == FACE:
+                            self.faces = gr.Textbox(
+                                label="several faces", placeholder="all, or face numbers: 0, 2",
+                                info="animate all faces, or these (the Faces tab fills it); empty: one face",
+                                elem_id="animate-faces")
                 with gr.Accordion(ADVANCED, open=False, elem_id="options-advanced") as self.accordions[ADVANCED]:
                     keyframes = gr.Textbox(label="Expression keyframes (used instead of a driving input)", lines=3,
                                            placeholder=KEYFRAMES_PLACEHOLDER, elem_id="animate-keyframes")
@@ -132,12 +138,12 @@ class AnimateTab:
 
         # Gradio gives a progress tracker only to a parameter before *args
         def do_animate(progress=gr.Progress(), *values):
-            photo, clip, drv_video, drv_image, drv_template, drv_voice, kf, ed, *options = values
-            return self.animate(photo or clip, drv_video or drv_image or drv_template or drv_voice, kf, ed, *options,
-                                progress=progress)
+            photo, clip, drv_video, drv_image, drv_template, drv_voice, kf, ed, faces, *options = values
+            return self.animate(photo or clip, drv_video or drv_image or drv_template or drv_voice, kf, ed, faces,
+                                *options, progress=progress)
 
         run.click(do_animate, [source, source_video, driving, driving_image, template, voice, keyframes, edit_option,
-                               *self.widgets.values()], [video, download, status], concurrency_limit=None)
+                               self.faces, *self.widgets.values()], [video, download, status], concurrency_limit=None)
 
 
 def _one_of(*inputs) -> None:

@@ -1,5 +1,6 @@
-"""The web page's **Faces** tab: DetectFaces draws the faces of a photo with their numbers; "Use this photo and face"
-takes the photo to the Animate tab with that face chosen (its face number and order options)."""
+"""The web page's **Faces** tab: DetectFaces draws the faces of a photo with their numbers; "Use this photo and these faces"
+takes the photo to the Animate tab with those faces chosen (one: the face number option; several: the "several
+faces" box too)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,15 +45,15 @@ class FacesTab:
                 raise ValueError("add a photo")
             response = self.app.client.detect(Path(image), ordering, timeout=self.app.timeout)
             if not response.faces:
-                return None, gr.update(choices=[], value=None), "no face found"
+                return None, gr.update(choices=[], value=[]), "no face found"
             drawn = draw_faces(image, response.faces)
             choices = [(f"face {i} (score {f.score:.2f})", i) for i, f in enumerate(response.faces)]
-            return drawn, gr.update(choices=choices, value=0), (f"{len(response.faces)} face(s) in "
+            return drawn, gr.update(choices=choices, value=[0]), (f"{len(response.faces)} face(s) in "
                                                                 f"{response.width}x{response.height}, {ordering}")
         except (grpc.RpcError, ValueError, OSError) as exc:
             text = failure_text("Finding faces", exc, self.app.server)
             gr.Warning(text, title="Finding faces failed")
-            return None, gr.update(choices=[], value=None), text
+            return None, gr.update(choices=[], value=[]), text
 
     def layout(self, animate, tabs) -> None:
         import gradio as gr
@@ -65,22 +66,23 @@ class FacesTab:
                 ordering = gr.Dropdown(list(FACE_ORDERS), value="large-small", label="Count faces from",
                                        elem_id="faces-order")
                 detect = gr.Button("Find faces", variant="primary", elem_id="faces-detect")
-                choice = gr.Radio([], label="Face to animate", elem_id="faces-choice")
-                use = gr.Button("Use this photo and face in Animate", elem_id="faces-use")
+                choice = gr.CheckboxGroup([], label="Faces to animate (one or several)", elem_id="faces-choice")
+                use = gr.Button("Use this photo and these faces in Animate", elem_id="faces-use")
             with gr.Column():
                 drawn = gr.Image(label="Faces found", interactive=False, height=360, elem_id="faces-drawn")
                 faces_status = gr.Textbox(label="Status", interactive=False, elem_id="faces-status")
         detect.click(self.detect, [faces_image, ordering], [drawn, choice, faces_status])
         faces_image.upload(self.detect, [faces_image, ordering], [drawn, choice, faces_status])
-        faces_image.clear(lambda: (None, gr.update(choices=[], value=None), ""), None, [drawn, choice, faces_status])
-        choice.change(lambda i, o: (gr.update() if i is None else int(i), o), [choice, ordering],
-                      [widgets["face_index"], widgets["face_order"]])
+        faces_image.clear(lambda: (None, gr.update(choices=[], value=[]), ""), None, [drawn, choice, faces_status])
 
-        def do_use(image, index, order):
+        def do_use(image, chosen, order):
+            """One face: its face number; several: the "several faces" box too."""
             if not image:
-                return gr.update(), gr.update(), gr.update(), gr.update(), gr.Tabs()
-            return (image, 0 if index is None else int(index), order, gr.Accordion(open=True),
-                    gr.Tabs(selected="animate"))
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), gr.Tabs()
+            chosen = sorted(int(i) for i in chosen or [0])
+            several = "" if len(chosen) == 1 else ", ".join(map(str, chosen))
+            return (image, chosen[0], order, several, gr.Accordion(open=True), gr.Tabs(selected="animate"))
 
         use.click(do_use, [faces_image, choice, ordering],
-                  [animate.source, widgets["face_index"], widgets["face_order"], animate.accordions[FACE], tabs])
+                  [animate.source, widgets["face_index"], widgets["face_order"], animate.faces,
+                   animate.accordions[FACE], tabs])

@@ -11,6 +11,7 @@ import grpc
 from orchestrator.edit import FIELDS, OFFICIAL
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
+from .faces import faces_line
 from .messages import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS
 
 FACE_ORDERS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
@@ -255,10 +256,27 @@ def json_value(text: str, what: str):
         raise ValueError(f"{what} is not JSON: {exc}") from None
 
 
+def faces_value(text: str | None):
+    """``PortraitClient.animate(faces=...)`` from the page's "several faces" box: "all", face numbers separated by
+    commas ("0, 2"), or empty (None: one face, the face number option)."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    if text == "all":
+        return "all"
+    try:
+        return [int(v) for v in text.replace(" ", ",").split(",") if v]
+    except ValueError:
+        raise ValueError(f"several faces: write all, or face numbers separated by commas (0, 2), got {text!r}") \
+            from None
+
+
 def summary_text(summary: pb.Summary) -> str:
     fps = summary.fps.num / max(summary.fps.den, 1)
     lines = [f"{summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps, audio "
              f"{'yes' if summary.has_audio else 'no'}, {summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s",
              "stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings)]
+    if summary.faces:
+        lines.append(faces_line(summary))
     lines += [f"WARNING: {w}" for w in summary.warnings]
     return "\n".join(lines)

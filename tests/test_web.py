@@ -356,10 +356,36 @@ def test_faces_tab_draws_faces_and_sets_the_face_index(page):
     wait_for(page, lambda: page.execute_script("const i = document.querySelector('#faces-drawn img');"
                                                "return i && i.complete && i.naturalWidth > 0"), "the drawn faces")
     assert re.match(r"\d+ face\(s\) in 600x704", textbox(page, "faces-status")), textbox(page, "faces-status")
-    assert page.execute_script("return document.querySelectorAll('#faces-choice input[type=radio]').length") >= 1
+    assert page.execute_script("return document.querySelectorAll('#faces-choice input[type=checkbox]').length") >= 1
     click(page, "faces-use")
     wait_for(page, lambda: shown(page, "animate-source"), "the image in the Animate tab")
     assert float(textbox(page, "opt-face_index")) == 0
+
+
+@pytest.mark.triton
+def test_two_faces_chosen_in_faces_are_animated_together(page, tmp_path):
+    from PIL import Image
+
+    face = Image.open(EXAMPLES / "source" / "s0.jpg").convert("RGB")
+    pair = Image.new("RGB", (face.width * 2, face.height))
+    pair.paste(face, (0, 0))
+    pair.paste(face, (face.width, 0))
+    pair.save(tmp_path / "two.jpg")
+    open_tab(page, "Faces")
+    upload(page, "faces-image", tmp_path / "two.jpg")
+    boxes = "#faces-choice input[type=checkbox]"
+    wait_for(page, lambda: page.execute_script(f"return document.querySelectorAll('{boxes}').length") == 2,
+             "two faces to choose from")
+    for box in page.find_elements("css selector", boxes):
+        if not box.is_selected():
+            box.click()
+    click(page, "faces-use")
+    wait_for(page, lambda: textbox(page, "animate-faces") == "0, 1", "both faces in the Animate tab")
+    open_tab(page, "Image")
+    upload(page, "animate-driving-image", EXAMPLES / "driving" / "d12.jpg")
+    click(page, "animate-run")
+    status = wait_for(page, lambda: textbox(page, "animate-status"), "the status")
+    assert "faces animated (2)" in status, status
 
 
 @pytest.fixture(scope="module")
