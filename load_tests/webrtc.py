@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -42,7 +40,7 @@ def camera_frames(video: Path, count: int = 50) -> list[np.ndarray]:
 async def webrtc_level(gateway_url: str, portrait: str, frames: list[np.ndarray], peers: int, fps: float,
                        duration_s: float, api_key: str | None) -> dict:
     group = [WhipPeer(gateway_url, portrait, frames, fps, api_key, query=f"fps={fps:g}") for _ in range(peers)]
-    for k, peer in enumerate(group):  # not in step, as real cameras are not
+    for peer in group:  # not in step, as real cameras are not
         await peer.start()
         await asyncio.sleep(1.0 / fps / peers)
     started = time.monotonic()

@@ -8,7 +8,7 @@ in words), ``session`` one peer connection and its stream, ``app`` the routes an
 its own Prometheus registry, ``cli`` the ``liveportrait gateway`` command. Needs the ``webrtc`` extra.
 
 Camera mode only for now: a session takes the peer's video track as the driving frames. The voice mode (a microphone
-track driving the audio live stream, the voice sent back delayed to the mouth) plugs in at ``session.Driver``: a
-driver turns an incoming track into what the stream is sent; the peer connection, signalling, bounds and outgoing
-track stay as they are.
+track driving the audio live stream, the voice sent back delayed to the mouth) plugs in beside
+``session.CameraDriver``: a driver turns an incoming track of its kind into what the stream is sent; the peer
+connection, signalling, bounds and outgoing video track stay as they are (an outgoing audio track is added).
 """

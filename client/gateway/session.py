@@ -133,7 +133,7 @@ class CameraDriver:
 
 
 class GatewaySession:
-    """One peer connection and its live stream. ``open`` is called with the offer applied; ``close`` is idempotent."""
+    """One peer connection and its live stream: ``start`` after the answer was made; ``close`` is idempotent."""
 
     def __init__(self, session_id: str, pc: RTCPeerConnection, channel, stream: LiveStream, fps: float,
                  metrics: GatewayMetrics, on_end: Callable[["GatewaySession"], None], max_seconds: float,
