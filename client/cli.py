@@ -10,6 +10,7 @@
     liveportrait detect [--server HOST:PORT] IMAGE [--json]
     liveportrait health [--server HOST:PORT]
     liveportrait web [--server HOST:PORT] [--port 7860] [--host 127.0.0.1]   # Gradio page over the gRPC API
+    liveportrait gateway [--target HOST:PORT] [--port 8080] [--ice-server URL]  # WebRTC (WHIP) in front of it
     liveportrait convert-template old.pkl new.pb|new.json
 
 On a failed call the exit status is 1 and the gRPC status code name and the server's message are printed; a
@@ -28,10 +29,11 @@ import grpc
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .api import PortraitClient, default_target
-from .messages import AUDIO_SUFFIXES, DRIVING_CROP, DRIVING_OPTIONS, EMOTIONS, MODEL_SETS, REGIONS
+from .messages import AUDIO_SUFFIXES, DRIVING_CROP, DRIVING_OPTIONS, EMOTIONS, ENCODER_SPEEDS, MODEL_SETS, REGIONS
 from .cli_stack import cmd_demo, cmd_up, cmd_web
 from .console import ProgressBar, print_summary
 from .faces import add_face_options, faces_kwargs
+from .gateway.cli import add_parser as add_gateway_parser, cmd_gateway
 from .templates import TemplateError, convert, write_template
 
 def _add_server(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +87,13 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
                    help="source video: every frame's eyes as open as in its first frame (official) [off]")
     g.add_argument("--fps-and-audio-from-driving", action=flag, default=None,
                    help="source video: take the output's fps and audio from the driving video, not the source [off]")
-    g.add_argument("--crf", type=int, default=None, help="H.264 quality [18]")
+    g.add_argument("--crf", type=int, default=None,
+                   help="H.264 quality, 0..51 (lower: better and larger; default: the encoder speed's, 18 for smallest, "
+                        "19 for balanced and fastest)")
+    g.add_argument("--encoder-speed", choices=tuple(ENCODER_SPEEDS), default=None,
+                   help="H.264 encoder at equal quality: smallest = fewest bytes, most server CPU (libx264 veryfast); "
+                        "balanced (superfast) = ~0.7x the CPU, ~2.2x the bytes; fastest (ultrafast) = ~0.4x the CPU, "
+                        "~3x the bytes [fastest]")
     g.add_argument("--audio", action=flag, default=None,
                    help="mux the audio (the driving video's or voice's; a source video's) [on]")
     g.add_argument("--low-latency", action=flag, default=None,
@@ -211,6 +219,8 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
     w.add_argument("--port", type=int, default=7860, help="HTTP port of the page [7860]")
     w.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1; 0.0.0.0: all]")
 
+    add_gateway_parser(sub)
+
     c = sub.add_parser("convert-template", help="official .pkl (or .pb/.json) -> .pb or .json")
     c.add_argument("source", type=Path)
     c.add_argument("destination", type=Path)
@@ -281,7 +291,8 @@ def cmd_animate(args) -> int:
     bar = ProgressBar()
     with _client(args) as client:
         summary = client.animate(args.source, args.driving, args.output, on_progress=bar, timeout=args.timeout,
-                                 crf=args.crf, audio=args.audio, low_latency=args.low_latency, **options)
+                                 crf=args.crf, audio=args.audio, low_latency=args.low_latency,
+                                 encoder_speed=args.encoder_speed, **options)
     bar.done()
     print_summary(summary, args.output)
     return 0
@@ -377,7 +388,8 @@ def cmd_convert(args) -> int:
 
 
 COMMANDS = {"animate": cmd_animate, "edit": cmd_edit, "extract-motion": cmd_extract, "detect": cmd_detect, "health": cmd_health,
-            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo, "web": cmd_web, "live": cmd_live}
+            "convert-template": cmd_convert, "up": cmd_up, "demo": cmd_demo, "web": cmd_web, "live": cmd_live,
+            "gateway": cmd_gateway}
 
 
 def main(argv: list[str] | None = None) -> int:
