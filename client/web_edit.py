@@ -26,7 +26,7 @@ class EditTab:
         self.app = app
 
     def edit(self, source: str | None, session: dict | None, source_values: dict, *values):
-        """-> (preview image path or None, session state, status). ``session`` holds the session id of the previous
+        """-> ((the portrait, its edit) for the before/after view, or None; session state; status). ``session`` holds the session id of the previous
         answer for this source and the source's measured eye/lip ratios."""
         import gradio as gr
 
@@ -50,7 +50,7 @@ class EditTab:
                       f"({'session reused' if response.session_reused else 'source prepared'}: "
                       + ", ".join(f"{stage} {s * 1000:.0f}" for stage, s in response.timings.items()) + " ms)")
             status += "".join(f"\nWARNING: {w}" for w in response.warnings)
-            return str(path), session, status
+            return (source, str(path)), session, status
         except (grpc.RpcError, ValueError, OSError) as exc:
             text = failure_text("Edit", exc, self.app.server)
             gr.Warning(text, title="Edit failed")
@@ -73,8 +73,9 @@ class EditTab:
                     for s in EDIT_SLIDERS[len(OFFICIAL_SLIDERS):]:
                         sliders[s.name] = _slider(gr, s)
             with gr.Column(elem_classes=["sticky-column"]):
-                preview = gr.Image(label="Edited", type="filepath", format="jpeg", interactive=False,
-                                   height=PREVIEW_HEIGHT, elem_id="edit-preview")
+                preview = gr.ImageSlider(label="Before / after (drag the line)", type="filepath", format="jpeg",
+                                         interactive=False, height=PREVIEW_HEIGHT, max_height=PREVIEW_HEIGHT,
+                                         elem_id="edit-preview")
                 with gr.Row():
                     reset = gr.Button("Reset sliders", elem_id="edit-reset")
                     apply = gr.Button("Apply to animation", variant="primary", elem_id="edit-apply")

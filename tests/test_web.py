@@ -406,7 +406,8 @@ def test_edit_slider_updates_the_preview(page, edit_served):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    preview_src = "const i = document.querySelector('#edit-preview img'); return i && i.complete && i.src"
+    # the before/after view: the edit is its last image
+    preview_src = "const i = [...document.querySelectorAll('#edit-preview img')].pop(); return i && i.complete && i.src"
     open_tab(page, "Edit")
     upload(page, "edit-source", EXAMPLES / "source" / "s0.jpg")
     first = wait_for(page, lambda: page.execute_script(preview_src), "the first preview")
