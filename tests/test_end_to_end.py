@@ -253,6 +253,7 @@ def test_every_encoder_speed_gives_a_browser_playable_mp4(client, tmp_path):
             assert (out["codec"], out["pix_fmt"], out["frames"]) == ("h264", "yuv420p", frames), speed
             boxes = top_level_boxes(data)
             assert boxes[:2] == ["ftyp", "moov"] and "moof" in boxes and b"avc1" in data[:4096], (speed, boxes)
+            assert (b"cabac=0" in data) == (speed == "fastest"), "libx264's settings (ultrafast: no CABAC) were used"
             assert summary.frames == frames and summary.video_bytes == len(data)
             sizes[speed, low_latency] = len(data)
     assert sizes["smallest", False] < sizes["fastest", False], sizes
