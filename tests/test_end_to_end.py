@@ -160,8 +160,9 @@ def test_extract_motion_then_animate_with_it(client, tmp_path):
 def test_cli_animate_extract_and_detect(server, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     code = cli(["animate", "--server", server.target, "--source", str(EXAMPLES / "source" / "s0.jpg"),
-                "--driving", str(EXAMPLES / "templates" / "wink.pkl"), "-o", str(out), "--driving-multiplier", "1.2"])
-    assert code == 0 and out.is_file()
+                "--driving", str(EXAMPLES / "templates" / "wink.pkl"), "-o", str(out), "--driving-multiplier", "1.2",
+                "--encoder-speed", "smallest"])
+    assert code == 0 and out.is_file() and b"cabac=1" in out.read_bytes()  # veryfast, not the default ultrafast
     assert inspect(out)["frames"] == read_template(EXAMPLES / "templates" / "wink.pkl").n_frames
     capsys.readouterr()
     assert cli(["detect", "--server", server.target, str(EXAMPLES / "source" / "s0.jpg"), "--json"]) == 0
