@@ -36,8 +36,9 @@ class AnimateTab:
         self.source = self.edit_option = self.faces = None
 
     def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, faces: str, *values,
-                progress=None) -> tuple[str | None, str | None, str]:
-        """-> (video for the player, file to download, status text). ``faces``: "all", "0, 2" or "" (one face)."""
+                progress=None) -> tuple:
+        """-> (video for the player, still image, file to download, status text): a one-frame result (a driving
+        image) is shown as a still image (its MP4 stays the download). ``faces``: "all", "0, 2" or "" (one face)."""
         import gradio as gr
 
         if progress is None:  # (not `progress or ...`: an idle gr.Progress has length 0)
@@ -68,11 +69,14 @@ class AnimateTab:
             progress(0.0, desc="sending the inputs")
             summary = self.app.client.animate(Path(source), drive, output, on_progress=on_progress,
                                               timeout=self.app.timeout, **kwargs)
-            return str(output), gr.update(value=str(output), visible=True), summary_text(summary)
+            still = _still(output) if summary.frames == 1 else None
+            return (gr.update(value=None if still else str(output), visible=not still),
+                    gr.update(value=still, visible=bool(still)), gr.update(value=str(output), visible=True),
+                    summary_text(summary))
         except (grpc.RpcError, ValueError, OSError) as exc:
             text = failure_text("Animate", exc, self.app.server)
             gr.Warning(text, title="Animate failed")
-            return None, gr.update(value=None, visible=False), text
+            return None, gr.update(value=None, visible=False), gr.update(value=None, visible=False), text
 
     # -- layout --------------------------------------------------------------------------------------------------
     def layout(self) -> None:
@@ -126,6 +130,8 @@ class AnimateTab:
                                                    "tab fills it)", lines=1, elem_id="animate-edit")
             with gr.Column(scale=2, min_width=320):
                 video = gr.Video(label="Result", interactive=False, height=h, elem_id="animate-video")
+                still = gr.Image(label="Result (a still: the driving was an image)", type="filepath",
+                                 interactive=False, height=h, visible=False, elem_id="animate-still")
                 with gr.Row():
                     download = gr.DownloadButton("Download the result", visible=False, elem_id="animate-download")
                 status = gr.Textbox(label="Status", interactive=False, lines=3, max_lines=8, elem_id="animate-status")
@@ -143,7 +149,19 @@ class AnimateTab:
                                 *options, progress=progress)
 
         run.click(do_animate, [source, source_video, driving, driving_image, template, voice, keyframes, edit_option,
-                               self.faces, *self.widgets.values()], [video, download, status], concurrency_limit=None)
+                               self.faces, *self.widgets.values()], [video, still, download, status],
+                  concurrency_limit=None)
+
+
+def _still(video: Path) -> str:
+    """The one frame of a one-frame result as a PNG beside it."""
+    import av
+
+    with av.open(str(video)) as container:
+        frame = next(container.decode(video=0))
+    path = video.with_suffix(".png")
+    frame.to_image().save(path)
+    return str(path)
 
 
 def _one_of(*inputs) -> None:

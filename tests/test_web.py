@@ -386,6 +386,9 @@ def test_two_faces_chosen_in_faces_are_animated_together(page, tmp_path):
     click(page, "animate-run")
     status = wait_for(page, lambda: textbox(page, "animate-status"), "the status")
     assert "faces animated (2)" in status, status
+    # a driving image gives a still image (not a one-frame video)
+    assert shown(page, "animate-still")
+    assert page.execute_script("const v = document.querySelector('#animate-video'); return !v || !v.offsetParent")
 
 
 @pytest.fixture(scope="module")
