@@ -225,13 +225,17 @@ class AsyncPortraitClient:
 
     def live(self, source: Path | bytes, fps: float | None = None, output_format: str = "jpeg",
              input_format: str = "jpeg", jpeg_quality: int | None = None, timeout: float | None = None,
-             **options) -> "LiveStream":
+             voice: dict | pb.AudioOptions | None = None, **options) -> "LiveStream":
         """AnimateStream (live animation; see client/live.py): ``async with client.live("me.jpg") as stream:``, then
         ``stream.send(frame)`` and ``async for result in stream``. ``fps``: the rate frames are sent at [25];
-        ``output_format``/``input_format``: jpeg or i420; ``options``: animation options by name (as ``animate``)."""
+        ``output_format``/``input_format``: jpeg or i420; ``options``: animation options by name (as ``animate``);
+        ``voice``: voice mode (``stream.send_audio``) with these audio options (``audio_options()`` or its keyword
+        arguments as a dict; ``{}``: the defaults)."""
         from .live import LiveStream, live_setup
 
-        setup = live_setup(source, fps, output_format, jpeg_quality, animation_options(**options))
+        if isinstance(voice, dict):
+            voice = audio_options(**voice)
+        setup = live_setup(source, fps, output_format, jpeg_quality, animation_options(**options), voice)
         return LiveStream(self.stub, setup, input_format, timeout)
 
 

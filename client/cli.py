@@ -6,7 +6,7 @@
     liveportrait extract-motion [--server HOST:PORT] VIDEO -o motion.pb
     liveportrait animate [--server HOST:PORT] --source S --keyframes kf.json -o out.mp4   # no driving video
     liveportrait edit [--server HOST:PORT] --source S --smile 0.8 --head-pitch 10 ... -o out.png
-    liveportrait live [--server HOST:PORT] --source S --driving clip.mp4|--camera N [-o out.mp4] [--show]
+    liveportrait live [--server HOST:PORT] --source S --driving clip.mp4|--camera N|--audio speech.wav [-o out.mp4]
     liveportrait detect [--server HOST:PORT] IMAGE [--json]
     liveportrait health [--server HOST:PORT]
     liveportrait web [--server HOST:PORT] [--port 7860] [--host 127.0.0.1]   # Gradio page over the gRPC API
@@ -47,7 +47,7 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="deadline of the call in seconds")
 
 
-def _add_animation_options(p: argparse.ArgumentParser) -> None:
+def _add_animation_options(p: argparse.ArgumentParser, mp4: bool = True) -> None:
     g = p.add_argument_group("animation options (defaults: the official LivePortrait CLI)")
     flag = argparse.BooleanOptionalAction
     g.add_argument("--relative-motion", action=flag, default=None, help="relative driving [on]")
@@ -94,8 +94,9 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
                    help="H.264 encoder at equal quality: smallest = fewest bytes, most server CPU (libx264 veryfast); "
                         "balanced (superfast) = ~0.7x the CPU, ~2.2x the bytes; fastest (ultrafast) = ~0.4x the CPU, "
                         "~3x the bytes [fastest]")
-    g.add_argument("--audio", action=flag, default=None,
-                   help="mux the audio (the driving video's or voice's; a source video's) [on]")
+    if mp4:  # live streams take --audio as a voice file instead
+        g.add_argument("--audio", action=flag, default=None,
+                       help="mux the audio (the driving video's or voice's; a source video's) [on]")
     g.add_argument("--low-latency", action=flag, default=None,
                    help="stream for playback while rendering: each chunk's frames arrive at most one chunk later [off]")
 
@@ -187,6 +188,11 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
     lv.add_argument("--source", "-s", type=Path, required=True, help="portrait image")
     lv.add_argument("--driving", "-d", type=Path, default=None, help="a video played as a camera at its own fps")
     lv.add_argument("--camera", type=int, default=None, metavar="N", help="camera N (OpenCV), instead of --driving")
+    lv.add_argument("--audio", dest="voice", type=Path, default=None, metavar="SPEECH",
+                    help="voice mode: a sound file streamed at real time drives the portrait (25 fps); prints the "
+                         "first frame's delay after the voice starts and the audio-to-frame delay p50/p95")
+    lv.add_argument("--microphone", nargs="?", const="default", default=None, metavar="DEVICE",
+                    help="voice mode from a microphone (PulseAudio or ALSA through PyAV) [default device]")
     lv.add_argument("--output", "-o", type=Path, default=None, help="MP4 of the animated frames")
     lv.add_argument("--show", action="store_true", help="show the animated frames in a window (OpenCV GUI)")
     lv.add_argument("--fps", type=float, default=None, help="send at this rate [the video's or camera's]")
@@ -196,7 +202,9 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
     lv.add_argument("--input-format", choices=["jpeg", "i420"], default="jpeg",
                     help="how frames travel to the server [jpeg]")
     lv.add_argument("--json", action="store_true", help="print the figures as one JSON line")
-    _add_animation_options(lv)
+    _add_animation_options(lv, mp4=False)
+    _add_audio_options(lv.add_argument_group("voice mode (--audio / --microphone; defaults: Ditto's online mode, "
+                                             "10 sampling steps)"))
     _add_edit_options(lv.add_argument_group("edit applied to every frame (AnimationOptions.edit)"))
 
     e = sub.add_parser("extract-motion", help="driving video -> motion template (.pb or .json)")
@@ -334,6 +342,7 @@ def cmd_live(args) -> int:
     options = {name: getattr(args, name) for name in OPTION_NAMES if name not in live_cli.VIDEO_ONLY}
     options["edit"] = _edit_values(args) or None
     options["smoothing"] = smoothing_kwarg(args.smooth, args.smooth_min_cutoff, args.smooth_beta)
+    options["voice"] = live_cli.voice_kwarg(args, AUDIO_FLAGS)
 
     async def main() -> None:
         async with AsyncPortraitClient(args.server or default_target(), args.ca, args.api_key, args.cert,

@@ -9,6 +9,13 @@
                 print(result.latency_s, result.frames_dropped)
         print(stream.stats.summary())
 
+Voice mode (``client.live("me.jpg", voice=audio_options(...))``, or ``voice={}`` for the defaults): send the voice
+with ``stream.send_audio(samples, rate)`` (mono float32 or int16 numpy samples, any rate from 8 to 48 kHz; never
+dropped, in order) and read one result per 1/25 s of audio: ``result.sequence`` k shows the voice at k/25 s. Each
+result's ``audio_delay_s`` is its arrival here minus the moment the audio of its time was handed to ``send_audio``
+(the audio-to-frame delay when the audio is sent as it is spoken); ``stats.first_frame_s`` is the first frame's
+arrival after the first audio chunk was sent.
+
 ``send`` never blocks: frames wait in a slot of one on the client too (a newer frame replaces one the network has not
 taken yet; counted as ``stats.client_dropped``), and the server keeps only the newest frame it has not started on
 (older ones are dropped and counted in each result). Close the stream (leaving the ``async with``, or ``close()``) to
@@ -18,6 +25,7 @@ end with the ``grpc.aio.AioRpcError`` raised from the iteration.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -41,13 +49,35 @@ def now_us() -> int:
 
 
 def live_setup(source: Path | bytes, fps: float | None = None, output_format: str = "jpeg",
-               jpeg_quality: int | None = None, options: pb.AnimationOptions | None = None) -> pb.LiveSetup:
-    """The setup message (the source image is read here: a missing file fails before any call)."""
+               jpeg_quality: int | None = None, options: pb.AnimationOptions | None = None,
+               voice: pb.AudioOptions | None = None) -> pb.LiveSetup:
+    """The setup message (the source image is read here: a missing file fails before any call); ``voice`` set:
+    voice mode with these audio options."""
     if output_format not in FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(FORMATS)}")
     data = source if isinstance(source, bytes) else _read(source, "source image")
-    return pb.LiveSetup(source_image=data, options=options or pb.AnimationOptions(),
-                        output_format=FORMATS[output_format], jpeg_quality=jpeg_quality, fps=fps)
+    setup = pb.LiveSetup(source_image=data, options=options or pb.AnimationOptions(),
+                         output_format=FORMATS[output_format], jpeg_quality=jpeg_quality, fps=fps)
+    if voice is not None:
+        setup.voice.SetInParent()  # voice mode, even with every option at its default
+        setup.voice.options.CopyFrom(voice)
+    return setup
+
+
+AUDIO_ENCODINGS = {np.dtype(np.float32): pb.PCM_F32LE, np.dtype(np.int16): pb.PCM_S16LE}
+
+
+def audio_messages(samples: np.ndarray, rate: int, max_seconds: float = 0.5) -> list[pb.LiveAudio]:
+    """Mono float32 (-1..1) or int16 samples -> ``LiveAudio`` chunks of at most ``max_seconds``."""
+    samples = np.asarray(samples)
+    if samples.dtype not in AUDIO_ENCODINGS:
+        samples = samples.astype(np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"send_audio takes mono samples (one dimension), got shape {samples.shape}")
+    step = max(1, int(rate * max_seconds))
+    little = samples.astype(samples.dtype.newbyteorder("<"), copy=False)
+    return [pb.LiveAudio(pcm=little[i:i + step].tobytes(), encoding=AUDIO_ENCODINGS[samples.dtype],
+                         sample_rate=int(rate)) for i in range(0, len(samples), step)]
 
 
 def frame_message(frame: np.ndarray | bytes, capture_time_us: int, sequence: int, input_format: str = "jpeg",
@@ -88,6 +118,7 @@ class LiveResult:
     frames_received: int  # by the server in this stream so far
     frames_dropped: int  # of those, dropped as stale
     received_us: int  # client clock when it arrived here
+    audio_delay_s: float | None = None  # voice mode: arrival here - when the audio at sequence / 25 s was sent
 
     @classmethod
     def of(cls, frame: pb.LiveFrame, received_us: int) -> "LiveResult":
@@ -129,6 +160,9 @@ class LiveStats:
     render_seconds: list[float] = field(default_factory=list)
     first_us: int | None = None  # client clock of the first and last result
     last_us: int | None = None
+    audio_seconds: float = 0.0  # voice mode: audio sent, its delay per frame, the first frame after the first audio
+    audio_delays: list[float] = field(default_factory=list)
+    first_frame_s: float | None = None
 
     def add(self, result: LiveResult) -> None:
         self.results += 1
@@ -138,7 +172,10 @@ class LiveStats:
         if not result.face_found:
             self.no_face += 1
             return
-        self.latencies.append(result.latency_s)
+        if result.audio_delay_s is not None:
+            self.audio_delays.append(result.audio_delay_s)
+        else:
+            self.latencies.append(result.latency_s)
         self.server_seconds.append(result.server_seconds)
         self.render_seconds.append(result.timings.get("render", float("nan")))
 
@@ -161,22 +198,32 @@ class LiveStats:
                 "dropped_server": self.server_dropped, "dropped_client": self.client_dropped,
                 "drop_rate": round(self.drop_rate, 4), "achieved_fps": round(self.achieved_fps, 2),
                 "latency_ms": ms(self.latencies), "server_ms": ms(self.server_seconds),
-                "render_ms": ms(self.render_seconds)}
+                "render_ms": ms(self.render_seconds), **self._voice()}
+
+    def _voice(self) -> dict:
+        if not self.audio_seconds:
+            return {}
+        return {"audio_seconds": round(self.audio_seconds, 3),
+                "first_frame_ms": None if self.first_frame_s is None else round(self.first_frame_s * 1000, 1),
+                "audio_delay_ms": {f"p{k}": round(v * 1000, 1) for k, v in percentiles(self.audio_delays).items()}}
 
 
 class _Outgoing:
     """Frames waiting for the network: reference frames in order, then the newest driving frame (one)."""
 
     def __init__(self):
+        self.audio: deque = deque()  # voice chunks, in order, never replaced
         self.references: deque = deque()
         self.frame = None
         self.closed = False
         self.ready = asyncio.Event()
 
-    def put(self, item, reference: bool) -> bool:
+    def put(self, item, reference: bool, audio: bool = False) -> bool:
         """True when a waiting driving frame was replaced."""
         replaced = False
-        if reference:
+        if audio:
+            self.audio.append(item)
+        elif reference:
             self.references.append(item)
         else:
             replaced = self.frame is not None
@@ -186,6 +233,8 @@ class _Outgoing:
 
     async def take(self):
         while True:
+            if self.audio:
+                return self.audio.popleft(), None
             if self.references:
                 return self.references.popleft(), True
             if self.frame is not None:
@@ -219,6 +268,8 @@ class LiveStream:
         self._error: BaseException | None = None
         self._tasks: list[asyncio.Task] = []
         self._sequence = 0
+        self._audio_ends: list[float] = []  # voice mode: seconds of audio sent after each chunk, and when
+        self._audio_sent_us: list[int] = []
 
     async def __aenter__(self) -> "LiveStream":
         await self.start()
@@ -250,6 +301,31 @@ class LiveStream:
         if self._outgoing.put(item, reference=False):
             self.stats.client_dropped += 1
         return sequence
+
+    def send_audio(self, samples: np.ndarray, rate: int) -> float:
+        """Voice mode: queue the next samples of the voice (mono float32 -1..1 or int16) at ``rate`` Hz, without
+        waiting; never dropped. Returns the seconds of audio sent so far; the audio-to-frame delays count from now."""
+        if not self.setup.HasField("voice"):
+            raise ValueError("send_audio needs a stream in voice mode (client.live(..., voice=...))")
+        messages = audio_messages(samples, rate)
+        sent_us = now_us()
+        if not self._audio_sent_us:
+            self._first_audio_us = sent_us
+        for message in messages:
+            seconds = self.stats.audio_seconds + len(message.pcm) / np.dtype(
+                np.float32 if message.encoding == pb.PCM_F32LE else np.int16).itemsize / rate
+            self.stats.audio_seconds = seconds
+            self._audio_ends.append(seconds)
+            self._audio_sent_us.append(sent_us)
+            self._outgoing.put(message, reference=False, audio=True)
+        return self.stats.audio_seconds
+
+    def _audio_delay(self, result: LiveResult) -> float | None:
+        """When the chunk holding the audio at the frame's time was sent -> the frame's arrival."""
+        if not self._audio_ends:
+            return None
+        index = min(bisect.bisect_left(self._audio_ends, result.sequence / 25.0), len(self._audio_ends) - 1)
+        return (result.received_us - self._audio_sent_us[index]) / 1e6
 
     def send_reference(self, frame: np.ndarray | bytes) -> asyncio.Future:
         """A neutral frame the motion is relative to from now on; the future gives the server's ``ReferenceSet``
@@ -291,6 +367,9 @@ class LiveStream:
                 item, reference = await self._outgoing.take()
                 if item is None:
                     break
+                if reference is None:  # a voice chunk
+                    await self._call.write(pb.LiveRequest(audio=item))
+                    continue
                 frame, capture_us, sequence = item
                 message = await asyncio.to_thread(frame_message, frame, capture_us, sequence, self.input_format,
                                                   self.jpeg_quality)
@@ -309,6 +388,10 @@ class LiveStream:
                 kind = response.WhichOneof("event")
                 if kind == "frame":
                     result = LiveResult.of(response.frame, now_us())
+                    if self.setup.HasField("voice"):
+                        result.audio_delay_s = self._audio_delay(result)
+                        if self.stats.first_frame_s is None and self._audio_sent_us:
+                            self.stats.first_frame_s = (result.received_us - self._first_audio_us) / 1e6
                     self.stats.add(result)
                     self._results.put_nowait(result)
                 elif kind == "reference_set":

@@ -1,5 +1,5 @@
 """``liveportrait live``: a camera (or a video file played as one, in real time at its own frame rate) animates a
-portrait through ``AnimateStream``; the result is written to an MP4 and/or shown, and the stream's figures are printed
+portrait through ``AnimateStream`` (or a voice does: ``--audio`` / ``--microphone``, see ``live_voice.py``); the result is written to an MP4 and/or shown, and the stream's figures are printed
 at the end: latency from capture to the animated frame's arrival (p50/p95/p99), the server's share, one frame's render
 time, the achieved frame rate and the drop rate.
 """
@@ -17,6 +17,7 @@ from typing import AsyncIterator
 import numpy as np
 
 from .live import LiveResult, LiveStream, now_us
+from .live_voice import Microphone, VoiceFile, report_voice, speak, voice_kwarg  # noqa: F401 (voice_kwarg: cli.py)
 
 VIDEO_ONLY = ("crf", "encoder_speed", "audio", "low_latency", "source_video_smoothing",
               "source_video_eye_retargeting", "fps_and_audio_from_driving")  # AnimatePortrait options that a live stream does not have
@@ -191,7 +192,7 @@ async def play(stream: LiveStream, camera, writer: Mp4Writer | None, window: Win
             raise
         await stream.close()
 
-    sender = asyncio.create_task(send())
+    sender = asyncio.create_task(speak(stream, camera, seconds, stop) if hasattr(camera, "chunks") else send())
     try:
         async for result in stream:
             if writer is not None:
@@ -214,6 +215,9 @@ def report(stream: LiveStream, fps: float, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps(summary))
         return
+    if "audio_seconds" in summary:
+        report_voice(summary)
+        return
     lat, server, render = summary["latency_ms"], summary["server_ms"], summary["render_ms"]
     print(f"frames: {summary['sent']} sent at {fps:.3g} fps, {summary['results']} answered "
           f"({summary['no_face']} without a face), dropped {summary['dropped_server']} on the server + "
@@ -225,11 +229,15 @@ def report(stream: LiveStream, fps: float, as_json: bool = False) -> None:
 
 
 async def run(client, args, options: dict) -> LiveStream:
-    camera = FileCamera(args.driving, args.fps, args.loop) if args.driving else OpenCvCamera(args.camera)
-    fps = args.fps or camera.fps
+    voice = options.get("voice") is not None
+    if voice:
+        camera = VoiceFile(args.voice) if args.voice else Microphone(args.microphone)
+    else:
+        camera = FileCamera(args.driving, args.fps, args.loop) if args.driving else OpenCvCamera(args.camera)
+    fps = 25.0 if voice else args.fps or camera.fps
     window = Window() if args.show else None
-    stream = client.live(args.source, fps=fps, output_format="jpeg", input_format=args.input_format,
-                         timeout=args.timeout, **options)
+    stream = client.live(args.source, fps=None if voice else fps, output_format="jpeg",
+                         input_format=args.input_format, timeout=args.timeout, **options)
     writer = None
     try:
         async with stream:
@@ -256,5 +264,10 @@ def check_options(args) -> None:
     if given:
         raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in given)}: not for live streams (output "
                          "options of an MP4 or of a source video)")
-    if (args.driving is None) == (args.camera is None):
-        raise ValueError("give one of --driving (a video played as a camera) and --camera N")
+    voice, microphone = getattr(args, "voice", None), getattr(args, "microphone", None)
+    inputs = [args.driving, args.camera, voice, microphone]
+    if sum(value is not None for value in inputs) != 1:
+        raise ValueError("give one of --driving (a video played as a camera), --camera N, --audio speech.wav (a "
+                         "voice) and --microphone")
+    if (voice or microphone) and args.fps is not None:
+        raise ValueError("--fps: a voice gives 25 frames per second of audio")

@@ -25,6 +25,7 @@ from .face import (ORDERINGS, CropConfig, FaceAnalyzer, FaceSelectionError, Inva
                    make_analyzer)
 from .keypoints import KeypointOptions, Motion
 from .live import LiveAnimator, LiveSession, LiveStreams, live_options, setup_message
+from .live.voice import VoiceSession, voice_options
 from .media import probe
 from .metrics import Metrics
 from .options import (AnimateOptions, animate_options, audio_driving_options, driving_crop_options, edit_request_options,
@@ -67,6 +68,7 @@ class Limits:
     live_idle_timeout_s: float = 30.0  # seconds without a driving frame before a stream is ended
     live_max_frame_bytes: int = 4 * 1024 * 1024  # one driving frame message
     live_max_frame_side: int = 1920  # pixels, each side of a driving frame
+    live_max_audio_ahead_s: float = 10.0  # voice mode: seconds of audio that may wait to be animated
     motion_cache_bytes: int = 64 * 1024 * 1024  # driving motion kept for repeated driving videos (0: off)
 
 
@@ -225,8 +227,12 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             ctx = RequestContext(runner, self._analyzer(runner, options.source_crop), Timings(),
                                  self._frames_rendered(caller), self.state.weights)
             animator = LiveAnimator(setup.source_image, options, output, ctx, limits.live_max_frame_side)
-            session = LiveSession(animator, limits, self.metrics, lambda: self.draining,
-                                  before_frame=caller.check_budget if caller is not None else None)
+            budget = caller.check_budget if caller is not None else None
+            if setup.HasField("voice"):  # a live voice drives the portrait (orchestrator/live/voice.py)
+                session = VoiceSession(animator, voice_options(setup, options), limits, self.metrics,
+                                       lambda: self.draining, before_frame=budget)
+            else:
+                session = LiveSession(animator, limits, self.metrics, lambda: self.draining, before_frame=budget)
             async for response in session.run(request_iterator):  # charged per rendered frame, as they go
                 yield response
 

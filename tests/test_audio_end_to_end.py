@@ -30,17 +30,11 @@ def spool(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(spool):
-    """The tiny CPU repository with the audio models (``liveportrait-export --audio``), Triton and the orchestrator."""
-    from export_scripts.cli import ExportRequest, run_export
-    from orchestrator.triton_process import TritonProcess
-
-    repository = BUILD / "repo-tiny-cpu-audio"
-    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=repository, audio=True),
-               log=lambda *_: None)
-    with TritonProcess(repository, log_file=BUILD / "tritonserver-audio-e2e.log") as triton, \
-            OrchestratorProcess(triton.grpc_url, BUILD / "orchestrator-audio-e2e.log",
-                                extra_args=("--spool-dir", str(spool))) as process, \
+def client(spool, audio_triton_server):
+    """The tiny CPU repository with the audio models (``liveportrait-export --audio``; the shared Triton) and the
+    orchestrator."""
+    with OrchestratorProcess(audio_triton_server.grpc_url, BUILD / "orchestrator-audio-e2e.log",
+                             extra_args=("--spool-dir", str(spool))) as process, \
             PortraitClient(process.target) as c:
         yield c
 

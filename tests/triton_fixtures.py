@@ -28,3 +28,25 @@ def triton_server(tiny_cpu_repository: Path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_repository() -> Path:
+    """The tiny CPU repository with the audio models (``liveportrait-export --audio``; cached, idempotent)."""
+    from export_scripts.cli import ExportRequest, run_export
+
+    output = BUILD / "repo-tiny-cpu-audio"
+    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=output, audio=True),
+               log=lambda *_: None)
+    return output
+
+
+@pytest.fixture(scope="session")
+def audio_triton_server(tiny_audio_repository: Path):
+    """A real tritonserver serving the tiny CPU repository with the audio models (one start for the audio modules)."""
+    from orchestrator.triton_process import TritonProcess
+
+    server = TritonProcess(tiny_audio_repository, log_file=BUILD / "tritonserver-audio-e2e.log")
+    server.start()
+    yield server
+    server.stop()

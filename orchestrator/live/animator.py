@@ -132,6 +132,7 @@ class LiveAnimator:
         self.width = self.height = 512
         self.source: Source | None = None
         self.keypoints: SourceKeypoints | None = None
+        self.source_outputs: dict[str, np.ndarray] | None = None
         self.stage: KeypointStage | None = None
         self.paste: PasteBack | None = None  # JPEG frames: pasted back in RGB
         self.canvas: I420Canvas | None = None  # I420 frames: pasted back in I420
@@ -144,6 +145,7 @@ class LiveAnimator:
         source = self.source = await prepare_source(self.source_image, options, ctx)
         with ctx.timings.stage("motion"):
             outputs = await ctx.runner.infer("motion_extractor_u8", {"image_u8": source.crop_256[None]})
+        self.source_outputs = outputs  # the source's raw motion (voice mode starts its motion from it)
         self.keypoints = source_keypoints(outputs)
         self.stage = KeypointStage(source, self.keypoints, options, True, ctx.runner)
         with ctx.timings.stage("keypoints"):
@@ -172,15 +174,19 @@ class LiveAnimator:
         if found.face_found:
             with timings.stage("motion"):
                 motion = await self._motion(found)
-            with timings.stage("keypoints"):
-                if self.smoother is not None:
-                    motion = self.smoother(motion, dt=self._time_step(frame.capture_time_us))
-                kp_driving = await self.stage(motion)
-            with timings.stage("render"):
-                planes = await render(self.ctx.runner, self.source.crop_256, self.keypoints.x_s, kp_driving)
-            result.image, result.width, result.height = await asyncio.to_thread(self._output, planes[0], timings)
+            if self.smoother is not None:
+                motion = self.smoother(motion, dt=self._time_step(frame.capture_time_us))
+            result.image, result.width, result.height = await self.animate(motion, timings)
         result.timings.extend(pb.StageTiming(stage=k, seconds=v) for k, v in timings.seconds.items())
         return result
+
+    async def animate(self, motion: Motion, timings: Timings) -> tuple[bytes, int, int]:
+        """One frame's motion -> keypoints, render, paste-back, the output frame's (bytes, width, height)."""
+        with timings.stage("keypoints"):
+            kp_driving = await self.stage(motion)
+        with timings.stage("render"):
+            planes = await render(self.ctx.runner, self.source.crop_256, self.keypoints.x_s, kp_driving)
+        return await asyncio.to_thread(self._output, planes[0], timings)
 
     async def reference(self, arrival: Arrival) -> pb.ReferenceSet:
         """A neutral frame: the motion is relative to it from now on (when it shows a face)."""

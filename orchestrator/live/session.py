@@ -200,7 +200,8 @@ class LiveSession:
             async for message in requests:
                 kind = message.WhichOneof("part")
                 if kind not in ("frame", "reference"):
-                    raise InvalidRequest("after the setup only `frame` and `reference` messages may follow")
+                    raise InvalidRequest("after the setup only `frame` and `reference` messages may follow (`audio` "
+                                         "needs setup.voice: voice mode)")
                 frame = getattr(message, kind)
                 what = f"driving frame {self.slot.received} (sequence {frame.sequence})" if kind == "frame" else \
                     f"the reference frame (sequence {frame.sequence})"

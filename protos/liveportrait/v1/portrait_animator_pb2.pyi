@@ -77,6 +77,11 @@ class Easing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EASE_IN_OUT: _ClassVar[Easing]
     STEP: _ClassVar[Easing]
 
+class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PCM_F32LE: _ClassVar[AudioEncoding]
+    PCM_S16LE: _ClassVar[AudioEncoding]
+
 class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FRAME_ENCODED: _ClassVar[FrameFormat]
@@ -124,6 +129,8 @@ EASE_IN: Easing
 EASE_OUT: Easing
 EASE_IN_OUT: Easing
 STEP: Easing
+PCM_F32LE: AudioEncoding
+PCM_S16LE: AudioEncoding
 FRAME_ENCODED: FrameFormat
 FRAME_I420: FrameFormat
 
@@ -650,28 +657,48 @@ class Keyframes(_message.Message):
     def __init__(self, keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., fps: _Optional[_Union[FrameRate, _Mapping]] = ...) -> None: ...
 
 class LiveRequest(_message.Message):
-    __slots__ = ("setup", "frame", "reference")
+    __slots__ = ("setup", "frame", "reference", "audio")
     SETUP_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
     setup: LiveSetup
     frame: DrivingFrame
     reference: DrivingFrame
-    def __init__(self, setup: _Optional[_Union[LiveSetup, _Mapping]] = ..., frame: _Optional[_Union[DrivingFrame, _Mapping]] = ..., reference: _Optional[_Union[DrivingFrame, _Mapping]] = ...) -> None: ...
+    audio: LiveAudio
+    def __init__(self, setup: _Optional[_Union[LiveSetup, _Mapping]] = ..., frame: _Optional[_Union[DrivingFrame, _Mapping]] = ..., reference: _Optional[_Union[DrivingFrame, _Mapping]] = ..., audio: _Optional[_Union[LiveAudio, _Mapping]] = ...) -> None: ...
+
+class LiveAudio(_message.Message):
+    __slots__ = ("pcm", "encoding", "sample_rate")
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    pcm: bytes
+    encoding: AudioEncoding
+    sample_rate: int
+    def __init__(self, pcm: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate: _Optional[int] = ...) -> None: ...
+
+class LiveVoice(_message.Message):
+    __slots__ = ("options",)
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    options: AudioOptions
+    def __init__(self, options: _Optional[_Union[AudioOptions, _Mapping]] = ...) -> None: ...
 
 class LiveSetup(_message.Message):
-    __slots__ = ("source_image", "options", "output_format", "jpeg_quality", "fps")
+    __slots__ = ("source_image", "options", "output_format", "jpeg_quality", "fps", "voice")
     SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
+    VOICE_FIELD_NUMBER: _ClassVar[int]
     source_image: bytes
     options: AnimationOptions
     output_format: FrameFormat
     jpeg_quality: int
     fps: float
-    def __init__(self, source_image: _Optional[bytes] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output_format: _Optional[_Union[FrameFormat, str]] = ..., jpeg_quality: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+    voice: LiveVoice
+    def __init__(self, source_image: _Optional[bytes] = ..., options: _Optional[_Union[AnimationOptions, _Mapping]] = ..., output_format: _Optional[_Union[FrameFormat, str]] = ..., jpeg_quality: _Optional[int] = ..., fps: _Optional[float] = ..., voice: _Optional[_Union[LiveVoice, _Mapping]] = ...) -> None: ...
 
 class DrivingFrame(_message.Message):
     __slots__ = ("data", "format", "width", "height", "capture_time_us", "sequence")
@@ -700,7 +727,7 @@ class LiveResponse(_message.Message):
     def __init__(self, started: _Optional[_Union[LiveStarted, _Mapping]] = ..., frame: _Optional[_Union[LiveFrame, _Mapping]] = ..., reference_set: _Optional[_Union[ReferenceSet, _Mapping]] = ...) -> None: ...
 
 class LiveStarted(_message.Message):
-    __slots__ = ("width", "height", "output_format", "source_face_box", "timings", "weights", "warnings", "max_fps", "max_session_seconds", "idle_timeout_seconds")
+    __slots__ = ("width", "height", "output_format", "source_face_box", "timings", "weights", "warnings", "max_fps", "max_session_seconds", "idle_timeout_seconds", "audio_lookahead_seconds", "max_audio_ahead_seconds")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -711,6 +738,8 @@ class LiveStarted(_message.Message):
     MAX_FPS_FIELD_NUMBER: _ClassVar[int]
     MAX_SESSION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_LOOKAHEAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AUDIO_AHEAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     output_format: FrameFormat
@@ -721,10 +750,12 @@ class LiveStarted(_message.Message):
     max_fps: float
     max_session_seconds: float
     idle_timeout_seconds: float
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., output_format: _Optional[_Union[FrameFormat, str]] = ..., source_face_box: _Optional[_Iterable[float]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., weights: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., max_fps: _Optional[float] = ..., max_session_seconds: _Optional[float] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
+    audio_lookahead_seconds: float
+    max_audio_ahead_seconds: float
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., output_format: _Optional[_Union[FrameFormat, str]] = ..., source_face_box: _Optional[_Iterable[float]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., weights: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., max_fps: _Optional[float] = ..., max_session_seconds: _Optional[float] = ..., idle_timeout_seconds: _Optional[float] = ..., audio_lookahead_seconds: _Optional[float] = ..., max_audio_ahead_seconds: _Optional[float] = ...) -> None: ...
 
 class LiveFrame(_message.Message):
-    __slots__ = ("sequence", "capture_time_us", "image", "format", "width", "height", "face_found", "timings", "server_seconds", "frames_received", "frames_dropped")
+    __slots__ = ("sequence", "capture_time_us", "image", "format", "width", "height", "face_found", "timings", "server_seconds", "frames_received", "frames_dropped", "audio_seconds_received")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -736,6 +767,7 @@ class LiveFrame(_message.Message):
     SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     capture_time_us: int
     image: bytes
@@ -747,7 +779,8 @@ class LiveFrame(_message.Message):
     server_seconds: float
     frames_received: int
     frames_dropped: int
-    def __init__(self, sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., image: _Optional[bytes] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., face_found: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., server_seconds: _Optional[float] = ..., frames_received: _Optional[int] = ..., frames_dropped: _Optional[int] = ...) -> None: ...
+    audio_seconds_received: float
+    def __init__(self, sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., image: _Optional[bytes] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., face_found: _Optional[bool] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., server_seconds: _Optional[float] = ..., frames_received: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., audio_seconds_received: _Optional[float] = ...) -> None: ...
 
 class ReferenceSet(_message.Message):
     __slots__ = ("sequence", "capture_time_us", "face_found")
