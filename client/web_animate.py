@@ -33,12 +33,13 @@ class AnimateTab:
         self.app = app
         self.widgets: dict = {}  # option name -> widget (the Edit and Live tabs read the crop and face options)
         self.accordions: dict = {}  # by title: the Faces and Edit tabs open the one they fill in
-        self.source = self.edit_option = self.faces = None
+        self.source = self.edit_option = self.faces = self.face_files = None
 
-    def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, faces: str, *values,
-                progress=None) -> tuple:
+    def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, faces: str,
+                face_files: list[str] | None, *values, progress=None) -> tuple:
         """-> (video for the player, still image, file to download, status text): a one-frame result (a driving
-        image) is shown as a still image (its MP4 stays the download). ``faces``: "all", "0, 2" or "" (one face)."""
+        image) is shown as a still image (its MP4 stays the download). ``faces``: "all", "0, 2" or "" (one face);
+        ``face_files``: the own driving inputs of the first chosen faces, in order."""
         import gradio as gr
 
         if progress is None:  # (not `progress or ...`: an idle gr.Progress has length 0)
@@ -50,6 +51,10 @@ class AnimateTab:
             kwargs["edit"] = json_value(edit, "the edit")  # Edit fields by name (client/edits.py)
             kwargs["keyframes"] = json_value(keyframes, "the keyframes")  # the keyframes JSON of client/edits.py
             kwargs["faces"] = faces_value(faces)
+            face_files = list(face_files or [])
+            if face_files and kwargs["faces"] is None:
+                raise ValueError("a face's own driving needs several faces (all, or face numbers)")
+            kwargs["face_drivings"] = {i: Path(f) for i, f in enumerate(face_files)} or None
             if kwargs["keyframes"] is not None:
                 drive = None
             elif driving:
@@ -72,7 +77,7 @@ class AnimateTab:
             still = _still(output) if summary.frames == 1 else None
             return (gr.update(value=None if still else str(output), visible=not still),
                     gr.update(value=still, visible=bool(still)), gr.update(value=str(output), visible=True),
-                    summary_text(summary))
+                    summary_text(summary, [Path(f).name for f in face_files]))
         except (grpc.RpcError, ValueError, OSError) as exc:
             text = failure_text("Animate", exc, self.app.server)
             gr.Warning(text, title="Animate failed")
@@ -123,6 +128,10 @@ class AnimateTab:
                                 label="several faces", placeholder="all, or face numbers: 0, 2",
                                 info="animate all faces, or these (the Faces tab fills it); empty: one face",
                                 elem_id="animate-faces")
+                            self.face_files = gr.File(
+                                label="own driving of each chosen face (optional: the 1st file drives the 1st "
+                                      "chosen face, ...; the others follow the driving input)",
+                                file_count="multiple", height=120, elem_id="animate-face-drivings")
                 with gr.Accordion(ADVANCED, open=False, elem_id="options-advanced") as self.accordions[ADVANCED]:
                     keyframes = gr.Textbox(label="Expression keyframes (used instead of a driving input)", lines=3,
                                            placeholder=KEYFRAMES_PLACEHOLDER, elem_id="animate-keyframes")
@@ -144,12 +153,12 @@ class AnimateTab:
 
         # Gradio gives a progress tracker only to a parameter before *args
         def do_animate(progress=gr.Progress(), *values):
-            photo, clip, drv_video, drv_image, drv_template, drv_voice, kf, ed, faces, *options = values
+            photo, clip, drv_video, drv_image, drv_template, drv_voice, kf, ed, faces, files, *options = values
             return self.animate(photo or clip, drv_video or drv_image or drv_template or drv_voice, kf, ed, faces,
-                                *options, progress=progress)
+                                files, *options, progress=progress)
 
         run.click(do_animate, [source, source_video, driving, driving_image, template, voice, keyframes, edit_option,
-                               self.faces, *self.widgets.values()], [video, still, download, status],
+                               self.faces, self.face_files, *self.widgets.values()], [video, still, download, status],
                   concurrency_limit=None)
 
 

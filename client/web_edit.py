@@ -26,8 +26,8 @@ class EditTab:
         self.app = app
 
     def edit(self, source: str | None, session: dict | None, source_values: dict, *values):
-        """-> ((the portrait, its edit) for the before/after view, or None; session state; status). ``session`` holds the session id of the previous
-        answer for this source and the source's measured eye/lip ratios."""
+        """-> ((the portrait, its edit) for the before/after view, or None; session state; status). ``session``
+        holds the session id of the previous answer for this source and the source's measured eye/lip ratios."""
         import gradio as gr
 
         session = dict(session or {})

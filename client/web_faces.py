@@ -1,6 +1,6 @@
-"""The web page's **Faces** tab: DetectFaces draws the faces of a photo with their numbers; "Use this photo and these faces"
-takes the photo to the Animate tab with those faces chosen (one: the face number option; several: the "several
-faces" box too)."""
+"""The web page's **Faces** tab: DetectFaces draws the faces of a photo with their numbers; "Use this photo and
+these faces" takes the photo to the Animate tab with the chosen faces (one: the face number option; several: the
+"several faces" box too)."""
 from __future__ import annotations
 
 from pathlib import Path

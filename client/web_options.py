@@ -11,7 +11,6 @@ import grpc
 from orchestrator.edit import FIELDS, OFFICIAL
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .faces import faces_line
 from .messages import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS
 
 FACE_ORDERS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
@@ -271,12 +270,15 @@ def faces_value(text: str | None):
             from None
 
 
-def summary_text(summary: pb.Summary) -> str:
+def summary_text(summary: pb.Summary, face_files: list[str] = ()) -> str:
+    """The status of a finished animation; ``face_files``: the names of the faces' own driving files, in order."""
     fps = summary.fps.num / max(summary.fps.den, 1)
     lines = [f"{summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps, audio "
              f"{'yes' if summary.has_audio else 'no'}, {summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s",
              "stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings)]
     if summary.faces:
-        lines.append(faces_line(summary))
+        own = {f"face_drivings[{i}]": name for i, name in enumerate(face_files)}
+        lines.append(f"faces animated ({len(summary.faces)}): " + ", ".join(
+            f"face {f.index} driven by {own.get(f.driving, 'the driving input')}" for f in summary.faces))
     lines += [f"WARNING: {w}" for w in summary.warnings]
     return "\n".join(lines)

@@ -98,6 +98,43 @@ def test_edit_sends_only_moved_sliders():
     assert slider_edit(values, {"eye_ratio": 0.3, "lip_ratio": 0.1}) == pb.Edit(smile=0.5, lip_ratio=0.4)
 
 
+def test_several_faces_box_and_the_faces_line():
+    from client.web_options import faces_value, summary_text
+
+    assert faces_value("") is None and faces_value(" All ") == "all" and faces_value("0, 2") == [0, 2]
+    with pytest.raises(ValueError, match="face numbers"):
+        faces_value("the first")
+    summary = pb.Summary(faces=[pb.AnimatedFace(index=0, driving="face_drivings[0]"),
+                                pb.AnimatedFace(index=2, driving="main")])
+    assert "faces animated (2): face 0 driven by smile.jpg, face 2 driven by the driving input" in summary_text(
+        summary, ["smile.jpg"])
+
+
+class _Refused(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+def test_failures_are_worded_for_people_with_the_grpc_status_on_a_details_line():
+    from client.web_options import failure_text
+
+    refused = _Refused(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: UNKNOWN: "
+                                                    "ipv4:127.0.0.1:50051: Failed to connect to remote host")
+    assert failure_text("Animate", refused, "127.0.0.1:50051") == (
+        "Animate failed: cannot reach the LivePortrait service at 127.0.0.1:50051: start it with `liveportrait up`"
+        "\n(gRPC status UNAVAILABLE)")
+    invalid = _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the source is not an image in a supported format")
+    assert failure_text("Edit", invalid) == ("Edit failed: the source is not an image in a supported format"
+                                             "\n(gRPC status INVALID_ARGUMENT)")
+    assert failure_text("Animate", ValueError("add a source portrait")) == "Animate failed: add a source portrait"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # in a browser
 # ---------------------------------------------------------------------------------------------------------------------
@@ -381,11 +418,12 @@ def test_two_faces_chosen_in_faces_are_animated_together(page, tmp_path):
             box.click()
     click(page, "faces-use")
     wait_for(page, lambda: textbox(page, "animate-faces") == "0, 1", "both faces in the Animate tab")
+    upload(page, "animate-face-drivings", EXAMPLES / "driving" / "d30.jpg")  # the first face's own driving
     open_tab(page, "Image")
     upload(page, "animate-driving-image", EXAMPLES / "driving" / "d12.jpg")
     click(page, "animate-run")
     status = wait_for(page, lambda: textbox(page, "animate-status"), "the status")
-    assert "faces animated (2)" in status, status
+    assert "faces animated (2): face 0 driven by d30.jpg, face 1 driven by the driving input" in status, status
     # a driving image gives a still image (not a one-frame video)
     assert shown(page, "animate-still")
     assert page.execute_script("const v = document.querySelector('#animate-video'); return !v || !v.offsetParent")
