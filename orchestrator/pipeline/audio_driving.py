@@ -40,7 +40,7 @@ from ..audio.features import FPS, SAMPLE_RATE, offline_features
 from ..audio.motion import POSE_DIMS
 from ..audio.sampler import DdimSampler, Noise, ddim_schedule
 from ..audio.stitch import SourceMotion, bins_to_degrees, mix, transform
-from ..errors import InvalidRequest
+from ..errors import FailedPrecondition, InvalidRequest
 from ..keypoints import NUM_KP, Motion, rotation_matrix
 from .context import RequestContext
 
@@ -110,7 +110,7 @@ class AudioSource:
         """From the ``motion_extractor(_u8)`` outputs of a batch of crops (``face``: which one)."""
         missing = [f"{a}_bins" for a in ("pitch", "yaw", "roll") if f"{a}_bins" not in outputs]
         if missing:
-            raise InvalidRequest(f"the served motion extractor lacks {', '.join(missing)}: re-export the model "
+            raise FailedPrecondition(f"the served motion extractor lacks {', '.join(missing)}: re-export the model "
                                  f"repository (liveportrait-export --audio) to animate from audio")
         raw = {name: outputs[name][face:face + 1] for name in ("scale", "t", "exp", "kp")}
         raw.update({a: outputs[f"{a}_bins"][face:face + 1] for a in ("pitch", "yaw", "roll")})
