@@ -9,7 +9,7 @@ from .engine import Bounds, ClosedLoop, OpenLoop
 from .metrics import ServerProbe
 from .report import server_table, table, write_csv, write_json
 from .run import RunConfig, run_animate
-from .scenarios import NAMES, Scenario
+from .scenarios import ALL_NAMES, Scenario
 
 # `run` needs only the orchestrator's runtime dependencies (it runs in the orchestrator image, in a cluster); the
 # other commands import torch, pyyaml and the Triton launcher, so they are imported when they run.
@@ -27,13 +27,20 @@ def loads_from(args) -> tuple:
 
 def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="orchestrator gRPC target (host:port, dns:///name:port, ipv4:a,b)")
-    p.add_argument("--scenario", choices=NAMES, default="template")
-    p.add_argument("--frames", type=int, default=8, help="clip length of template/video scenarios")
+    p.add_argument("--scenario", choices=ALL_NAMES, default="template",
+                   help="audio: a voice drives the portrait (the server needs liveportrait-export --audio)")
+    p.add_argument("--frames", type=int, default=8,
+                   help="clip length of template/video scenarios, and of the audio scenario's generated voice "
+                        "(frames / 25 seconds)")
     defaults = Scenario("template")
     p.add_argument("--source", type=Path, default=defaults.source, help="source portrait")
     p.add_argument("--template", type=Path, default=defaults.template, help="template scenario: .pkl/.pb/.json")
     p.add_argument("--video", type=Path, default=defaults.video, help="video scenario: driving video")
     p.add_argument("--image", type=Path, default=defaults.image, help="image scenario: driving image")
+    p.add_argument("--audio", type=Path, default=None,
+                   help="audio scenario: a sound file (default: a generated tone sweep of --frames / 25 s)")
+    p.add_argument("--audio-steps", type=int, default=None,
+                   help="audio scenario: DDIM sampling steps per window (default: the service's, 50)")
     p.add_argument("--low-latency", action="store_true",
                    help="ask for output.low_latency (frames stream while later chunks render)")
     p.add_argument("--concurrency", default="1,2,4", help="closed-loop levels, e.g. 1,2,4 ('' for none)")
@@ -54,7 +61,8 @@ def run_command(args) -> int:
     config = RunConfig(
         target=args.target,
         scenario=Scenario(args.scenario, frames=args.frames, source=args.source, template=args.template,
-                          video=args.video, image=args.image, timeout_s=args.timeout, low_latency=args.low_latency),
+                          video=args.video, image=args.image, timeout_s=args.timeout, low_latency=args.low_latency,
+                          audio=args.audio, audio_steps=args.audio_steps),
         loads=loads_from(args),
         bounds=Bounds(args.duration, args.max_requests, args.drain),
         probe=ServerProbe(csv_list(args.triton_metrics, str), csv_list(args.orchestrator_metrics, str)),

@@ -1,5 +1,6 @@
-"""AnimatePortrait scenarios built from the protos: template-driven short clips, video-driven clips and
-single-image edits, and the streaming call the load engine runs.
+"""AnimatePortrait scenarios built from the protos: template-driven short clips, video-driven clips,
+single-image edits and voice-driven clips (``audio``: a sound file -> Ditto's audio-to-motion -> frames at 25 fps), and
+the streaming call the load engine runs.
 
 Inputs come from the shared example media (``../shared/examples`` next to the repository); clips are cut to
 ``frames`` frames so that one call costs a known amount of rendering.
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 import io
 import time
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import grpc
+import numpy as np
 
-from client.messages import animate_requests
+from client.messages import animate_requests, audio_options
 from client.channel import ChannelSettings
 from client.templates import read_template
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
@@ -25,19 +28,24 @@ from .stats import OK, Outcome
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT.parent / "shared" / "examples"
 CLIPS = REPO_ROOT / "build" / "load" / "clips"
-NAMES = ("template", "video", "image")
+NAMES = ("template", "video", "image")  # served by any model repository
+AUDIO = "audio"  # needs the audio models (liveportrait-export --audio)
+ALL_NAMES = NAMES + (AUDIO,)
+AUDIO_FPS = 25  # a voice drives 25 frames per second of audio
 
 
 @dataclass(frozen=True)
 class Scenario:
-    name: str  # template | video | image
-    frames: int = 8  # clip length (template and video)
+    name: str  # template | video | image | audio
+    frames: int = 8  # clip length (template, video and the generated voice: frames / 25 seconds)
     source: Path = EXAMPLES / "source" / "s0.jpg"
     template: Path = EXAMPLES / "templates" / "wink.pkl"
     video: Path = EXAMPLES / "driving" / "d0.mp4"
     image: Path = EXAMPLES / "driving" / "d9.jpg"
     timeout_s: float = 300.0
     low_latency: bool = False  # output.low_latency: frames stream while later chunks render
+    audio: Path | None = None  # audio scenario: a sound file (None: a generated tone sweep of ``frames`` / 25 s)
+    audio_steps: int | None = None  # audio scenario: DDIM sampling steps (None: the service's default, 50)
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,33 @@ def cut_video(path: Path, frames: int) -> bytes:
     return buffer.getvalue()
 
 
+def sweep_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """A tone sweeping 200 -> 2000 Hz as a 16-bit mono WAV (the audio models cost the same for any sound)."""
+    t = np.arange(max(1, int(round(seconds * rate)))) / rate
+    phase = 2 * np.pi * (200.0 * t + 1800.0 / (2 * max(seconds, 1e-9)) * t ** 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((0.5 * np.sin(phase) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def audio_seconds(path: Path) -> float:
+    """The length of a sound file as the service decodes it."""
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        return sum(f.samples for f in c.decode(stream)) / stream.codec_context.sample_rate
+
+
 def build_payload(scenario: Scenario, work_dir: Path = CLIPS) -> Payload:
     """The request stream of one call, built once by the client library and replayed for every call."""
+    if scenario.name == AUDIO:
+        voice = scenario.audio or sweep_wav(work_dir / f"sweep-{scenario.frames}f.wav", scenario.frames / AUDIO_FPS)
+        output = pb.OutputOptions(low_latency=True if scenario.low_latency else None)
+        return Payload(tuple(animate_requests(scenario.source, voice, output=output,
+                                              audio_options=audio_options(sampling_steps=scenario.audio_steps))))
     if scenario.name == "template":
         driving = short_template(scenario.template, scenario.frames)
     elif scenario.name == "image":
@@ -87,7 +120,7 @@ def build_payload(scenario: Scenario, work_dir: Path = CLIPS) -> Payload:
         driving.parent.mkdir(parents=True, exist_ok=True)
         driving.write_bytes(cut_video(scenario.video, scenario.frames))
     else:
-        raise ValueError(f"unknown scenario {scenario.name!r}; expected one of {', '.join(NAMES)}")
+        raise ValueError(f"unknown scenario {scenario.name!r}; expected one of {', '.join(ALL_NAMES)}")
     output = pb.OutputOptions(low_latency=True) if scenario.low_latency else None
     return Payload(tuple(animate_requests(scenario.source, driving, output=output)))
 

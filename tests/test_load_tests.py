@@ -54,6 +54,31 @@ def test_smoke_run_of_each_scenario_reports_sane_fields(scenario, orchestrator, 
     assert (tmp_path / "report.csv").read_text().count("\n") == 3
 
 
+def test_audio_scenario_reports_audio_seconds_per_wall_second_per_stream(audio_triton_server, tmp_path):
+    """The voice-driven scenario on the repository with the audio models: 3 frames of a generated voice per call
+    (0.12 s), 2 sampling steps."""
+    report_path = tmp_path / "audio.json"
+    with OrchestratorProcess(audio_triton_server.grpc_url, BUILD / "orchestrator-load-audio.log") as orchestrator:
+        assert main(["run", "--target", orchestrator.target, "--scenario", "audio", "--frames", "3",
+                     "--audio-steps", "2", "--concurrency", "1,2", "--duration", "2",
+                     "--triton-metrics", audio_triton_server.metrics_url,
+                     "--orchestrator-metrics", orchestrator.metrics_url, "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["scenario"] == "audio" and report["warmup"] == ["OK"]
+    for lv in report["levels"]:
+        assert lv["errors"] == {} and lv["ok"] == lv["requests"] >= 1 and lv["frames"] == 3 * lv["ok"]
+        audio = lv["audio"]
+        assert audio["audio_s"] == pytest.approx(lv["frames"] / 25)
+        assert audio["audio_s_per_wall_s"] == pytest.approx(lv["frames_per_s"] / 25, rel=1e-2)
+        stream = audio["audio_s_per_wall_s_per_stream"]
+        # each call: 0.12 s of audio over its latency, the slowest call at the minimum
+        assert stream["min"] == pytest.approx(0.12 / (lv["latency_ms"]["max"] / 1e3), rel=1e-2)
+        assert 0 < stream["min"] <= stream["p10"] <= stream["p50"]
+        triton = lv["server"]["triton"]
+        assert triton["lmdm"]["inferences"] > 0 and triton["audio_encoder"]["inferences"] > 0
+        assert triton["warping_spade"]["inferences"] == lv["frames"]
+
+
 def test_scale_out_harness_with_two_replicas_spreads_evenly_and_the_signal_rises_and_falls(
         tiny_cpu_repository, tmp_path):
     # 1 m rate windows + the chart's 15 s rule interval: the signal falls back 60 to 75 s after the load (the idle
