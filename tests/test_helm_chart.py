@@ -544,6 +544,22 @@ def test_model_repository_sources(helm):
     assert vols["model-repository"]["emptyDir"]["sizeLimit"] == "20Gi"
 
 
+def test_audio_models_are_exported_by_the_init_container_and_the_audio_limit_reaches_the_orchestrator(helm):
+    exporter = ("triton.modelRepository.source=initContainer", "triton.modelRepository.initContainer.image.repository=e",
+                "triton.modelRepository.initContainer.image.tag=1", "triton.modelRepository.audio=true",
+                "orchestrator.maxAudioSeconds=120")
+    docs = render(helm, sets=(TLS_SECRET, *exporter, "triton.modelRepository.initContainer.command={liveportrait-export}",
+                              "triton.modelRepository.initContainer.args={--output,/models}"))
+    init = triton(docs)["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["command"] == ["liveportrait-export"] and init["args"] == ["--output", "/models", "--audio"]
+    env = {e["name"]: e.get("value") for e in container(orchestrator(docs), "orchestrator")["env"]}
+    assert env["LIVEPORTRAIT_MAX_AUDIO_SECONDS"] == "120"
+    # a copy of an exported repository (not the exporter) is left as it is: the models must be in the copy
+    copy = render(helm, sets=(TLS_SECRET, *exporter, "triton.modelRepository.initContainer.command={rclone}",
+                              "triton.modelRepository.initContainer.args={copy,remote:repo,/models}"))
+    assert triton(copy)["spec"]["template"]["spec"]["initContainers"][0]["args"] == ["copy", "remote:repo", "/models"]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Services, orchestrator, PDB, NetworkPolicy
 # ---------------------------------------------------------------------------------------------------------------------

@@ -36,7 +36,10 @@ FROM exporter AS export
 ARG TARGET=gpu
 ARG PROFILE=full
 ARG WEIGHTS=synthetic
-RUN liveportrait-export --weights "$WEIGHTS" --profile "$PROFILE" --target "$TARGET" --output /models
+# true: the audio-to-motion models too (audio_encoder, lmdm; the chart's triton.modelRepository.audio)
+ARG AUDIO=false
+RUN liveportrait-export --weights "$WEIGHTS" --profile "$PROFILE" --target "$TARGET" --output /models \
+      $(if [ "$AUDIO" = true ]; then echo --audio; fi)
 
 FROM ${TRITON_IMAGE}
 ARG TARGET=gpu
