@@ -14,8 +14,8 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .messages import AUDIO_SUFFIXES
 from .templates import TEMPLATE_SUFFIXES
-from .web_options import (ANIMATE_OPTIONS, FACE, GROUPS, STAGE_NAMES, Option, animate_kwargs, faces_value,
-                          failure_text, json_value, summary_text)
+from .web_options import (ANIMATE_OPTIONS, FACE, GROUPS, KEYFRAME_COLUMNS, STAGE_NAMES, Option, animate_kwargs,
+                          faces_value, failure_text, json_value, keyframe_rows, keyframes_json, summary_text)
 
 if TYPE_CHECKING:
     from .web import WebApp
@@ -33,7 +33,7 @@ class AnimateTab:
         self.app = app
         self.widgets: dict = {}  # option name -> widget (the Edit and Live tabs read the crop and face options)
         self.accordions: dict = {}  # by title: the Faces and Edit tabs open the one they fill in
-        self.source = self.edit_option = self.faces = self.face_files = None
+        self.source = self.edit_option = self.faces = self.face_files = self.keyframe_table = None
 
     def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, faces: str,
                 face_files: list[str] | None, *values, progress=None) -> tuple:
@@ -133,7 +133,17 @@ class AnimateTab:
                                       "chosen face, ...; the others follow the driving input)",
                                 file_count="multiple", height=120, elem_id="animate-face-drivings")
                 with gr.Accordion(ADVANCED, open=False, elem_id="options-advanced") as self.accordions[ADVANCED]:
-                    keyframes = gr.Textbox(label="Expression keyframes (used instead of a driving input)", lines=3,
+                    gr.Markdown("**Expression keyframes**, used instead of a driving input: each row moves the face "
+                                "to its expression in that many seconds. Add rows from the Edit tab's sliders "
+                                "(\"Add as a keyframe\"), or edit them here.")
+                    self.keyframe_table = gr.Dataframe(
+                        headers=list(KEYFRAME_COLUMNS), datatype=["number", "str", "str"], column_count=3,
+                        type="array", interactive=True, label="Keyframes",
+                        elem_id="animate-keyframe-table")
+                    with gr.Row():
+                        to_table = gr.Button("JSON to table", size="sm", elem_id="animate-keyframes-import")
+                        clear_keyframes = gr.Button("Clear keyframes", size="sm", elem_id="animate-keyframes-clear")
+                    keyframes = gr.Textbox(label="Keyframes as JSON (import and export)", lines=3,
                                            placeholder=KEYFRAMES_PLACEHOLDER, elem_id="animate-keyframes")
                     edit_option = gr.Textbox(label="Edit applied to every frame ('Apply to animation' in the Edit "
                                                    "tab fills it)", lines=1, elem_id="animate-edit")
@@ -146,6 +156,24 @@ class AnimateTab:
                 status = gr.Textbox(label="Status", interactive=False, lines=3, max_lines=8, elem_id="animate-status")
         self.widgets = {o.name: widgets[o.name] for o in ANIMATE_OPTIONS}
         self.source, self.edit_option = source, edit_option
+
+        def table_to_json(rows):
+            try:
+                return keyframes_json(rows)
+            except ValueError as exc:
+                gr.Warning(str(exc), title="Keyframes")
+                return gr.update()
+
+        def json_to_table(text):
+            try:
+                return keyframe_rows(text)
+            except ValueError as exc:
+                gr.Warning(str(exc), title="Keyframes")
+                return gr.update()
+
+        self.keyframe_table.change(table_to_json, self.keyframe_table, keyframes, show_progress="hidden")
+        to_table.click(json_to_table, keyframes, self.keyframe_table, show_progress="hidden")
+        clear_keyframes.click(lambda: ([], ""), None, [self.keyframe_table, keyframes], show_progress="hidden")
 
         # one source and one driving input at a time: adding one clears the others of its kind
         _one_of(source, source_video)

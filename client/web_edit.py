@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .web_options import (EDIT_SLIDERS, EDIT_SOURCE_OPTIONS, OFFICIAL_SLIDERS, Slider, animate_kwargs, edit_json,
-                          failure_text, slider_edit)
+from .web_options import (EASING_NAMES, EDIT_SLIDERS, EDIT_SOURCE_OPTIONS, OFFICIAL_SLIDERS, Slider, animate_kwargs,
+                          edit_json, failure_text, slider_edit)
 
 from .web_animate import ADVANCED
 
@@ -79,6 +79,12 @@ class EditTab:
                 with gr.Row():
                     reset = gr.Button("Reset sliders", elem_id="edit-reset")
                     apply = gr.Button("Apply to animation", variant="primary", elem_id="edit-apply")
+                with gr.Row(equal_height=True):
+                    seconds = gr.Number(1.0, label="seconds to reach it", minimum=0, step=0.1, min_width=100,
+                                        elem_id="edit-keyframe-seconds")
+                    easing = gr.Dropdown(list(EASING_NAMES), value="ease_in_out", label="easing", min_width=100,
+                                         elem_id="edit-keyframe-easing")
+                    add_keyframe = gr.Button("Add as a keyframe", elem_id="edit-add-keyframe")
                 edit_status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="edit-status")
         session = gr.State({})
         widgets = animate.widgets
@@ -115,6 +121,15 @@ class EditTab:
             edit = slider_edit(dict(zip(sliders, values)), (state or {}).get("ratios"))
             return src, edit_json(edit), gr.Accordion(open=True), gr.Tabs(selected="animate")
 
+        def do_add_keyframe(rows, duration, ease, state, *values):
+            """This expression as the next row of the Animate tab's keyframes (the first row: the start, at once)."""
+            edit = slider_edit(dict(zip(sliders, values)), (state or {}).get("ratios"))
+            rows = [list(r) for r in rows or [] if any(v not in ("", None) for v in r)]
+            rows.append([0.0 if not rows else float(duration or 0), "linear" if not rows else ease, edit_json(edit)])
+            return rows, f"keyframe {len(rows)} added (the Animate tab's advanced options)"
+
+        add_keyframe.click(do_add_keyframe, [animate.keyframe_table, seconds, easing, session, *sliders.values()],
+                           [animate.keyframe_table, edit_status])
         apply.click(do_apply, [edit_source, session, *sliders.values()],
                     [animate.source, animate.edit_option, animate.accordions[ADVANCED], tabs])
 

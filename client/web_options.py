@@ -270,6 +270,33 @@ def faces_value(text: str | None):
             from None
 
 
+KEYFRAME_COLUMNS = ("seconds", "easing", "expression")  # the keyframe table: duration_s, easing, edit (JSON)
+EASING_NAMES = ("linear", "ease_in", "ease_out", "ease_in_out", "step")  # client/edits.py EASINGS
+
+
+def keyframes_json(rows: list[list], fps: float = 25.0) -> str:
+    """The keyframes JSON (client/edits.py) of the keyframe table's rows; empty rows are skipped, "" for none."""
+    keyframes = []
+    for i, row in enumerate(rows or []):
+        seconds, easing, expression = (list(row) + ["", "", ""])[:3]
+        if seconds in ("", None) and not expression:
+            continue
+        try:
+            duration = float(seconds or 0)
+        except (TypeError, ValueError):
+            raise ValueError(f"keyframe {i + 1}: seconds must be a number, got {seconds!r}") from None
+        edit = json_value(str(expression or ""), f"keyframe {i + 1}'s expression") or {}
+        keyframes.append({"edit": edit, "duration_s": duration, "easing": (easing or "linear").strip()})
+    return json.dumps({"fps": fps, "keyframes": keyframes}) if keyframes else ""
+
+
+def keyframe_rows(text: str) -> list[list]:
+    """The keyframe table's rows of a keyframes JSON (the inverse of ``keyframes_json``)."""
+    document = json_value(text, "the keyframes") or {}
+    keyframes = document.get("keyframes", []) if isinstance(document, dict) else document
+    return [[k.get("duration_s", 0), k.get("easing", "linear"), json.dumps(k.get("edit", {}))] for k in keyframes]
+
+
 def summary_text(summary: pb.Summary, face_files: list[str] = ()) -> str:
     """The status of a finished animation; ``face_files``: the names of the faces' own driving files, in order."""
     fps = summary.fps.num / max(summary.fps.den, 1)

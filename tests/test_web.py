@@ -7,6 +7,7 @@ are kept in build/test/web-artifacts/.
 Also, without a browser: the page's options and sliders agree with the CLI and the proto."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,6 +109,20 @@ def test_several_faces_box_and_the_faces_line():
                                 pb.AnimatedFace(index=2, driving="main")])
     assert "faces animated (2): face 0 driven by smile.jpg, face 2 driven by the driving input" in summary_text(
         summary, ["smile.jpg"])
+
+
+def test_keyframe_table_and_its_json_convert_both_ways():
+    from client.edits import keyframes_message
+    from client.web_options import keyframe_rows, keyframes_json
+
+    rows = [[0, "linear", "{}"], [1.5, "ease_in_out", '{"smile": 1.0, "head_yaw": 10}'], ["", "", ""]]
+    text = keyframes_json(rows)
+    message = keyframes_message(json.loads(text))  # what the library sends
+    assert [k.duration_s for k in message.keyframes] == [0, 1.5] and message.keyframes[1].edit.smile == 1.0
+    assert keyframe_rows(text) == [[0, "linear", "{}"], [1.5, "ease_in_out", '{"smile": 1.0, "head_yaw": 10}']]
+    assert keyframes_json([]) == ""
+    with pytest.raises(ValueError, match="keyframe 1: seconds must be a number"):
+        keyframes_json([["soon", "linear", "{}"]])
 
 
 class _Refused(grpc.RpcError):
@@ -362,6 +377,9 @@ def test_keyframes_without_a_driving_video(page):
              "the keyframes box")
     page.find_element("css selector", "#animate-keyframes textarea").send_keys(
         '{"fps": 25, "keyframes": [{"edit": {}, "duration_s": 0}, {"edit": {"smile": 1.0}, "duration_s": 0.4}]}')
+    click(page, "animate-keyframes-import")  # the JSON shown in the keyframe table
+    wait_for(page, lambda: '{"smile": 1.0}' in page.find_element("css selector", "#animate-keyframe-table").text,
+             "the keyframes in the table")
     upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
     click(page, "animate-run")
     duration = wait_for(page, lambda: page.execute_script(
@@ -459,10 +477,16 @@ def test_edit_slider_updates_the_preview(page, edit_served):
                       "the preview to change")
     assert second != first
     assert "session reused" in textbox(page, "edit-status")
+    click(page, "edit-add-keyframe")  # the start, then the same expression 1 s later: the keyframe table
+    wait_for(page, lambda: "keyframe 1 added" in textbox(page, "edit-status"), "the first keyframe")
+    click(page, "edit-add-keyframe")
+    wait_for(page, lambda: "keyframe 2 added" in textbox(page, "edit-status"), "the second keyframe")
     click(page, "edit-apply")  # the portrait and its edit go to the Animate tab
     edit = wait_for(page, lambda: textbox(page, "animate-edit"), "the edit in the Animate tab")
     assert '"smile"' in edit
     assert shown(page, "animate-source"), "the portrait in the Animate tab"
+    keyframes = json.loads(wait_for(page, lambda: textbox(page, "animate-keyframes"), "the keyframes JSON"))
+    assert [(k["duration_s"], "smile" in k["edit"]) for k in keyframes["keyframes"]] == [(0, True), (1, True)]
     open_tab(page, "Edit")
     click(page, "edit-source button[aria-label='Remove Image']")  # no portrait: no edit shown
     wait_for(page, lambda: not shown(page, "edit-preview"), "the preview to clear")
