@@ -322,6 +322,10 @@ def add_options(parser, exclude: Collection[str] = ()) -> list[argparse.Action]:
                    help="AnimateStream: bytes of one driving frame")
     p.add_argument("--live-max-frame-side", type=int, default=_env("live_max_frame_side", dl.live_max_frame_side),
                    help="AnimateStream: pixels per side of a driving frame")
+    p.add_argument("--live-max-audio-ahead", type=float,
+                   default=_env("live_max_audio_ahead", dl.live_max_audio_ahead_s),
+                   help="AnimateStream voice mode: seconds of audio that may wait to be animated (a voice sent faster "
+                        "than real time beyond it: RESOURCE_EXHAUSTED)")
     p.add_argument("--motion-cache-bytes", type=int, default=_env("motion_cache_bytes", dl.motion_cache_bytes),
                    help="driving motion kept in memory for repeated driving videos (same bytes and settings: no "
                         "decode, tracking or motion extraction), least recently used out; 0 turns it off")
@@ -368,7 +372,7 @@ def check_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.motion_cache_bytes < 0:
         p.error("--motion-cache-bytes must be >= 0 (0: no motion cache)")
     for flag in ("live_max_fps", "live_max_session_seconds", "live_idle_timeout", "live_max_frame_bytes",
-                 "live_max_frame_side"):
+                 "live_max_frame_side", "live_max_audio_ahead"):
         if not getattr(a, flag) > 0:
             p.error(f"--{flag.replace('_', '-')} must be > 0")
 
@@ -390,7 +394,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
                       edit_session_ttl_s=a.edit_session_ttl, live_max_streams=a.live_max_streams,
                       live_max_fps=a.live_max_fps, live_max_session_s=a.live_max_session_seconds,
                       live_idle_timeout_s=a.live_idle_timeout, live_max_frame_bytes=a.live_max_frame_bytes,
-                      live_max_frame_side=a.live_max_frame_side, motion_cache_bytes=a.motion_cache_bytes),
+                      live_max_frame_side=a.live_max_frame_side, live_max_audio_ahead_s=a.live_max_audio_ahead,
+                      motion_cache_bytes=a.motion_cache_bytes),
         max_concurrent=a.max_concurrent, max_queued=a.max_queued, max_message_bytes=a.max_message_bytes,
         face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_client_ca=a.tls_client_ca, api_keys=a.api_keys, health_port=a.health_port, drain_s=a.drain_seconds,

@@ -8,7 +8,9 @@ for a file; each frame's motion is mixed onto the source and handed to the camer
 (keypoints, render, paste-back, JPEG/I420). Frame k carries sequence k and capture time k x 40 ms on the audio's
 clock; the first frame needs ~0.885 s of audio (``LOOKAHEAD_S``).
 
-Policy: audio is never dropped and neither are frames: every frame is rendered, in order. A client sending audio
+Policy: audio is never dropped, and frames are not either unless the client asks for real-time pacing
+(``voice.drop_late_frames``: a frame more than ``LATE_S`` behind the audio received, the look-ahead aside, is skipped
+and counted; the motion still covers all of the audio). A client sending audio
 faster than the server animates it is held to ``max_audio_ahead_s`` seconds of audio waiting (beyond:
 RESOURCE_EXHAUSTED), so memory stays bounded (the motion generator itself keeps at most two windows). The stream's
 limits are the camera mode's (session length, idle time without audio, draining) and each frame is checked against
@@ -36,13 +38,14 @@ from ..errors import DeadlineExceeded, InvalidRequest, Overloaded, Unavailable
 from ..metrics import Metrics
 from ..options import AnimateOptions, AudioRequestOptions, audio_request_options
 from ..pipeline.audio_animation import AudioModelsRunner, motion_options, with_source_eyes
-from ..pipeline.audio_driving import MOTION_DIM, SEQ_FRAMES, AudioSource, ServedAudioNetworks, mixed_motion
 from ..keypoints import NUM_KP
+from ..pipeline.audio_driving import MOTION_DIM, SEQ_FRAMES, AudioSource, ServedAudioNetworks, mixed_motion
 from ..timing import Timings
 from .animator import LiveAnimator
 
 F32 = np.float32
 LOOKAHEAD_S = 0.885  # audio a block's first frame waits for: 20 feature frames = 4 encoder windows (drivers.py)
+LATE_S = 0.4  # drop_late_frames: a frame more than one block (10 frames) behind the audio received is skipped
 MIN_RATE, MAX_RATE = 8000, 48000
 ONLINE_STEPS = ONLINE.steps
 END = object()
@@ -58,7 +61,8 @@ def voice_options(setup: pb.LiveSetup, options: AnimateOptions) -> AudioRequestO
         raise InvalidRequest("voice mode cannot be combined with eye_retargeting or lip_retargeting (they follow a "
                              "driving face's eye and lip ratios, which a voice has not)")
     if setup.HasField("fps") and setup.fps != FPS:
-        raise InvalidRequest(f"voice mode answers {FPS} frames per second of audio: leave fps unset (got {setup.fps:g})")
+        raise InvalidRequest(f"voice mode answers {FPS} frames per second of audio: leave fps unset "
+                             f"(got {setup.fps:g})")
     message = setup.voice.options
     parsed = audio_request_options(message)
     return parsed if message.HasField("sampling_steps") else replace(parsed, sampling_steps=ONLINE_STEPS)
@@ -175,10 +179,11 @@ class AudioQueue:
 
     async def take(self, timeout: float) -> np.ndarray | object | None:
         """All waiting samples; ``END`` when the reader is done and nothing waits; None after ``timeout`` s."""
-        try:
-            await asyncio.wait_for(self.ready.wait(), max(timeout, 0.0))
-        except asyncio.TimeoutError:
-            return None
+        if not self.ready.is_set():
+            try:
+                await asyncio.wait_for(self.ready.wait(), max(timeout, 0.0))
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+                return None
         if self.error is not None:
             raise self.error
         self.ready.clear()
@@ -196,7 +201,8 @@ class VoiceSession:
 
     def __init__(self, animator: LiveAnimator, audio_options: AudioRequestOptions, limits, metrics: Metrics,
                  draining: Callable[[], bool], clock=time.monotonic,
-                 before_frame: Callable[[], Awaitable[None]] | None = None):
+                 before_frame: Callable[[], Awaitable[None]] | None = None, drop_late: bool = False):
+        """``drop_late``: skip frames that fall behind the voice (``LATE_S``) instead of rendering them late."""
         self.animator = animator
         self.audio_options = audio_options
         self.limits = limits
@@ -209,7 +215,9 @@ class VoiceSession:
         self.queue = AudioQueue(int(self.max_ahead_s * SAMPLE_RATE), clock)
         self.chunks = AudioChunks()
         self.samples = 0  # 16 kHz samples handed to the motion generator
-        self.emitted = 0  # frames answered
+        self.emitted = 0  # frames done (answered or skipped as late)
+        self.dropped = 0
+        self.drop_late = drop_late
         self.networks: ServedAudioNetworks | None = None
         self.reference: np.ndarray | None = None
         self.source: AudioSource | None = None
@@ -223,8 +231,8 @@ class VoiceSession:
         source = AudioSource.from_extractor(animator.source_outputs)
         self.source = source
         with animator.ctx.timings.stage("audio_motion"):
-            motion = self.motion = await self._in_thread(VoiceMotion, self.networks.encode, self.networks.denoise, source,
-                                           self.audio_options)
+            motion = self.motion = await self._in_thread(VoiceMotion, self.networks.encode, self.networks.denoise,
+                                                         source, self.audio_options)
         started.timings.extend([pb.StageTiming(stage="audio_motion",
                                                seconds=animator.ctx.timings.seconds["audio_motion"])])
         started.max_fps = FPS
@@ -263,6 +271,11 @@ class VoiceSession:
             mixed = with_source_eyes(mixed, self.source.motion.fields["exp"].reshape(NUM_KP, 3))
         received = samples / SAMPLE_RATE
         for i in range(len(generated)):
+            if self.drop_late and self._late(self.emitted):
+                self.emitted += 1
+                self.dropped += 1
+                self.metrics.live_frames.labels("dropped").inc()
+                continue
             if self.before_frame is not None:
                 await self.before_frame()
             timings = Timings()
@@ -273,13 +286,18 @@ class VoiceSession:
             frame.image, frame.width, frame.height = await animator.animate(mixed[i:i + 1], timings)
             frame.timings.extend(pb.StageTiming(stage=n, seconds=v) for n, v in timings.seconds.items())
             frame.server_seconds = time.perf_counter() - started
-            frame.frames_received = frame.sequence + 1
+            frame.frames_received, frame.frames_dropped = frame.sequence + 1, self.dropped
             self.emitted += 1
             self.metrics.live_frames.labels("rendered").inc()
             self.metrics.live_frame_latency.observe(frame.server_seconds)
             self.metrics.client_bytes.labels("out").inc(len(frame.image))
             await animator.ctx.frames_rendered(1)
             yield pb.LiveResponse(frame=frame)
+
+    def _late(self, k: int) -> bool:
+        """Frame k's time is more than ``LATE_S`` behind the audio received (the look-ahead aside)."""
+        received = (self.samples + self.queue.waiting) / SAMPLE_RATE
+        return received - k / FPS - LOOKAHEAD_S > LATE_S
 
     async def _in_thread(self, function, *args):
         """``function(*args)`` in a worker thread; a cancelled call stops it at its next Triton call."""
@@ -292,6 +310,9 @@ class VoiceSession:
             raise
 
     async def _next(self) -> np.ndarray | object:
+        """The audio waiting (or ``END``); the idle time counts from when the loop is free and nothing waits (a
+        backlog being animated is not idleness)."""
+        free_since = self.clock()
         while True:
             if self.draining():
                 raise Unavailable("the server is shutting down; reconnect (another replica will take the stream)")
@@ -300,7 +321,7 @@ class VoiceSession:
                 raise DeadlineExceeded(f"the live session reached this server's limit of "
                                        f"{self.limits.live_max_session_s:g} s; start a new one")
             idle = self.limits.live_idle_timeout_s
-            idle_left = self.queue.last_arrival + idle - now
+            idle_left = max(self.queue.last_arrival, free_since) + idle - now
             if idle_left <= 0:
                 raise DeadlineExceeded(f"no audio for {idle:g} s: the stream was ended as idle")
             item = await self.queue.take(min(self.ends - now, idle_left, 1.0))
