@@ -5,6 +5,7 @@ and the edit option as JSON in a closed accordion; the result beside, with its d
 service works, its ``Progress`` messages (stage, frames done of total) move the progress bar on the result."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,17 @@ if TYPE_CHECKING:
     from .web import WebApp
 
 ADVANCED = "Advanced: expression keyframes and a fixed edit (JSON)"
-PREVIEW_HEIGHT = 300  # pixels: source, driving and result previews (two rows of them fit 1000 pixels with the button)
+PREVIEW_HEIGHT = 300
+EXAMPLE_KEYFRAMES = {  # client/edits.py keyframes: expressions over time, no driving input needed
+    "a smile, then a wink": json.dumps({"fps": 25, "keyframes": [
+        {"edit": {}, "duration_s": 0}, {"edit": {"smile": 1.0}, "duration_s": 1.0, "easing": "ease_in_out"},
+        {"edit": {"smile": 1.0, "wink": 20}, "duration_s": 0.5, "easing": "ease_in_out"},
+        {"edit": {}, "duration_s": 1.0, "easing": "ease_in_out"}]}),
+    "look left, then right": json.dumps({"fps": 25, "keyframes": [
+        {"edit": {}, "duration_s": 0}, {"edit": {"head_yaw": -15}, "duration_s": 1.0, "easing": "ease_in_out"},
+        {"edit": {"head_yaw": 15}, "duration_s": 2.0, "easing": "ease_in_out"},
+        {"edit": {}, "duration_s": 1.0, "easing": "ease_in_out"}]}),
+}  # pixels: source, driving and result previews (two rows of them fit 1000 pixels with the button)
 KEYFRAMES_PLACEHOLDER = ('{"fps": 25, "keyframes": [{"edit": {}, "duration_s": 0}, '
                          '{"edit": {"smile": 1.0, "head_yaw": 10}, "duration_s": 1.5, "easing": "ease_in_out"}]}')
 
@@ -110,8 +121,12 @@ class AnimateTab:
                                                          elem_id="animate-driving-image")
                             with gr.Tab("Template", elem_id="driving-template-tab"):
                                 template = gr.File(label="Motion template (.pb, .json, .pkl from extract-motion)",
-                                                   file_types=list(TEMPLATE_SUFFIXES), height=h,
+                                                   file_types=list(TEMPLATE_SUFFIXES), height=h - 110,
                                                    elem_id="animate-driving-template")
+                                motions = example_motions(self.app.work_dir / "examples")
+                                gr.Examples([[str(path)] for path in motions.values()], inputs=template,
+                                            example_labels=list(motions), label="Example motions (made in code)",
+                                            elem_id="animate-example-motions")
                             with gr.Tab("Voice", elem_id="driving-voice-tab"):
                                 voice = gr.Audio(label="Speech that moves the lips and head", type="filepath",
                                                  sources=["upload"], elem_id="animate-driving-voice")
@@ -145,6 +160,9 @@ class AnimateTab:
                         clear_keyframes = gr.Button("Clear keyframes", size="sm", elem_id="animate-keyframes-clear")
                     keyframes = gr.Textbox(label="Keyframes as JSON (import and export)", lines=3,
                                            placeholder=KEYFRAMES_PLACEHOLDER, elem_id="animate-keyframes")
+                    gr.Examples([[text] for text in EXAMPLE_KEYFRAMES.values()], inputs=keyframes,
+                                example_labels=list(EXAMPLE_KEYFRAMES), label="Example keyframes",
+                                elem_id="animate-example-keyframes")
                     edit_option = gr.Textbox(label="Edit applied to every frame ('Apply to animation' in the Edit "
                                                    "tab fills it)", lines=1, elem_id="animate-edit")
             with gr.Column(scale=2, min_width=320):
@@ -188,6 +206,22 @@ class AnimateTab:
         run.click(do_animate, [source, source_video, driving, driving_image, template, voice, keyframes, edit_option,
                                self.faces, self.face_files, *self.widgets.values()], [video, still, download, status],
                   concurrency_limit=None)
+
+
+def example_motions(folder: Path) -> dict[str, Path]:
+    """Motion templates generated in code (``client.demo_motion``), written once into ``folder``: by their label."""
+    from .demo_motion import demo_template
+    from .templates import write_template
+
+    folder.mkdir(parents=True, exist_ok=True)
+    motions = {"turn, nod and blink (2 s)": ("turn-nod-blink.pb", demo_template(50)),
+               "a slow look around (4 s)": ("look-around.pb", demo_template(100, yaw_deg=25.0, pitch_deg=10.0))}
+    paths = {}
+    for label, (name, template) in motions.items():
+        paths[label] = folder / name
+        if not paths[label].exists():
+            write_template(template, paths[label])
+    return paths
 
 
 def _still(video: Path) -> str:

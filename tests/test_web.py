@@ -353,6 +353,16 @@ def test_animate_button_is_under_the_inputs_without_scrolling(browser, dead_web,
         browser.set_window_size(1400, 2000)
 
 
+def test_example_motions_made_in_code_fill_the_driving_input(browser, dead_web, request):
+    for page in loaded(browser, dead_web, request):
+        open_tab(page, "Template")
+        example = next(b for b in page.find_elements("css selector", "#animate-example-motions button")
+                       if "turn, nod and blink" in b.text)
+        example.click()
+        wait_for(page, lambda: "turn-nod-blink" in page.find_element("css selector", "#animate-driving-template").text,
+                 "the example motion in the template input")
+
+
 def test_unreachable_service_is_named_with_how_to_start_it(browser, dead_web, request):
     """A page whose service is down says so when it opens, and an action's toast says the same, titled by it."""
     words = f"cannot reach the LivePortrait service at {dead_web.server}: start it with liveportrait up"
