@@ -66,11 +66,12 @@ class WebApp:
 
     def result_dir(self) -> Path:
         """A new folder for one result; those older than ``KEEP_RESULTS_S`` are deleted."""
-        now = time.time()
-        for old in self.work_dir.iterdir():
+        now, results = time.time(), self.work_dir / "results"  # beside "examples" and "live"
+        results.mkdir(exist_ok=True)
+        for old in results.iterdir():
             if old.is_dir() and now - old.stat().st_mtime > KEEP_RESULTS_S:
                 shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(dir=self.work_dir))
+        return Path(tempfile.mkdtemp(dir=results))
 
     # -- the service ---------------------------------------------------------------------------------------------
     def check_service(self) -> str:
