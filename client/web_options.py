@@ -300,7 +300,7 @@ def keyframe_rows(text: str) -> list[list]:
 def summary_text(summary: pb.Summary, face_files: list[str] = ()) -> str:
     """The status of a finished animation; ``face_files``: the names of the faces' own driving files, in order."""
     fps = summary.fps.num / max(summary.fps.den, 1)
-    lines = [f"{summary.frames} frames, {summary.width}x{summary.height}, {fps:.3f} fps, audio "
+    lines = [f"{summary.frames} frame{'' if summary.frames == 1 else 's'}, {summary.width}x{summary.height}, {fps:.3f} fps, audio "
              f"{'yes' if summary.has_audio else 'no'}, {summary.video_bytes / 1e6:.2f} MB in {summary.seconds:.1f} s",
              "stages: " + ", ".join(f"{t.stage} {t.seconds:.2f} s" for t in summary.timings)]
     if summary.faces:
