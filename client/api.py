@@ -114,9 +114,11 @@ class PortraitClient:
         """The raw response stream (a gRPC call object: iterate it, or ``cancel()`` it)."""
         return self.stub.AnimatePortrait(requests, timeout=timeout)
 
-    def extract_motion(self, video: Path, crop_driving_video: str = "auto",
-                       timeout: float | None = None) -> pb.MotionTemplate:
-        return self.stub.ExtractMotion(extract_requests(video, crop_driving_video), timeout=timeout).template
+    def extract_motion(self, video: Path, crop_driving_video: str = "auto", timeout: float | None = None,
+                       **voice) -> pb.MotionTemplate:
+        """The motion of a driving video, or of a voice (a sound file with ``source=`` the portrait,
+        ``audio_options=``, ``source_options=``: ``messages.extract_requests``) as a template."""
+        return self.stub.ExtractMotion(extract_requests(video, crop_driving_video, **voice), timeout=timeout).template
 
     def detect(self, image: Path | bytes, ordering: str = "", hint: list[float] | None = None,
                timeout: float | None = None) -> pb.DetectFacesResponse:
@@ -189,9 +191,9 @@ class AsyncPortraitClient:
         out.finish()
         return summary
 
-    async def extract_motion(self, video: Path, crop_driving_video: str = "auto",
-                             timeout: float | None = None) -> pb.MotionTemplate:
-        response = await self.stub.ExtractMotion(_aiter(extract_requests(video, crop_driving_video)),
+    async def extract_motion(self, video: Path, crop_driving_video: str = "auto", timeout: float | None = None,
+                             **voice) -> pb.MotionTemplate:
+        response = await self.stub.ExtractMotion(_aiter(extract_requests(video, crop_driving_video, **voice)),
                                                  timeout=timeout)
         return response.template
 
@@ -225,17 +227,20 @@ class AsyncPortraitClient:
 
     def live(self, source: Path | bytes, fps: float | None = None, output_format: str = "jpeg",
              input_format: str = "jpeg", jpeg_quality: int | None = None, timeout: float | None = None,
-             voice: dict | pb.AudioOptions | None = None, **options) -> "LiveStream":
+             voice: dict | pb.AudioOptions | None = None, drop_late_frames: bool = False,
+             **options) -> "LiveStream":
         """AnimateStream (live animation; see client/live.py): ``async with client.live("me.jpg") as stream:``, then
         ``stream.send(frame)`` and ``async for result in stream``. ``fps``: the rate frames are sent at [25];
         ``output_format``/``input_format``: jpeg or i420; ``options``: animation options by name (as ``animate``);
         ``voice``: voice mode (``stream.send_audio``) with these audio options (``audio_options()`` or its keyword
-        arguments as a dict; ``{}``: the defaults)."""
+        arguments as a dict; ``{}``: the defaults); ``drop_late_frames``: voice mode's real-time pacing (frames that
+        fall more than one block behind the voice are skipped)."""
         from .live import LiveStream, live_setup
 
         if isinstance(voice, dict):
             voice = audio_options(**voice)
-        setup = live_setup(source, fps, output_format, jpeg_quality, animation_options(**options), voice)
+        setup = live_setup(source, fps, output_format, jpeg_quality, animation_options(**options), voice,
+                           drop_late_frames)
         return LiveStream(self.stub, setup, input_format, timeout)
 
 

@@ -50,9 +50,9 @@ def now_us() -> int:
 
 def live_setup(source: Path | bytes, fps: float | None = None, output_format: str = "jpeg",
                jpeg_quality: int | None = None, options: pb.AnimationOptions | None = None,
-               voice: pb.AudioOptions | None = None) -> pb.LiveSetup:
+               voice: pb.AudioOptions | None = None, drop_late_frames: bool = False) -> pb.LiveSetup:
     """The setup message (the source image is read here: a missing file fails before any call); ``voice`` set:
-    voice mode with these audio options."""
+    voice mode with these audio options (``drop_late_frames``: real-time pacing, late frames skipped)."""
     if output_format not in FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(FORMATS)}")
     data = source if isinstance(source, bytes) else _read(source, "source image")
@@ -61,6 +61,7 @@ def live_setup(source: Path | bytes, fps: float | None = None, output_format: st
     if voice is not None:
         setup.voice.SetInParent()  # voice mode, even with every option at its default
         setup.voice.options.CopyFrom(voice)
+        setup.voice.drop_late_frames = drop_late_frames
     return setup
 
 

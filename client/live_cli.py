@@ -1,7 +1,8 @@
 """``liveportrait live``: a camera (or a video file played as one, in real time at its own frame rate) animates a
-portrait through ``AnimateStream`` (or a voice does: ``--audio`` / ``--microphone``, see ``live_voice.py``); the result is written to an MP4 and/or shown, and the stream's figures are printed
-at the end: latency from capture to the animated frame's arrival (p50/p95/p99), the server's share, one frame's render
-time, the achieved frame rate and the drop rate.
+portrait through ``AnimateStream`` (or a voice does: ``--audio`` / ``--microphone``, see ``live_voice.py``); the
+result is written to an MP4 and/or shown, and the stream's figures are printed at the end: latency from capture to
+the animated frame's arrival (p50/p95/p99), the server's share, one frame's render time, the achieved frame rate and
+the drop rate.
 """
 from __future__ import annotations
 
@@ -236,6 +237,8 @@ async def run(client, args, options: dict) -> LiveStream:
         camera = FileCamera(args.driving, args.fps, args.loop) if args.driving else OpenCvCamera(args.camera)
     fps = 25.0 if voice else args.fps or camera.fps
     window = Window() if args.show else None
+    if voice:
+        options["drop_late_frames"] = getattr(args, "drop_late_frames", False)
     stream = client.live(args.source, fps=None if voice else fps, output_format="jpeg",
                          input_format=args.input_format, timeout=args.timeout, **options)
     writer = None
@@ -269,5 +272,7 @@ def check_options(args) -> None:
     if sum(value is not None for value in inputs) != 1:
         raise ValueError("give one of --driving (a video played as a camera), --camera N, --audio speech.wav (a "
                          "voice) and --microphone")
+    if getattr(args, "drop_late_frames", False) and not (voice or microphone):
+        raise ValueError("--drop-late-frames: for a voice (--audio speech.wav or --microphone)")
     if (voice or microphone) and args.fps is not None:
         raise ValueError("--fps: a voice gives 25 frames per second of audio")

@@ -118,7 +118,7 @@ async def speak(stream: LiveStream, voice, seconds: float | None, stop: asyncio.
 def report_voice(summary: dict) -> None:
     delay = summary["audio_delay_ms"]
     print(f"voice: {summary['audio_seconds']} s of audio, {summary['results']} frames (25 per second of audio); "
-          f"achieved {summary['achieved_fps']:.2f} fps")
+          f"{summary['dropped_server']} skipped as late; achieved {summary['achieved_fps']:.2f} fps")
     print(f"latency: first animated frame {summary['first_frame_ms']} ms after the voice started; audio -> frame "
           f"p50 {delay['p50']} ms, p95 {delay['p95']} ms, p99 {delay['p99']} ms (server per frame p50 "
           f"{summary['server_ms']['p50']} ms; one frame's render p50 {summary['render_ms']['p50']} ms)")

@@ -231,8 +231,26 @@ def _stream(message, setup, video: Path | None, source_video: Path | None = None
             yield message(driving_chunk=chunk)
 
 
-def extract_requests(video: Path, crop_driving_video: str = "auto") -> Iterator[pb.ExtractMotionRequest]:
-    """The ExtractMotion request stream; the video file is checked when this is called."""
+def extract_requests(video: Path, crop_driving_video: str = "auto", *, source: Path | bytes | None = None,
+                     audio_options: pb.AudioOptions | None = None,
+                     source_options: pb.AnimationOptions | None = None) -> Iterator[pb.ExtractMotionRequest]:
+    """The ExtractMotion request stream; the file is checked when this is called. A sound file (a voice) needs the
+    ``source`` portrait its motion is generated for, with ``audio_options`` and the source's crop and face selection
+    (``source_options``) as the AnimatePortrait the template stands for."""
+    if Path(video).suffix.lower() in AUDIO_SUFFIXES:
+        if source is None:
+            raise InputError(f"the motion of the voice {str(video)!r} is generated for a portrait: give the source "
+                             "image too")
+        audio = _checked_file(video, "driving audio")
+        setup = pb.ExtractMotionSetup(
+            driving_audio=pb.DrivingAudio(size_bytes=audio.stat().st_size, filename=audio.name,
+                                          options=audio_options or pb.AudioOptions()),
+            source_image=source if isinstance(source, bytes) else _read(source, "source image"),
+            source_options=source_options or pb.AnimationOptions())
+        return _stream(pb.ExtractMotionRequest, setup, audio)
+    if audio_options is not None or source is not None:
+        raise InputError("a source and audio options apply to the motion of a voice: give a sound file "
+                         f"({', '.join(AUDIO_SUFFIXES)})")
     video = _checked_file(video, "driving video")
     setup = pb.ExtractMotionSetup(driving_video=pb.DrivingVideo(size_bytes=video.stat().st_size, filename=video.name),
                                   crop_driving_video=DRIVING_CROP[crop_driving_video])

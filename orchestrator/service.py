@@ -7,6 +7,7 @@ import time
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -31,7 +32,8 @@ from .metrics import Metrics
 from .options import (AnimateOptions, animate_options, audio_driving_options, driving_crop_options, edit_request_options,
                       keyframes_from_proto, video_source_options)
 from .pipeline import ImageAnimation, RequestContext, animate, weights_warnings
-from .pipeline.audio_animation import audio_animation
+from .audio.features import FPS
+from .pipeline.audio_animation import audio_animation, audio_template_motion
 from .pipeline.context import uncounted
 from .pipeline.image_source import FaceDriving
 from .pipeline.motion_cache import MotionCache
@@ -148,8 +150,11 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
     async def ExtractMotion(self, request_iterator, context) -> pb.ExtractMotionResponse:
         async with self._call("ExtractMotion", context) as runner:
             setup = await self._first(request_iterator, "setup")
+            if setup.HasField("driving_audio"):
+                return await self._extract_audio_motion(setup, Requests(request_iterator), runner)
             if not setup.HasField("driving_video"):
-                raise InvalidRequest("ExtractMotion needs setup.driving_video followed by the video's bytes")
+                raise InvalidRequest("ExtractMotion needs setup.driving_video (or setup.driving_audio with "
+                                     "setup.source_image) followed by the file's bytes")
             crop = driving_crop_options(setup.crop_driving_video,
                                         setup.driving_crop_scale if setup.HasField("driving_crop_scale") else 2.2,
                                         setup.driving_crop_vy_ratio if setup.HasField("driving_crop_vy_ratio")
@@ -167,6 +172,33 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             for stage, seconds in timings.seconds.items():
                 self.metrics.stage_latency.labels(stage).observe(seconds)
             return pb.ExtractMotionResponse(template=to_proto(template))
+
+    async def _extract_audio_motion(self, setup: pb.ExtractMotionSetup, requests: Requests,
+                                    runner: RequestRunner) -> pb.ExtractMotionResponse:
+        """ExtractMotion of a voice: the motion AnimatePortrait's driving_audio drives ``setup.source_image``
+        with, at 25 fps (``audio_animation.audio_template_motion``)."""
+        if setup.HasField("driving_video"):
+            raise InvalidRequest("ExtractMotion takes setup.driving_video or setup.driving_audio, not both")
+        if not setup.source_image:
+            raise InvalidRequest("ExtractMotion of driving_audio needs setup.source_image: a voice's motion is "
+                                 "generated for a portrait (its keypoints and pose)")
+        self._check_source(setup.source_image)
+        options = animate_options(setup.source_options, pb.OutputOptions(audio=False))
+        audio_options = audio_driving_options(options, pb.AnimateSetup(
+            source_image=setup.source_image, driving_audio=setup.driving_audio, options=setup.source_options))
+        timings = Timings()
+        with self._spool() as path:
+            with timings.stage("receive"):
+                await self._receive_video(requests, path, setup.driving_audio.size_bytes, what="driving audio")
+            audio = await self._driving_audio(path, False, timings)
+        ctx = RequestContext(runner, self._analyzer(runner, options.source_crop), timings, uncounted,
+                             self.state.weights)
+        motion = await audio_template_motion(setup.source_image, audio, audio_options, options, ctx,
+                                             self.limits.chunk_frames)
+        template = Template(motion, Fraction(FPS), setup.driving_audio.filename or "ExtractMotion")
+        for stage, seconds in timings.seconds.items():
+            self.metrics.stage_latency.labels(stage).observe(seconds)
+        return pb.ExtractMotionResponse(template=to_proto(template), warnings=weights_warnings(self.state.weights))
 
     async def DetectFaces(self, request: pb.DetectFacesRequest, context) -> pb.DetectFacesResponse:
         async with self._call("DetectFaces", context) as runner:
@@ -230,7 +262,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             budget = caller.check_budget if caller is not None else None
             if setup.HasField("voice"):  # a live voice drives the portrait (orchestrator/live/voice.py)
                 session = VoiceSession(animator, voice_options(setup, options), limits, self.metrics,
-                                       lambda: self.draining, before_frame=budget)
+                                       lambda: self.draining, before_frame=budget,
+                                       drop_late=setup.voice.drop_late_frames)
             else:
                 session = LiveSession(animator, limits, self.metrics, lambda: self.draining, before_frame=budget)
             async for response in session.run(request_iterator):  # charged per rendered frame, as they go

@@ -13,10 +13,11 @@ import pytest
 
 from audio_files import chirp, write_audio
 from client.api import PortraitClient
-from client.messages import audio_options
+from client.messages import InputError, audio_options, extract_requests
 from orchestrator.embedded import OrchestratorProcess
 from orchestrator.keypoints import EYE_KEYPOINTS, Motion
 from orchestrator.pipeline.audio_animation import with_source_eyes
+from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
 BUILD = Path(__file__).resolve().parents[1] / "build" / "test"
@@ -122,3 +123,41 @@ def test_without_eye_blinks_the_eyes_keep_the_source_expression_and_the_rest_mov
     assert np.array_equal(held.exp[:, eyes], np.broadcast_to(source_exp[eyes], (n, len(eyes), 3)))
     assert np.array_equal(held.exp[:, others], motion.exp[:, others])  # lips and the rest as generated
     assert not np.array_equal(motion.exp[:, eyes], held.exp[:, eyes])  # the input motion is left as it was
+
+
+def decoded_frames(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+@pytest.mark.triton
+def test_a_template_extracted_from_the_voice_reproduces_its_frames(client, voice, tmp_path):
+    """ExtractMotion of a voice for a portrait gives the motion its driving_audio drives that portrait with: the
+    same portrait animated with the template renders the same frames (exactly: the same keypoints reach the same
+    served models; the template carries float32 values, as the motion is computed)."""
+    voice_options = audio_options(seed=7, sampling_steps=3, eye_blinks=False, head_motion=0.5)
+    template = client.extract_motion(voice, timeout=600, source=SOURCE, audio_options=voice_options)
+    expected = math.ceil(SECONDS * 25)
+    assert (template.n_frames, template.fps.num, template.fps.den) == (expected, 25, 1)
+    assert template.origin == voice.name
+    client.animate(SOURCE, voice, tmp_path / "voice.mp4", timeout=600, audio=False, audio_options=voice_options)
+    client.animate(SOURCE, template, tmp_path / "template.mp4", timeout=600)
+    from_voice, from_template = decoded_frames(tmp_path / "voice.mp4"), decoded_frames(tmp_path / "template.mp4")
+    assert from_voice.shape == from_template.shape and len(from_voice) == expected
+    assert np.array_equal(from_voice, from_template)
+    assert not np.array_equal(from_voice[0], from_voice[-1])  # the voice moves the portrait
+
+    with pytest.raises(grpc.RpcError) as error:  # a voice's motion needs the portrait it is generated for
+        client.stub.ExtractMotion(iter([pb.ExtractMotionRequest(setup=pb.ExtractMotionSetup(
+            driving_audio=pb.DrivingAudio(options=voice_options)))]), timeout=60)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "source_image" in error.value.details()
+
+
+def test_the_client_sends_a_voice_to_extract_motion_with_its_portrait(voice):
+    with pytest.raises(InputError, match="source image"):
+        extract_requests(voice)
+    requests = list(extract_requests(voice, source=SOURCE, audio_options=audio_options(seed=4)))
+    setup = requests[0].setup
+    assert setup.driving_audio.filename == voice.name and setup.driving_audio.options.seed == 4
+    assert setup.source_image == SOURCE.read_bytes() and not setup.HasField("driving_video")
+    assert b"".join(r.driving_chunk for r in requests[1:]) == voice.read_bytes()

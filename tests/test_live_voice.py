@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +19,6 @@ from audio_files import chirp, write_audio
 from client.api import AsyncPortraitClient
 from client.cli import main as cli
 from client.live import audio_messages, live_setup
-from client.messages import audio_options
 from orchestrator.embedded import OrchestratorProcess
 from orchestrator.live.voice import AudioChunks
 from orchestrator.errors import InvalidRequest
@@ -47,11 +48,12 @@ def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 300))
 
 
-async def speak(server, samples: np.ndarray, chunk_s: float = 0.1, **voice) -> tuple[pb.LiveStarted, list]:
+async def speak(server, samples: np.ndarray, chunk_s: float = 0.1, drop_late_frames: bool = False,
+                **voice) -> tuple[pb.LiveStarted, list]:
     """The whole voice sent in chunks (as fast as the stream takes them), the stream closed: its started message and
     every result."""
     async with AsyncPortraitClient(server.target) as client:
-        async with client.live(SOURCE, voice=voice) as stream:
+        async with client.live(SOURCE, voice=voice, drop_late_frames=drop_late_frames) as stream:
             step = int(RATE * chunk_s)
             for i in range(0, len(samples), step):
                 stream.send_audio(samples[i:i + step], RATE)
@@ -86,12 +88,30 @@ def test_the_same_seed_gives_the_same_frames_and_chunking_does_not_matter(server
 
 
 @pytest.mark.triton
-def test_cancelling_a_voice_stream_frees_it(server):
+def test_real_time_pacing_skips_the_frames_left_behind_by_a_voice_sent_ahead(server):
+    """3 s of voice sent at once: frames more than a block behind the audio received are skipped (counted), the last
+    second's are all rendered; without pacing every frame comes."""
+    seconds, frames = 3.0, 75
+    results = run(speak(server, chirp(seconds, RATE), chunk_s=0.5, drop_late_frames=True, sampling_steps=1))[1]
+    sequences = [r.sequence for r in results]
+    assert sequences == sorted(set(sequences)) and sequences[-1] == frames - 1
+    assert len(results) < frames and results[-1].frames_dropped == frames - len(results)
+    tail = math.ceil((seconds - 0.885 - 0.4) * 25)  # never late: their audio is the last received
+    assert set(range(tail, frames)) <= set(sequences)
+
+
+def lmdm_executions(triton) -> float:
+    text = urllib.request.urlopen(triton.metrics_url, timeout=10).read().decode()
+    return float(re.search(r'^nv_inference_count\{model="lmdm",version="1"\} (\S+)$', text, re.M).group(1))
+
+
+@pytest.mark.triton
+def test_cancelling_a_voice_stream_frees_it(server, audio_triton_server):
     async def main():
         async with AsyncPortraitClient(server.target) as client:
             stream = client.live(SOURCE, voice={"sampling_steps": 2})
             await stream.start()
-            stream.send_audio(chirp(1.5, RATE), RATE)  # more than the look-ahead: frames come
+            stream.send_audio(chirp(4.0, RATE), RATE)  # more than the look-ahead: frames come, more blocks wait
             first = await anext(stream)
             opened = live_streams(server)
             stream.cancel()
@@ -104,6 +124,9 @@ def test_cancelling_a_voice_stream_frees_it(server):
     first, opened = run(main())
     assert first.sequence == 0 and opened == 1
     assert live_streams(server) == 0, "a cancelled voice stream must be freed at once"
+    calls = lmdm_executions(audio_triton_server)
+    time.sleep(1.0)
+    assert lmdm_executions(audio_triton_server) == calls, "the motion's worker thread stopped with the stream"
     # the server goes on serving: a next stream gets its frames
     assert len(run(speak(server, chirp(0.2, RATE), sampling_steps=1))[1]) == 5
 
@@ -174,3 +197,35 @@ def test_live_cli_streams_a_voice_file_at_real_time_and_reports_its_latency(serv
     import av
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 25
+
+
+def test_audio_waiting_beyond_the_limit_is_resource_exhausted_and_none_is_dropped():
+    from orchestrator.errors import Overloaded
+    from orchestrator.live.voice import AudioQueue
+
+    async def main():
+        queue = AudioQueue(max_samples=16000)
+        queue.put(np.ones(10000, np.float32))
+        with pytest.raises(Overloaded, match="more than 1 s of audio wait"):
+            queue.put(np.ones(7000, np.float32))
+        queue.put(np.full(6000, 2, np.float32))
+        queue.close()
+        taken = await queue.take(1.0)
+        return taken, await queue.take(1.0)
+
+    taken, end = asyncio.run(main())
+    assert len(taken) == 16000 and taken[-1] == 2 and end is not None and not isinstance(end, np.ndarray)
+
+
+def test_a_microphone_that_cannot_be_opened_is_refused_in_words(capsys):
+    code = cli(["live", "--server", "127.0.0.1:1", "--source", str(SOURCE), "--microphone", "no-such-device"])
+    assert code != 0
+    assert "no microphone 'no-such-device' can be opened" in capsys.readouterr().err
+
+
+@pytest.mark.triton
+def test_voice_mode_on_a_server_without_the_audio_models_names_the_export_flag(triton_server):
+    """The shared tiny repository is exported without ``--audio``: FAILED_PRECONDITION at the setup, in words."""
+    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-voice-no-audio.log") as process:
+        code, details = run(refused(process, []))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "liveportrait-export --audio" in details

@@ -21,6 +21,7 @@ from ..triton_client import RequestRunner, TritonError
 from .audio_driving import AudioDriving, AudioMotionOptions
 from .context import RequestContext
 from .image_source import ImageAnimation
+from .source import prepare_sources
 
 NO_AUDIO_MODELS = ("this server does not serve the audio-to-motion models (Triton has no {model!r}): export the "
                    "model repository with `liveportrait-export --audio` (or `liveportrait up --audio`)")
@@ -64,11 +65,34 @@ def with_source_eyes(motion: Motion, source_exp: np.ndarray) -> Motion:
     return replace(motion, exp=exp)
 
 
+def audio_driving(audio: DrivingAudio, audio_options: AudioRequestOptions, ctx: RequestContext,
+                  chunk_frames: int) -> AudioDriving:
+    """The driving source of ``audio`` (its motion once a source is bound)."""
+    kind = AudioDriving if audio_options.eye_blinks else SourceEyesAudioDriving
+    audio_ctx = replace(ctx, runner=AudioModelsRunner(ctx.runner))
+    return kind(audio_ctx, audio.samples, motion_options(audio_options), audio.mux_path, chunk_frames)
+
+
 def audio_animation(source_image: bytes, audio: DrivingAudio, audio_options: AudioRequestOptions,
                     options: AnimateOptions, ctx: RequestContext, chunk_frames: int) -> ImageAnimation:
     """The animation of ``source_image`` driven by ``audio`` (one face; the options checked by
     ``options.audio_driving_options``)."""
-    kind = AudioDriving if audio_options.eye_blinks else SourceEyesAudioDriving
-    audio_ctx = replace(ctx, runner=AudioModelsRunner(ctx.runner))
-    driving = kind(audio_ctx, audio.samples, motion_options(audio_options), audio.mux_path, chunk_frames)
+    driving = audio_driving(audio, audio_options, ctx, chunk_frames)
     return ImageAnimation(source_image, driving, options, ctx, {}, 1, chunk_frames)
+
+
+async def audio_template_motion(source_image: bytes, audio: DrivingAudio, audio_options: AudioRequestOptions,
+                                options: AnimateOptions, ctx: RequestContext, chunk_frames: int) -> Motion:
+    """ExtractMotion of a voice: the per-frame motion ``audio_animation`` drives ``source_image`` with (the source
+    prepared and its motion extracted as ``ImageAnimation.prepare`` does), as a driving video's motion would be.
+
+    The motion is absolute: the portrait's own scale and canonical keypoints, its pose and expression with the
+    voice's changes mixed in (frame 0 is the portrait's own). The keypoint stage of AnimatePortrait treats a template
+    and the voice alike (one motion per frame, frame 0 the reference), so the same portrait and options give the
+    same frames; ``options.edit``, smoothing and the keypoint options apply at animation time, not here."""
+    sources, _ = await prepare_sources(source_image, options, ctx, 1)
+    with ctx.timings.stage("motion"):
+        outputs = await ctx.runner.infer("motion_extractor_u8", {"image_u8": sources[0].crop_256[None]})
+    driving = audio_driving(audio, audio_options, ctx, chunk_frames)
+    driving.bind_source(outputs, 0)
+    return Motion.concat([motion async for motion in driving.chunks()])

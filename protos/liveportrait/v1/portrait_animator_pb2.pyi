@@ -447,16 +447,22 @@ class ExtractMotionRequest(_message.Message):
     def __init__(self, setup: _Optional[_Union[ExtractMotionSetup, _Mapping]] = ..., driving_chunk: _Optional[bytes] = ...) -> None: ...
 
 class ExtractMotionSetup(_message.Message):
-    __slots__ = ("driving_video", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio")
+    __slots__ = ("driving_video", "crop_driving_video", "driving_crop_scale", "driving_crop_vy_ratio", "driving_audio", "source_image", "source_options")
     DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
     CROP_DRIVING_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DRIVING_CROP_SCALE_FIELD_NUMBER: _ClassVar[int]
     DRIVING_CROP_VY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DRIVING_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     driving_video: DrivingVideo
     crop_driving_video: DrivingCrop
     driving_crop_scale: float
     driving_crop_vy_ratio: float
-    def __init__(self, driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ...) -> None: ...
+    driving_audio: DrivingAudio
+    source_image: bytes
+    source_options: AnimationOptions
+    def __init__(self, driving_video: _Optional[_Union[DrivingVideo, _Mapping]] = ..., crop_driving_video: _Optional[_Union[DrivingCrop, str]] = ..., driving_crop_scale: _Optional[float] = ..., driving_crop_vy_ratio: _Optional[float] = ..., driving_audio: _Optional[_Union[DrivingAudio, _Mapping]] = ..., source_image: _Optional[bytes] = ..., source_options: _Optional[_Union[AnimationOptions, _Mapping]] = ...) -> None: ...
 
 class ExtractMotionResponse(_message.Message):
     __slots__ = ("template", "warnings")
@@ -679,10 +685,12 @@ class LiveAudio(_message.Message):
     def __init__(self, pcm: _Optional[bytes] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate: _Optional[int] = ...) -> None: ...
 
 class LiveVoice(_message.Message):
-    __slots__ = ("options",)
+    __slots__ = ("options", "drop_late_frames")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DROP_LATE_FRAMES_FIELD_NUMBER: _ClassVar[int]
     options: AudioOptions
-    def __init__(self, options: _Optional[_Union[AudioOptions, _Mapping]] = ...) -> None: ...
+    drop_late_frames: bool
+    def __init__(self, options: _Optional[_Union[AudioOptions, _Mapping]] = ..., drop_late_frames: _Optional[bool] = ...) -> None: ...
 
 class LiveSetup(_message.Message):
     __slots__ = ("source_image", "options", "output_format", "jpeg_quality", "fps", "voice")
