@@ -27,6 +27,23 @@ from .animator import Arrival, LiveAnimator, check_frame
 END = object()  # the client closed its side and no frame waits
 
 
+def session_wait(draining: Callable[[], bool], now: float, ends: float, limits, last_input: float,
+                 input_name: str) -> float:
+    """How long a live session may wait for its next input (at most a second, to look again); raises when the
+    session must end: the server drains, the session reached its length limit, or no ``input_name`` came for the
+    idle timeout since ``last_input``."""
+    if draining():
+        raise Unavailable("the server is shutting down; reconnect (another replica will take the stream)")
+    if now >= ends:
+        raise DeadlineExceeded(f"the live session reached this server's limit of {limits.live_max_session_s:g} s; "
+                               "start a new one")
+    idle = limits.live_idle_timeout_s
+    idle_left = last_input + idle - now
+    if idle_left <= 0:
+        raise DeadlineExceeded(f"no {input_name} for {idle:g} s: the stream was ended as idle")
+    return min(ends - now, idle_left, 1.0)
+
+
 class LiveStreams:
     """The streams open on this server: at most ``max_streams`` (one more: RESOURCE_EXHAUSTED at its setup)."""
 
@@ -179,17 +196,9 @@ class LiveSession:
 
     async def _next(self) -> Arrival | object:
         while True:
-            if self.draining():
-                raise Unavailable("the server is shutting down; reconnect (another replica will take the stream)")
-            now = self.clock()
-            if now >= self.ends:
-                raise DeadlineExceeded(f"the live session reached this server's limit of "
-                                       f"{self.limits.live_max_session_s:g} s; start a new one")
-            idle = self.limits.live_idle_timeout_s
-            idle_left = self.slot.last_arrival + idle - now
-            if idle_left <= 0:
-                raise DeadlineExceeded(f"no driving frame for {idle:g} s: the stream was ended as idle")
-            item = await self.slot.take(min(self.ends - now, idle_left, 1.0))
+            wait = session_wait(self.draining, self.clock(), self.ends, self.limits, self.slot.last_arrival,
+                                "driving frame")
+            item = await self.slot.take(wait)
             if item is not None:
                 return item
 

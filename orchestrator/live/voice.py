@@ -34,7 +34,7 @@ from ..audio.conditions import emotion_vector, frame_conditions
 from ..audio.drivers import ONLINE, MotionGenerator, StreamingMotion
 from ..audio.features import FEATURE_DIM, FPS, SAMPLE_RATE, StreamWindows, encode_windows, silence_features
 from ..audio.sampler import DdimSampler, Noise, ddim_schedule
-from ..errors import DeadlineExceeded, InvalidRequest, Overloaded, Unavailable
+from ..errors import InvalidRequest, Overloaded
 from ..metrics import Metrics
 from ..options import AnimateOptions, AudioRequestOptions, audio_request_options
 from ..pipeline.audio_animation import AudioModelsRunner, motion_options, with_source_eyes
@@ -42,6 +42,7 @@ from ..keypoints import NUM_KP
 from ..pipeline.audio_driving import MOTION_DIM, SEQ_FRAMES, AudioSource, ServedAudioNetworks, mixed_motion
 from ..timing import Timings
 from .animator import LiveAnimator
+from .session import session_wait
 
 F32 = np.float32
 LOOKAHEAD_S = 0.885  # audio a block's first frame waits for: 20 feature frames = 4 encoder windows (drivers.py)
@@ -314,17 +315,9 @@ class VoiceSession:
         backlog being animated is not idleness)."""
         free_since = self.clock()
         while True:
-            if self.draining():
-                raise Unavailable("the server is shutting down; reconnect (another replica will take the stream)")
-            now = self.clock()
-            if now >= self.ends:
-                raise DeadlineExceeded(f"the live session reached this server's limit of "
-                                       f"{self.limits.live_max_session_s:g} s; start a new one")
-            idle = self.limits.live_idle_timeout_s
-            idle_left = max(self.queue.last_arrival, free_since) + idle - now
-            if idle_left <= 0:
-                raise DeadlineExceeded(f"no audio for {idle:g} s: the stream was ended as idle")
-            item = await self.queue.take(min(self.ends - now, idle_left, 1.0))
+            wait = session_wait(self.draining, self.clock(), self.ends, self.limits,
+                                max(self.queue.last_arrival, free_since), "audio")
+            item = await self.queue.take(wait)
             if item is not None:
                 return item
 
