@@ -18,32 +18,30 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from .admission import Admission
-from .audio_input import DrivingAudio, decode_audio, probe_audio
-from .pipeline.driving import ImageDriving, KeyframeDriving, TemplateDriving, VideoDriving
+from .pipeline.driving import VideoDriving
 from .editing import SessionStore, edit_image, session_source
 from .errors import FailedPrecondition, InvalidRequest, Unavailable, status_of
-from .face import (ORDERINGS, CropConfig, FaceAnalyzer, FaceSelectionError, InvalidImageError, decode_image,
-                   make_analyzer)
-from .keypoints import KeypointOptions, Motion
+from .face import ORDERINGS, CropConfig, FaceAnalyzer, FaceSelectionError, decode_image, make_analyzer
+from .keypoints import Motion
 from .live import LiveAnimator, LiveSession, LiveStreams, live_options, setup_message
 from .live.voice import VoiceSession, voice_options
 from .media import probe
 from .metrics import Metrics
-from .options import (AnimateOptions, animate_options, audio_driving_options, driving_crop_options, edit_request_options,
-                      keyframes_from_proto, video_source_options)
+from .options import (animate_options, audio_driving_options, driving_crop_options, edit_request_options,
+                      video_source_options)
 from .pipeline import ImageAnimation, RequestContext, animate, weights_warnings
 from .audio.features import FPS
 from .pipeline.audio_animation import audio_animation, audio_template_motion
 from .pipeline.context import uncounted
-from .pipeline.image_source import FaceDriving
 from .pipeline.motion_cache import MotionCache
-from .pipeline.video_source import SourceVideo, VideoAnimation
+from .pipeline.video_source import VideoAnimation
+from .request_inputs import RequestInputs, face_drivings, keyframe_options
 from .quotas import Caller, QuotaExceeded, current_caller
 from .quoting import bounded, quote
-from .templates import InvalidTemplateError, Template, from_proto, to_proto
+from .templates import Template, to_proto
 from .timing import Timings
 from .triton_client import ModelSetRunner, RequestRunner, Traffic, TritonRunner
-from .uploads import Requests, SpoolFile, receive_video
+from .uploads import Requests
 
 log = logging.getLogger("liveportrait.orchestrator")
 SHUTTING_DOWN = "the server is shutting down; retry (another replica will take the request)"
@@ -98,6 +96,7 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         self.sessions = SessionStore(limits.edit_sessions, limits.edit_session_bytes, limits.edit_session_ttl_s)
         self.live_streams = LiveStreams(limits.live_max_streams, metrics)
         self.motion_cache = MotionCache(limits.motion_cache_bytes, metrics)
+        self.inputs = RequestInputs(limits, metrics, spool_dir, self.motion_cache, state)
 
     # ---- RPCs ------------------------------------------------------------------------------------------------
 
@@ -117,15 +116,15 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             if source_video:
                 options = video_source_options(options, setup)
             else:
-                self._check_source(setup.source_image)
+                self.inputs.check_source(setup.source_image)
             timings = Timings()
             need_ratios = options.keypoints.retargeting
             analyzer = self._analyzer(runner, options.source_crop)
             async with AsyncExitStack() as uploads:
                 if source_video:
-                    source = await uploads.enter_async_context(self._source_video(setup, requests, analyzer, options,
+                    source = await uploads.enter_async_context(self.inputs.source_video(setup, requests, analyzer, options,
                                                                                   timings))
-                driving = await uploads.enter_async_context(self._driving(setup, requests, runner, analyzer, options,
+                driving = await uploads.enter_async_context(self.inputs.driving(setup, requests, runner, analyzer, options,
                                                                           need_ratios, timings))
                 caller = current_caller.get()
                 ctx = RequestContext(runner, analyzer, timings, self._frames_rendered(caller), self.state.weights)
@@ -160,8 +159,8 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
                                         setup.driving_crop_vy_ratio if setup.HasField("driving_crop_vy_ratio")
                                         else -0.1)
             timings = Timings()
-            with self._spool() as path:
-                await self._receive_video(Requests(request_iterator), path, setup.driving_video.size_bytes)
+            with self.inputs.spool() as path:
+                await self.inputs.receive(Requests(request_iterator), path, setup.driving_video.size_bytes)
                 info = probe(path)
                 driving = VideoDriving(path, info, runner, self._analyzer(runner, CropConfig()), crop, True, timings,
                                        self.limits.chunk_frames, self.limits.max_frames, audio=False,
@@ -182,15 +181,15 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         if not setup.source_image:
             raise InvalidRequest("ExtractMotion of driving_audio needs setup.source_image: a voice's motion is "
                                  "generated for a portrait (its keypoints and pose)")
-        self._check_source(setup.source_image)
+        self.inputs.check_source(setup.source_image)
         options = animate_options(setup.source_options, pb.OutputOptions(audio=False))
         audio_options = audio_driving_options(options, pb.AnimateSetup(
             source_image=setup.source_image, driving_audio=setup.driving_audio, options=setup.source_options))
         timings = Timings()
-        with self._spool() as path:
+        with self.inputs.spool() as path:
             with timings.stage("receive"):
-                await self._receive_video(requests, path, setup.driving_audio.size_bytes, what="driving audio")
-            audio = await self._driving_audio(path, False, timings)
+                await self.inputs.receive(requests, path, setup.driving_audio.size_bytes, what="driving audio")
+            audio = await self.inputs.driving_audio(path, False, timings)
         ctx = RequestContext(runner, self._analyzer(runner, options.source_crop), timings, uncounted,
                              self.state.weights)
         motion = await audio_template_motion(setup.source_image, audio, audio_options, options, ctx,
@@ -202,7 +201,7 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
 
     async def DetectFaces(self, request: pb.DetectFacesRequest, context) -> pb.DetectFacesResponse:
         async with self._call("DetectFaces", context) as runner:
-            self._check_source(request.image, "image")
+            self.inputs.check_source(request.image, "image")
             if request.ordering and request.ordering not in ORDERINGS:
                 raise InvalidRequest(f"unknown ordering {quote(request.ordering)}; choose one of "
                                      f"{', '.join(ORDERINGS)}")
@@ -222,7 +221,7 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
             started = time.perf_counter()
             options = edit_request_options(request)
             if request.source_image:
-                self._check_source(request.source_image)
+                self.inputs.check_source(request.source_image)
             timings = Timings()
             ctx = RequestContext(runner, self._analyzer(runner, options.source.source_crop), timings, uncounted,
                                  self.state.weights)
@@ -251,7 +250,7 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         limits = self.limits
         async with self._call("AnimateStream", context, self.live_streams.slot, limits.live_max_session_s) as runner:
             setup = await setup_message(self._first(request_iterator, "setup"), limits.live_idle_timeout_s)
-            self._check_source(setup.source_image)
+            self.inputs.check_source(setup.source_image)
             options, output = live_options(setup, limits.live_max_fps)
             if options.model_set != "human":
                 runner = ModelSetRunner(runner, options.model_set, missing_model_set(options.model_set))
@@ -341,88 +340,10 @@ class PortraitAnimatorService(pb_grpc.PortraitAnimatorServicer):
         self.metrics.client_bytes.labels("in").inc(first.ByteSize())
         return getattr(first, field)
 
-    def _check_source(self, data: bytes, what: str = "source_image") -> None:
-        if not data:
-            raise InvalidRequest(f"{what} is empty")
-        if len(data) > self.limits.max_source_bytes:
-            raise InvalidRequest(f"{what} is {len(data)} bytes, more than the limit of "
-                                 f"{self.limits.max_source_bytes} bytes")
-
     def _analyzer(self, runner: RequestRunner, crop: CropConfig) -> FaceAnalyzer:
         analyzer = make_analyzer(runner, self.face_stack)
         analyzer.config = replace(analyzer.config, crop=crop)
         return analyzer
-
-    @asynccontextmanager
-    async def _source_video(self, setup: pb.AnimateSetup, requests: Requests, analyzer: FaceAnalyzer,
-                            options: AnimateOptions, timings: Timings):
-        """The uploaded source video, spooled (removed when the call ends)."""
-        with self._spool() as path:
-            with timings.stage("receive"):
-                await self._receive_video(requests, path, setup.source_video.size_bytes, "source_chunk")
-            info = probe(path, "source video")
-            if info.frames > self.limits.max_frames:
-                raise InvalidRequest(f"the source video has {info.frames} frames, more than the limit of "
-                                     f"{self.limits.max_frames}")
-            yield SourceVideo(path, info, analyzer, options, timings, self.limits.chunk_frames, self.limits.max_frames)
-
-    @asynccontextmanager
-    async def _driving(self, setup: pb.AnimateSetup, request_iterator, runner: RequestRunner,
-                       analyzer: FaceAnalyzer, options: AnimateOptions, need_ratios: bool, timings: Timings):
-        kind = setup.WhichOneof("driving")
-        if kind == "driving_template":
-            yield TemplateDriving(from_proto(setup.driving_template, self.limits.max_frames),
-                                  self.limits.chunk_frames)
-        elif kind == "driving_image":
-            self._check_source(setup.driving_image, "driving_image")
-            image = await asyncio.to_thread(decode_image, setup.driving_image)
-            yield ImageDriving(image, runner, analyzer, options.driving_crop, need_ratios,
-                               timings)
-        elif kind == "driving_video":
-            with self._spool() as path:
-                with timings.stage("receive"):
-                    await self._receive_video(request_iterator, path, setup.driving_video.size_bytes)
-                info = probe(path)
-                if info.frames > self.limits.max_frames:
-                    raise InvalidRequest(f"the driving video has {info.frames} frames, more than the limit of "
-                                         f"{self.limits.max_frames}")
-                yield VideoDriving(path, info, runner, analyzer, options.driving_crop,
-                                   need_ratios, timings, self.limits.chunk_frames, self.limits.max_frames,
-                                   audio=options.audio, cache=self.motion_cache,
-                                   models=f"{options.model_set} {self.state.weights}")
-        elif kind == "driving_keyframes":
-            keyframes, fps = keyframes_from_proto(setup.driving_keyframes)
-            yield KeyframeDriving(keyframes, fps, self.limits.chunk_frames, self.limits.max_frames)
-        elif kind == "driving_audio":
-            with self._spool() as path:
-                with timings.stage("receive"):
-                    await self._receive_video(request_iterator, path, setup.driving_audio.size_bytes,
-                                              what="driving audio")
-                yield await self._driving_audio(path, options.audio, timings)
-        else:
-            raise InvalidRequest("setup has no driving input: set driving_video, driving_image, driving_template, "
-                                 "driving_keyframes or driving_audio")
-
-    async def _driving_audio(self, path: Path, mux: bool, timings: Timings) -> DrivingAudio:
-        """The spooled driving audio decoded to 16 kHz mono (refused early when its header is over the limit)."""
-        limit = self.limits.max_audio_s
-        with timings.stage("decode"):
-            await asyncio.to_thread(probe_audio, path, limit)
-            samples = await asyncio.to_thread(decode_audio, path, limit)
-        audio = DrivingAudio(samples, path if mux else None)
-        if audio.total_frames > self.limits.max_frames:
-            raise InvalidRequest(f"the driving audio makes {audio.total_frames} frames at 25 fps, more than the limit "
-                                 f"of {self.limits.max_frames}")
-        return audio
-
-    def _spool(self):
-        return SpoolFile(self.spool_dir)
-
-    async def _receive_video(self, requests: Requests, path: Path, announced: int, part: str = "driving_chunk",
-                             what: str | None = None) -> int:
-        return await receive_video(requests, path, announced, self.limits.max_driving_bytes, part,
-                                   self.metrics.client_bytes.labels("in").inc, what)
-
 
 def missing_model_set(model_set: str):
     def error(model: str) -> FailedPrecondition:
@@ -432,47 +353,6 @@ def missing_model_set(model_set: str):
             "(tritonserver --model-repository HUMAN --model-repository ANIMAL)")
 
     return error
-
-
-async def face_drivings(setup: pb.AnimateSetup, options: AnimateOptions, limits: Limits,
-                        ctx: RequestContext) -> dict[int, FaceDriving]:
-    """``setup.face_drivings``: the faces with their own driving input (an image or a motion template), by position
-    among the animated faces; the others follow the main driving input."""
-    if setup.face_drivings and options.faces is None:
-        raise InvalidRequest("face_drivings need options.faces (the faces to animate)")
-    own: dict[int, FaceDriving] = {}
-    for i, message in enumerate(setup.face_drivings):
-        label = f"face_drivings[{i}]"
-        if message.face in own:
-            raise InvalidRequest(f"{label} drives face {message.face}, which {own[message.face].label} drives too")
-        kind = message.WhichOneof("driving")
-        if kind is None:
-            raise InvalidRequest(f"{label} has no driving input: set driving_image or driving_template")
-        if len(message.driving_image) > limits.max_source_bytes:
-            raise InvalidRequest(f"{label}.driving_image is {len(message.driving_image)} bytes, more than the limit "
-                                 f"of {limits.max_source_bytes} bytes")
-        try:
-            if kind == "driving_template":
-                driving = TemplateDriving(from_proto(message.driving_template, limits.max_frames), limits.chunk_frames)
-            else:
-                image = await asyncio.to_thread(decode_image, message.driving_image)
-                driving = ImageDriving(image, ctx.runner, ctx.analyzer, options.driving_crop,
-                                       options.keypoints.retargeting, ctx.timings, f"{label}.driving_image")
-        except (InvalidImageError, InvalidTemplateError) as exc:
-            raise InvalidRequest(f"{label}.{kind}: {exc}") from None
-        own[message.face] = FaceDriving(label, driving)
-    return own
-
-
-def keyframe_options(options: AnimateOptions) -> AnimateOptions:
-    """Keyframes drive the source's own motion: relative, no driving retargeting, no smoothing (their motion is
-    exact); only stitching is kept."""
-    if options.edit is not None:
-        raise InvalidRequest("options.edit does not apply to driving_keyframes: put the edit in the keyframes")
-    if options.model_set != "human":
-        raise InvalidRequest(f"driving_keyframes are not available with model_set {options.model_set.upper()}: "
-                             "drive an animal with a video, an image or a motion template")
-    return replace(options, keypoints=KeypointOptions(stitching=options.keypoints.stitching), smoothing=None)
 
 
 def face_message(face) -> pb.Face:
