@@ -165,7 +165,6 @@ def export_audio_models(request, parameters: dict[str, str], log, only: tuple[st
     """Write ``audio_encoder`` and ``lmdm`` (or the models named in ``only``) into the repository of ``request`` (a
     ``cli.ExportRequest``)."""
     from . import model_repository as repo
-    from .onnx_export import export_verified
 
     networks = load_audio_networks(request.weights, request.profile, request.seed)
     log(f"audio models: {networks.label}")
@@ -182,13 +181,6 @@ def export_audio_models(request, parameters: dict[str, str], log, only: tuple[st
             rows.append({"model": spec.name, "weights_bytes": size, "seconds": round(time.perf_counter() - started, 2)})
             log(f"      {spec.name}: {size / 1e6:.1f} MB of weights ({request.device})")
             continue
-        onnx_path = request.output / spec.name / str(repo.VERSION) / "model.onnx"
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        check = export_verified(modules[spec.name], spec, onnx_path)
-        repo.write_served_model(request.output, spec, onnx_path, request.target, parameters)
-        seconds = time.perf_counter() - started
-        rows.append({"model": spec.name, "verified_output": check.worst_output, "error": check.worst_error,
-                     "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
-        log(f"      {spec.name}: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
-            f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
+        rows.append(repo.export_served_model(request.output, modules[spec.name], spec, spec, request.target,
+                                             parameters, log))
     return rows

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import model_repository as repo
 from .build import build_networks
 from .checkpoints import CheckpointError, CheckpointPaths, load_official_checkpoints
-from .onnx_export import ExportVerificationError, export_verified
+from .onnx_export import ExportVerificationError
 from .profiles import get_profile
 from .serving_heads import serving_modules
 from .face_models import export_face_models, face_served_models
@@ -165,18 +165,10 @@ def _export_liveportrait_models(request: ExportRequest, profile, networks, param
     specs = served_models(profile)
     rows = []
     for index, spec in enumerate(specs, 1):
-        started = time.perf_counter()
         served = for_model_set(spec, request.model_set)  # the name it is served under (e.g. *_animal)
         log(f"[{index}/{len(specs)}] {served.name}: exporting and verifying against PyTorch ...")
-        onnx_path = request.output / served.name / str(repo.VERSION) / "model.onnx"
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        check = export_verified(modules[spec.name], spec, onnx_path)
-        repo.write_served_model(request.output, served, onnx_path, request.target, parameters)
-        seconds = time.perf_counter() - started
-        rows.append({"model": served.name, "verified_output": check.worst_output, "error": check.worst_error,
-                     "onnx_bytes": onnx_path.stat().st_size, "seconds": round(seconds, 2)})
-        log(f"      ok: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
-            f"{onnx_path.stat().st_size / 1e6:.1f} MB, {seconds:.1f} s")
+        rows.append(repo.export_served_model(request.output, modules[spec.name], spec, served, request.target,
+                                             parameters, log))
     return rows
 
 

@@ -183,6 +183,27 @@ def config_texts(models: list[ServedModel], ensembles: list[EnsembleModel], targ
     return texts
 
 
+def export_served_model(output: Path, module, spec: ServedModel, served: ServedModel, target: str,
+                        parameters: dict[str, str], log) -> dict:
+    """Export ``module`` (the network behind ``spec``) to ONNX, verify it against PyTorch, write its folder under the
+    name ``served`` has; returns the manifest row."""
+    import time
+
+    from .onnx_export import export_verified
+
+    started = time.perf_counter()
+    onnx_path = output / served.name / str(VERSION) / "model.onnx"
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    check = export_verified(module, spec, onnx_path)
+    write_served_model(output, served, onnx_path, target, parameters)
+    seconds = time.perf_counter() - started
+    size = onnx_path.stat().st_size
+    log(f"      {served.name}: worst output {check.worst_output!r} error {check.worst_error:.2e}, "
+        f"{size / 1e6:.1f} MB, {seconds:.1f} s")
+    return {"model": served.name, "verified_output": check.worst_output, "error": check.worst_error,
+            "onnx_bytes": size, "seconds": round(seconds, 2)}
+
+
 def write_served_model(output: Path, model: ServedModel, onnx_file: Path, target: str,
                        parameters: dict[str, str]) -> None:
     folder = output / model.name
