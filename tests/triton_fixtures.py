@@ -22,12 +22,7 @@ def tiny_cpu_repository() -> Path:
 @pytest.fixture(scope="session")
 def triton_server(tiny_cpu_repository: Path):
     """A real tritonserver serving the tiny CPU repository on loopback ports."""
-    from orchestrator.triton_process import TritonProcess
-
-    server = TritonProcess(tiny_cpu_repository, log_file=BUILD / "tritonserver.log")
-    server.start()
-    yield server
-    server.stop()
+    yield from _serve(tiny_cpu_repository, "tritonserver.log")
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +39,16 @@ def tiny_audio_repository() -> Path:
 @pytest.fixture(scope="session")
 def audio_triton_server(tiny_audio_repository: Path):
     """A real tritonserver serving the tiny CPU repository with the audio models (one start for the audio modules)."""
+    yield from _serve(tiny_audio_repository, "tritonserver-audio-e2e.log")
+
+
+def _serve(repository: Path, log_name: str):
+    """A started tritonserver for ``repository`` until the generator is closed (a fixture's body)."""
     from orchestrator.triton_process import TritonProcess
 
-    server = TritonProcess(tiny_audio_repository, log_file=BUILD / "tritonserver-audio-e2e.log")
+    server = TritonProcess(repository, log_file=BUILD / log_name)
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
