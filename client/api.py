@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
+from .calls import stream_stream, stream_unary
 from .channel import ChannelSettings, default_api_key, default_target
 from .edits import EditResult, edit_request, keyframes_message, session_lost
 from .messages import (InputError, _face_videos, _read, animate_requests, animation_options, audio_options,
@@ -182,8 +183,8 @@ class AsyncPortraitClient:
             for face, video in _face_videos(options.get("face_drivings")).items():
                 options["face_drivings"] = {**options["face_drivings"],
                                             face: await self.extract_motion(video, timeout=timeout)}
-            requests = _aiter(_animate_call(source, driving, crf, audio, low_latency, options))
-            async for response in self.stub.AnimatePortrait(requests, timeout=timeout):
+            requests = _animate_call(source, driving, crf, audio, low_latency, options)
+            async for response in stream_stream(self.stub.AnimatePortrait, requests, timeout):
                 summary = _handle(response, out, on_progress) or summary
         except BaseException:
             out.discard()
@@ -193,8 +194,8 @@ class AsyncPortraitClient:
 
     async def extract_motion(self, video: Path, crop_driving_video: str = "auto", timeout: float | None = None,
                              **voice) -> pb.MotionTemplate:
-        response = await self.stub.ExtractMotion(_aiter(extract_requests(video, crop_driving_video, **voice)),
-                                                 timeout=timeout)
+        response = await stream_unary(self.stub.ExtractMotion, extract_requests(video, crop_driving_video, **voice),
+                                      timeout)
         return response.template
 
     async def detect(self, image: Path | bytes, ordering: str = "", hint: list[float] | None = None,
@@ -242,11 +243,6 @@ class AsyncPortraitClient:
         setup = live_setup(source, fps, output_format, jpeg_quality, animation_options(**options), voice,
                            drop_late_frames)
         return LiveStream(self.stub, setup, input_format, timeout)
-
-
-async def _aiter(requests: Iterator) -> AsyncIterator:
-    for request in requests:
-        yield request
 
 
 def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: int | None, audio: bool | None,

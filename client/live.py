@@ -37,6 +37,7 @@ import numpy as np
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
+from .calls import EndStatus, send_all
 from .messages import _read
 
 FORMATS = {"jpeg": pb.FRAME_ENCODED, "i420": pb.FRAME_I420}
@@ -263,6 +264,7 @@ class LiveStream:
         self.stats = LiveStats()
         self.references: list[pb.ReferenceSet] = []  # the answers to reference frames, in order
         self._call = None
+        self._status: EndStatus | None = None
         self._outgoing = _Outgoing()
         self._results: asyncio.Queue = asyncio.Queue()
         self._pending_references: deque[asyncio.Future] = deque()
@@ -284,8 +286,12 @@ class LiveStream:
 
     async def start(self) -> pb.LiveStarted:
         self._call = self.stub.AnimateStream(timeout=self.timeout)
-        await self._call.write(pb.LiveRequest(setup=self.setup))
-        response = await self._call.read()  # a refused setup raises its AioRpcError here
+        self._status = EndStatus(self._call)
+        await send_all(self._call, [pb.LiveRequest(setup=self.setup)], half_close=False)
+        try:
+            response = await self._call.read()  # a refused setup raises its AioRpcError here
+        except grpc.aio.AioRpcError as exc:
+            raise await self._status.error(exc) from None
         if response is grpc.aio.EOF or response.WhichOneof("event") != "started":
             self.cancel()
             raise RuntimeError("the server did not start the live stream")
@@ -402,7 +408,7 @@ class LiveStream:
                         if not future.done():
                             future.set_result(response.reference_set)
         except grpc.aio.AioRpcError as exc:
-            self._error = self._error or exc  # the writer's own error first (it cancelled the call)
+            self._error = self._error or await self._status.error(exc)  # the writer's own error first (it cancelled)
         except asyncio.CancelledError:
             pass
         finally:
