@@ -27,7 +27,7 @@ from .calls import stream_stream, stream_unary
 from .channel import ChannelSettings, default_api_key, default_target
 from .edits import EditResult, edit_request, keyframes_message, session_lost
 from .messages import (InputError, _face_videos, _read, animate_requests, animation_options, audio_options,
-                       encoder_speed, extract_requests)
+                       encoder_speed, extract_requests, output_format)
 
 if TYPE_CHECKING:
     from .live import LiveStream
@@ -36,7 +36,7 @@ ProgressCallback = Callable[[pb.Progress], None]
 
 
 class _Output:
-    """Writes the MP4 as it arrives to ``<path>.part`` and renames it on success. The part file is created at once:
+    """Writes the result (MP4 or still image) as it arrives to ``<path>.part`` and renames it on success. The part file is created at once:
     an output path that cannot be written fails before any request is sent (``InputError``), not after rendering."""
 
     def __init__(self, path: Path | None, sink: BinaryIO | None):
@@ -93,7 +93,9 @@ class PortraitClient:
                 sink: BinaryIO | None = None, on_progress: ProgressCallback | None = None,
                 timeout: float | None = None, crf: int | None = None, audio: bool | None = None,
                 low_latency: bool | None = None, **options) -> pb.Summary:
-        """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary.
+        """Animate; the MP4 goes to ``output`` (a path) and/or ``sink`` (a binary file). Returns the summary. A still
+        driving input (an image, a one-frame template) can give a still image instead: an ``output`` ending .png,
+        .jpg or .jpeg asks for one (or ``output_format="png"``/``"jpeg"``, with ``jpeg_quality``).
         Several faces: ``faces="all"`` (or indices, boxes: ``faces_message``) and ``face_drivings={1: path}`` (an
         image, a template or a video: its motion is extracted first)."""
         out = _Output(output, sink)  # first: an output that cannot be written fails before any call
@@ -102,7 +104,7 @@ class PortraitClient:
             for face, video in _face_videos(options.get("face_drivings")).items():
                 options["face_drivings"] = {**options["face_drivings"],
                                             face: self.extract_motion(video, timeout=timeout)}
-            requests = _animate_call(source, driving, crf, audio, low_latency, options)
+            requests = _animate_call(source, driving, crf, audio, low_latency, options, output)
             for response in self.stub.AnimatePortrait(requests, timeout=timeout):
                 summary = _handle(response, out, on_progress) or summary
         except BaseException:
@@ -183,7 +185,7 @@ class AsyncPortraitClient:
             for face, video in _face_videos(options.get("face_drivings")).items():
                 options["face_drivings"] = {**options["face_drivings"],
                                             face: await self.extract_motion(video, timeout=timeout)}
-            requests = _animate_call(source, driving, crf, audio, low_latency, options)
+            requests = _animate_call(source, driving, crf, audio, low_latency, options, output)
             async for response in stream_stream(self.stub.AnimatePortrait, requests, timeout):
                 summary = _handle(response, out, on_progress) or summary
         except BaseException:
@@ -246,9 +248,11 @@ class AsyncPortraitClient:
 
 
 def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: int | None, audio: bool | None,
-                  low_latency: bool | None, options: dict) -> Iterator[pb.AnimateRequest]:
+                  low_latency: bool | None, options: dict, output: Path | None) -> Iterator[pb.AnimateRequest]:
     """The request stream of ``animate`` (both clients): animation options by name, output options (a source
-    video's ``fps_and_audio_from_driving`` among them)."""
+    video's ``fps_and_audio_from_driving`` among them; ``output_format`` by name or the output's suffix)."""
+    still = output_format(options.pop("output_format", None), output)
+    jpeg_quality = options.pop("jpeg_quality", None)
     keyframes, fps = options.pop("keyframes", None), options.pop("keyframes_fps", None)
     from_driving = options.pop("fps_and_audio_from_driving", None)
     speed = encoder_speed(options.pop("encoder_speed", None))  # "smallest", "balanced", "fastest"
@@ -260,7 +264,8 @@ def _animate_call(source: Path | bytes, driving: Path | pb.MotionTemplate, crf: 
         driving = keyframes_message(keyframes, fps)
     return animate_requests(source, driving, animation_options(**options),
                             pb.OutputOptions(crf=crf, audio=audio, low_latency=low_latency,
-                                             fps_and_audio_from_driving=from_driving, encoder_speed=speed),
+                                             fps_and_audio_from_driving=from_driving, encoder_speed=speed,
+                                             format=still, jpeg_quality=jpeg_quality),
                             face_drivings=face_drivings, audio_options=voice)
 
 

@@ -57,6 +57,21 @@ def encoder_speed(name: str | None) -> int | None:
     return ENCODER_SPEEDS[name]
 
 
+OUTPUT_FORMATS = {"mp4": pb.OUTPUT_MP4, "png": pb.OUTPUT_PNG, "jpeg": pb.OUTPUT_JPEG, "jpg": pb.OUTPUT_JPEG}
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def output_format(name: str | None, output: Path | None = None) -> int:
+    """``OutputOptions.format`` by name (mp4, png, jpeg), or else by the output file's suffix: .png, .jpg and .jpeg
+    ask for a still image (a still driving input), anything else for the MP4."""
+    if name is not None:
+        if name.lower() not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output format {name!r}; choose one of mp4, png, jpeg")
+        return OUTPUT_FORMATS[name.lower()]
+    suffix = Path(output).suffix.lower() if output is not None else ""
+    return OUTPUT_FORMATS[suffix.lstrip(".")] if suffix in STILL_SUFFIXES else pb.OUTPUT_FORMAT_UNSPECIFIED
+
+
 def audio_options(emotion: str | None = None, sampling_steps: int | None = None, guidance: float | None = None,
                   seed: int | None = None, eye_blinks: bool | None = None, head_motion: float | None = None,
                   eye_open: list[float] | None = None, eye_ball: list[float] | None = None) -> pb.AudioOptions:

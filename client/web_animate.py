@@ -13,8 +13,8 @@ import grpc
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .messages import AUDIO_SUFFIXES
-from .templates import TEMPLATE_SUFFIXES
+from .messages import AUDIO_SUFFIXES, IMAGE_SUFFIXES, is_video
+from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
 from .web_options import (ANIMATE_OPTIONS, FACE, GROUPS, KEYFRAME_COLUMNS, STAGE_NAMES, Option, animate_kwargs,
                           faces_value, failure_text, json_value, keyframe_rows, keyframes_json, summary_text)
 
@@ -48,8 +48,8 @@ class AnimateTab:
 
     def animate(self, source: str | None, driving: str | None, keyframes: str, edit: str, faces: str,
                 face_files: list[str] | None, *values, progress=None) -> tuple:
-        """-> (video for the player, still image, file to download, status text): a one-frame result (a driving
-        image) is shown as a still image (its MP4 stays the download). ``faces``: "all", "0, 2" or "" (one face);
+        """-> (video for the player, still image, file to download, status text): a still driving input (an image,
+        a one-frame template) gives a still image (a PNG from the server). ``faces``: "all", "0, 2" or "" (one face);
         ``face_files``: the own driving inputs of the first chosen faces, in order."""
         import gradio as gr
 
@@ -72,7 +72,8 @@ class AnimateTab:
                 drive = Path(driving)
             else:
                 raise ValueError("add a driving video, image, motion template or voice (or write keyframes)")
-            output = self.app.result_dir() / f"{Path(source).stem}-animated.mp4"
+            still = drive is not None and not is_video(Path(source)) and _still_driving(drive)
+            output = self.app.result_dir() / f"{Path(source).stem}-animated.{'png' if still else 'mp4'}"
 
             def on_progress(p: pb.Progress) -> None:
                 stage = STAGE_NAMES.get(p.stage, "working").replace("_", " ")
@@ -85,9 +86,9 @@ class AnimateTab:
             progress(0.0, desc="sending the inputs")
             summary = self.app.client.animate(Path(source), drive, output, on_progress=on_progress,
                                               timeout=self.app.timeout, **kwargs)
-            still = _still(output) if summary.frames == 1 else None
             return (gr.update(value=None if still else str(output), visible=not still),
-                    gr.update(value=still, visible=bool(still)), gr.update(value=str(output), visible=True),
+                    gr.update(value=str(output) if still else None, visible=still),
+                    gr.update(value=str(output), visible=True),
                     summary_text(summary, [Path(f).name for f in face_files]))
         except (grpc.RpcError, ValueError, OSError) as exc:
             text = failure_text("Animate", exc, self.app.server)
@@ -167,7 +168,7 @@ class AnimateTab:
                                                    "tab fills it)", lines=1, elem_id="animate-edit")
             with gr.Column(scale=2, min_width=320):
                 video = gr.Video(label="Result", interactive=False, height=h, elem_id="animate-video")
-                still = gr.Image(label="Result (a still: the driving was an image)", type="filepath",
+                still = gr.Image(label="Result (a still image: the driving input was still)", type="filepath",
                                  interactive=False, height=h, visible=False, elem_id="animate-still")
                 with gr.Row():
                     download = gr.DownloadButton("Download the result", visible=False, elem_id="animate-download")
@@ -224,15 +225,17 @@ def example_motions(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _still(video: Path) -> str:
-    """The one frame of a one-frame result as a PNG beside it."""
-    import av
-
-    with av.open(str(video)) as container:
-        frame = next(container.decode(video=0))
-    path = video.with_suffix(".png")
-    frame.to_image().save(path)
-    return str(path)
+def _still_driving(driving: Path) -> bool:
+    """Whether a driving input animates one frame: an image, or a template of one frame."""
+    suffix = driving.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    if suffix in TEMPLATE_SUFFIXES:
+        try:
+            return len(read_template(driving).frames) == 1
+        except (TemplateError, OSError):
+            return False  # the call says what is wrong with it
+    return False
 
 
 def _one_of(*inputs) -> None:

@@ -15,12 +15,12 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 
 from .pipeline.driving import EditedMotion, neutral_motion
 from .edit import Edit, deltas
 from .errors import InvalidRequest
+from .media import encode_image
 from .keypoints import KeypointOptions, SourceKeypoints, source_keypoints
 from .options import AnimateOptions, EditRequestOptions
 from .pipeline.paste import PasteBack, feathered_mask
@@ -183,13 +183,3 @@ async def edit_image(prepared: PreparedSource, edit: Edit, request: EditRequestO
         data = await asyncio.to_thread(encode_image, frame, request.image_format, request.jpeg_quality)
     return data, frame.shape[1], frame.shape[0]
 
-
-def encode_image(rgb: np.ndarray, image_format: str, quality: int) -> bytes:
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if image_format == "jpeg":
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    else:
-        ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise RuntimeError(f"{image_format} encoding failed")
-    return data.tobytes()

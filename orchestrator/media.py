@@ -301,3 +301,15 @@ class _AudioTrack:
 
     def close(self) -> None:
         self._input.close()
+
+
+def encode_image(rgb: np.ndarray, image_format: str, quality: int) -> bytes:
+    """An RGB image as PNG (fast compression) or JPEG (``quality`` 1..100): edits, live frames, still outputs."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if image_format == "jpeg":
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    else:
+        ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError(f"{image_format} encoding failed")
+    return data.tobytes()

@@ -25,6 +25,8 @@ DRIVING_CROP_VALUES = {pb.DRIVING_CROP_AUTO: None, pb.DRIVING_CROP_ON: True, pb.
 MODEL_SET_NAMES = {pb.HUMAN: "human", pb.ANIMAL: "animal"}
 ENCODER_SPEED_NAMES = {pb.ENCODER_SPEED_UNSPECIFIED: DEFAULT_ENCODER_SPEED, pb.SMALLEST: "smallest",
                        pb.BALANCED: "balanced", pb.FASTEST: "fastest"}
+OUTPUT_FORMAT_NAMES = {pb.OUTPUT_FORMAT_UNSPECIFIED: "mp4", pb.OUTPUT_MP4: "mp4", pb.OUTPUT_PNG: "png",
+                       pb.OUTPUT_JPEG: "jpeg"}
 ANIMAL_NEEDS_A_BOX = (
     "animal mode cannot detect the animal's face (no animal face detector is served: the official one, X-Pose, "
     "cannot be obtained here): give a box around the animal's face in `face_hint` [x1, y1, x2, y2] (CLI "
@@ -70,6 +72,13 @@ class AnimateOptions:
     source_video_smoothing: float = 3e-7
     source_video_eye_retargeting: bool = False
     faces: FaceSelection | None = None  # several faces (None: one face, face_index / face_hint)
+    output_format: str = "mp4"  # "png", "jpeg": one still image (a still driving input)
+    jpeg_quality: int = 95
+
+    @property
+    def still(self) -> bool:
+        """A still image is asked for instead of a video."""
+        return self.output_format != "mp4"
 
     @property
     def encode_settings(self) -> EncodeSettings:
@@ -175,6 +184,8 @@ def animate_options(options: pb.AnimationOptions, output: pb.OutputOptions) -> A
         faces=faces,
         source_video_smoothing=_range("source_video_smoothing", _get(o, "source_video_smoothing", 3e-7), 0.0, 1.0),
         source_video_eye_retargeting=_get(o, "source_video_eye_retargeting", False),
+        output_format=_enum(OUTPUT_FORMAT_NAMES, output.format, "output format"),
+        jpeg_quality=int(_range("jpeg_quality", _get(output, "jpeg_quality", 95), 1, 100)),
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import cv2
+import grpc
 import numpy as np
 import pytest
 
@@ -94,6 +95,44 @@ def test_driving_image_gives_one_frame(client, tmp_path, image):
     out = inspect(tmp_path / "out.mp4")
     assert out["frames"] == summary.frames == 1
     assert out["size"] == expected_size(EXAMPLES / "source" / "s7.jpg")
+
+
+def test_a_still_driving_input_gives_a_still_image_with_the_source_around_the_face(client, tmp_path):
+    """An output ending .png asks for a still image: the source's size, its own pixels away from the face (pasted
+    back in RGB, not through a video's 4:2:0 colour), the face animated."""
+    rng = np.random.default_rng(5)
+    scene = rng.integers(0, 256, (800, 1200, 3), dtype=np.uint8)  # fine colour detail that 4:2:0 would lose
+    scene[200:600, 400:800] = cv2.resize(cv2.imread(str(EXAMPLES / "source" / "s7.jpg")), (400, 400))
+    cv2.imwrite(str(tmp_path / "scene.png"), scene)
+    summary = client.animate(tmp_path / "scene.png", EXAMPLES / "driving" / "d9.jpg", tmp_path / "out.png")
+    image = cv2.imread(str(tmp_path / "out.png"))
+    assert image.shape == scene.shape and (summary.frames, summary.width, summary.height) == (1, 1200, 800)
+    assert summary.video_bytes == (tmp_path / "out.png").stat().st_size
+    x1, y1, x2, y2 = summary.source_face_box
+    yy, xx = np.mgrid[0:800, 0:1200]
+    distance = np.hypot(xx - (x1 + x2) / 2, yy - (y1 + y2) / 2)
+    away = distance > 1.7 * max(x2 - x1, y2 - y1)  # beyond the 2.3x crop's corners
+    assert away.mean() > 0.3 and np.array_equal(image[away], scene[away])
+    near = distance < 0.3 * max(x2 - x1, y2 - y1)
+    assert np.abs(image[near].astype(int) - scene[near]).mean() > 2  # the face is animated (synthetic weights)
+
+
+def test_a_still_image_as_jpeg_from_a_one_frame_template(client, tmp_path):
+    summary = client.animate(EXAMPLES / "source" / "s9.jpg", short_template("d7.pkl", 1), tmp_path / "out.jpg",
+                             jpeg_quality=80)
+    assert (tmp_path / "out.jpg").read_bytes()[:3] == b"\xff\xd8\xff" and summary.frames == 1
+    assert cv2.imread(str(tmp_path / "out.jpg")).shape[1::-1] == expected_size(EXAMPLES / "source" / "s9.jpg")
+
+
+def test_a_still_image_of_a_moving_driving_input_is_refused_in_words(client, tmp_path):
+    for driving in (EXAMPLES / "driving" / "d0.mp4", short_template("d7.pkl", 3)):
+        with pytest.raises(grpc.RpcError) as refused:
+            client.animate(EXAMPLES / "source" / "s9.jpg", driving, tmp_path / "out.png")
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "needs exactly one animated frame" in refused.value.details() and "ask for an MP4" in \
+            refused.value.details()
+    assert not list(tmp_path.iterdir())  # no output, no part file
+    client.animate(EXAMPLES / "source" / "s9.jpg", short_template("d7.pkl", 3), tmp_path / "out.mp4")  # serving
 
 
 @pytest.mark.parametrize("name,frames", [("d7.pkl", 9), ("laugh.pkl", 5)])

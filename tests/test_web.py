@@ -452,8 +452,8 @@ def test_two_faces_chosen_in_faces_are_animated_together(page, tmp_path):
     click(page, "animate-run")
     status = wait_for(page, lambda: textbox(page, "animate-status"), "the status")
     assert "faces animated (2): face 0 driven by d30.jpg, face 1 driven by the driving input" in status, status
-    # a driving image gives a still image (not a one-frame video)
-    assert shown(page, "animate-still")
+    # a driving image gives a still image (not a one-frame video): the server's PNG, shown and downloaded
+    assert shown(page, "animate-still").endswith("two-animated.png")
     assert page.execute_script("const v = document.querySelector('#animate-video'); return !v || !v.offsetParent")
 
 

@@ -20,8 +20,8 @@ from PIL import Image
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from ..editing import encode_image
 from ..errors import InvalidRequest
+from ..media import encode_image
 from ..face.decode import ImageLimits, InvalidImageError, decode_image
 from ..face.tracking import DrivingCropTracker, DrivingFrame, TrackerConfig
 from ..keypoints import KeypointComposer, Motion, SourceKeypoints, source_keypoints

@@ -25,9 +25,9 @@ from ..smoothing import MotionSmoother
 from .context import RequestContext
 from .driving import DrivingSource
 from .keypoint_stage import KeypointStage
-from .paste import feathered_mask
+from .paste import PasteBack, feathered_mask, paste_faces
 from .render import render_faces
-from .yuv_paste import I420Canvas
+from .yuv_paste import I420Canvas, to_rgb
 from .source import Source, prepare_sources
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class ImageAnimation:
         self.width = self.height = 512
         self.faces: list[FaceAnimation] = []
         self.canvas: I420Canvas | None = None  # the faces pasted back into the source, in I420
+        self.pastes: list[PasteBack] = []  # a still image: the faces pasted back in RGB (the source's own pixels)
         self.smoother: MotionSmoother | None = None
         self.warnings: list[str] = []
 
@@ -141,8 +142,11 @@ class ImageAnimation:
             for face in self.faces:
                 await face.keypoints.start()
         if options.pastes_back and sources[0].M_c2o is not None:
-            self.canvas = await asyncio.to_thread(I420Canvas, sources[0].image, [s.M_c2o for s in sources],
-                                                  feathered_mask())
+            if options.still:
+                self.pastes = [PasteBack(sources[0].image, s.M_c2o, feathered_mask()) for s in sources]
+            else:
+                self.canvas = await asyncio.to_thread(I420Canvas, sources[0].image, [s.M_c2o for s in sources],
+                                                      feathered_mask())
             self.height, self.width = sources[0].image.shape[:2]
 
     async def frames(self) -> AsyncIterator[list[np.ndarray]]:
@@ -150,10 +154,15 @@ class ImageAnimation:
         the source (buffers reused by the next chunk: ``animate`` has encoded a chunk before it asks for the next)."""
         async for planes in read_ahead(self._rendered()):
             with self.ctx.timings.stage("paste_back"):
-                if self.canvas is None:
+                if self.pastes:
+                    yield await asyncio.to_thread(self._pasted_rgb, planes)
+                elif self.canvas is None:
                     yield list(planes[0])
                 else:
                     yield await asyncio.to_thread(self.canvas, planes)
+
+    def _pasted_rgb(self, planes: list[np.ndarray]) -> list[np.ndarray]:
+        return [paste_faces(self.pastes, [to_rgb(face[i]) for face in planes]) for i in range(len(planes[0]))]
 
     async def _rendered(self) -> AsyncIterator[list[np.ndarray]]:
         """The rendered crops of each driving chunk, per face: each face's driving motion (steadied when the request

@@ -45,6 +45,13 @@ class DrivingCrop(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRIVING_CROP_ON: _ClassVar[DrivingCrop]
     DRIVING_CROP_OFF: _ClassVar[DrivingCrop]
 
+class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_FORMAT_UNSPECIFIED: _ClassVar[OutputFormat]
+    OUTPUT_MP4: _ClassVar[OutputFormat]
+    OUTPUT_PNG: _ClassVar[OutputFormat]
+    OUTPUT_JPEG: _ClassVar[OutputFormat]
+
 class EncoderSpeed(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ENCODER_SPEED_UNSPECIFIED: _ClassVar[EncoderSpeed]
@@ -109,6 +116,10 @@ EYES: AnimationRegion
 DRIVING_CROP_AUTO: DrivingCrop
 DRIVING_CROP_ON: DrivingCrop
 DRIVING_CROP_OFF: DrivingCrop
+OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
+OUTPUT_MP4: OutputFormat
+OUTPUT_PNG: OutputFormat
+OUTPUT_JPEG: OutputFormat
 ENCODER_SPEED_UNSPECIFIED: EncoderSpeed
 SMALLEST: EncoderSpeed
 BALANCED: EncoderSpeed
@@ -303,18 +314,22 @@ class Smoothing(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., min_cutoff_hz: _Optional[float] = ..., beta: _Optional[float] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("crf", "audio", "low_latency", "fps_and_audio_from_driving", "encoder_speed")
+    __slots__ = ("crf", "audio", "low_latency", "fps_and_audio_from_driving", "encoder_speed", "format", "jpeg_quality")
     CRF_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     LOW_LATENCY_FIELD_NUMBER: _ClassVar[int]
     FPS_AND_AUDIO_FROM_DRIVING_FIELD_NUMBER: _ClassVar[int]
     ENCODER_SPEED_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
     crf: int
     audio: bool
     low_latency: bool
     fps_and_audio_from_driving: bool
     encoder_speed: EncoderSpeed
-    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ..., fps_and_audio_from_driving: _Optional[bool] = ..., encoder_speed: _Optional[_Union[EncoderSpeed, str]] = ...) -> None: ...
+    format: OutputFormat
+    jpeg_quality: int
+    def __init__(self, crf: _Optional[int] = ..., audio: _Optional[bool] = ..., low_latency: _Optional[bool] = ..., fps_and_audio_from_driving: _Optional[bool] = ..., encoder_speed: _Optional[_Union[EncoderSpeed, str]] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
 
 class AnimateResponse(_message.Message):
     __slots__ = ("progress", "video", "summary")
