@@ -155,8 +155,9 @@ def test_failures_are_worded_for_people_with_the_grpc_status_on_a_details_line()
 # ---------------------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def orchestrator(triton_server):
-    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-web.log") as process:
+def orchestrator(audio_triton_server):
+    """The service the page calls, with the audio models too (a voice as the driving input)."""
+    with OrchestratorProcess(audio_triton_server.grpc_url, BUILD / "orchestrator-web.log") as process:
         yield process
 
 
@@ -332,6 +333,26 @@ def test_animate_shows_progress_then_plays_the_result_with_the_clip_duration(pag
     status = textbox(page, "animate-status")
     assert f"{frames} frames" in status and "synthetic" in status
     assert page.find_element("css selector", "#animate-download").is_displayed()
+
+
+@pytest.mark.triton
+def test_a_voice_animates_the_portrait_into_a_video_with_its_sound(page, tmp_path):
+    from urllib.parse import unquote
+
+    from audio_files import chirp, write_audio
+    from video_checks import inspect
+
+    voice = write_audio(tmp_path / "voice.wav", chirp(1.2, 16000), 16000)  # 1.2 s: 30 frames at 25 fps
+    upload(page, "animate-source", EXAMPLES / "source" / "s0.jpg")
+    open_tab(page, "Voice")
+    upload(page, "animate-driving-voice", voice)
+    click(page, "animate-run")
+    src, duration, width, height = wait_for(page, lambda: page.execute_script(PLAYABLE), "a playable <video>")
+    assert (width, height) == (600, 704) and abs(duration - 1.2) <= 0.1, duration
+    status = textbox(page, "animate-status")
+    assert "30 frames" in status and "audio yes" in status, status
+    result = inspect(Path(unquote(src.split("file=", 1)[1])))
+    assert result["frames"] == 30 and result["rate"] == 25 and result["audio"]
 
 
 IN_VIEW = ("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
