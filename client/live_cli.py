@@ -1,8 +1,8 @@
 """``liveportrait live``: a camera (or a video file played as one, in real time at its own frame rate) animates a
 portrait through ``AnimateStream`` (or a voice does: ``--audio`` / ``--microphone``, see ``live_voice.py``); the
-result is written to an MP4 and/or shown, and the stream's figures are printed at the end: latency from capture to
-the animated frame's arrival (p50/p95/p99), the server's share, one frame's render time, the achieved frame rate and
-the drop rate.
+result is written to an MP4 and/or shown, a status line is printed every second (``live_status.py``), and the
+stream's figures are printed at the end: latency from capture to the animated frame's arrival (p50/p95/p99), the
+server's share, one frame's render time, the achieved frame rate and the drop rate.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from typing import AsyncIterator
 
 import numpy as np
 
+from .cli_options import VIDEO_ONLY  # noqa: F401 (the options a live stream does not take; web_live.py)
 from .live import LiveResult, LiveStream, now_us
+from .live_status import StatusLine, every_second
 from .live_voice import Microphone, VoiceFile, report_voice, speak, voice_kwarg  # noqa: F401 (voice_kwarg: cli.py)
-
-VIDEO_ONLY = ("crf", "encoder_speed", "audio", "low_latency", "source_video_smoothing",
-              "source_video_eye_retargeting", "fps_and_audio_from_driving")  # AnimatePortrait options that a live stream does not have
+from .messages import VIDEO_SUFFIXES
 
 
 class FileCamera:
@@ -242,6 +242,8 @@ async def run(client, args, options: dict) -> LiveStream:
     stream = client.live(args.source, fps=None if voice else fps, output_format="jpeg",
                          input_format=args.input_format, timeout=args.timeout, **options)
     writer = None
+    stop = asyncio.Event()
+    status = ticking = None
     try:
         async with stream:
             started = stream.started
@@ -251,8 +253,14 @@ async def run(client, args, options: dict) -> LiveStream:
                 print(f"WARNING: {warning}", file=sys.stderr)
             if args.output:
                 writer = Mp4Writer(args.output, started.width, started.height, fps)
+            status = StatusLine(stream.stats, fps, suggest_fps=not voice)
+            ticking = asyncio.create_task(every_second(status, stop))
             await play(stream, camera, writer, window, args.frames, args.seconds)
     finally:
+        stop.set()
+        if ticking is not None:
+            await ticking
+            status.close()
         if writer is not None:
             await asyncio.to_thread(writer.close)
             print(f"wrote {args.output}: {writer.frames} frames", file=sys.stderr)
@@ -263,10 +271,11 @@ async def run(client, args, options: dict) -> LiveStream:
 
 
 def check_options(args) -> None:
-    given = [name for name in VIDEO_ONLY if getattr(args, name, None) is not None]
-    if given:
-        raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in given)}: not for live streams (output "
-                         "options of an MP4 or of a source video)")
+    """What argparse cannot check: one driving input, a portrait image as the source, the voice-only flags."""
+    if Path(args.source).suffix.lower() in VIDEO_SUFFIXES:
+        raise ValueError(f"live animates a portrait image, and the source {str(args.source)!r} is a video; to animate "
+                         f"a video with a driving video use `liveportrait animate --source {args.source} --driving "
+                         "D -o out.mp4`")
     voice, microphone = getattr(args, "voice", None), getattr(args, "microphone", None)
     inputs = [args.driving, args.camera, voice, microphone]
     if sum(value is not None for value in inputs) != 1:

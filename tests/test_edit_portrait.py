@@ -209,7 +209,7 @@ def test_cli_edit_and_keyframes(server, tmp_path, capsys):
     assert decode(out.read_bytes()).ndim == 3 and "session" in capsys.readouterr().out
     assert cli(["edit", "--server", server.target, "--source", str(SOURCE), "--smile", "2", "-o",
                 str(tmp_path / "bad.png")]) == 1
-    assert "edit.smile must be between -0.3 and 1.3" in capsys.readouterr().err
+    assert "INVALID_ARGUMENT: --smile must be between -0.3 and 1.3" in capsys.readouterr().err
     kf = tmp_path / "kf.json"
     kf.write_text(json.dumps({"fps": 8, "keyframes": [{"edit": {"smile": 0.2}, "duration_s": 0},
                                                       {"edit": {"smile": 1.0}, "duration_s": 0.5}]}))
