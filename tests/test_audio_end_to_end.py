@@ -153,6 +153,21 @@ def test_a_template_extracted_from_the_voice_reproduces_its_frames(client, voice
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "source_image" in error.value.details()
 
 
+@pytest.mark.triton
+def test_the_motion_is_generated_for_the_sources_own_eye_openness(client, voice):
+    """Without eye conditions in the request, the motion is generated for the source's eyes as measured on its face
+    (s0.jpg's measure about 1.05): not the same motion as for the defaults' 0.9, and given explicitly, the request's
+    values are the ones used."""
+    def motion(**eyes) -> np.ndarray:
+        template = client.extract_motion(voice, timeout=600, source=SOURCE,
+                                         audio_options=audio_options(seed=3, sampling_steps=2, **eyes))
+        return np.array([list(frame.exp) for frame in template.frames])
+
+    measured, default = motion(), motion(eye_open=[0.9, 0.9])
+    assert not np.array_equal(measured, default)
+    assert np.array_equal(default, motion(eye_open=[0.9, 0.9])) and not np.array_equal(default, motion(eye_open=[1.2, 1.2]))
+
+
 def test_the_client_sends_a_voice_to_extract_motion_with_its_portrait(voice):
     with pytest.raises(InputError, match="source image"):
         extract_requests(voice)

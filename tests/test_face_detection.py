@@ -175,3 +175,32 @@ def test_window_search_finds_nothing_on_images_without_faces(analyzer):
     textured = cv2.resize(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (1600, 1200), interpolation=cv2.INTER_CUBIC)
     for image in (noise, textured):
         assert detect(analyzer, image, small_face_levels=3) == []
+
+
+def test_eye_openness_is_dittos_measure_of_the_three_lid_heights_over_the_eye_width():
+    """The motion generator's eye-open condition (Ditto's, on the mesh): per eye, three lid heights over the
+    corner distance, in 3D (the image-left eye first)."""
+    from orchestrator.face.ratios import DITTO_EYES, eye_openness
+
+    mesh = np.zeros((468, 3))
+    for (outer, inner), lids, width, height in zip(*zip(*DITTO_EYES), (30.0, 40.0), (4.0, 6.0)):
+        mesh[inner] = (width, 0, 0)
+        for lower, upper in lids:
+            mesh[lower], mesh[upper] = (width / 2, height / 2, 1.0), (width / 2, -height / 2, 1.0)
+    assert np.allclose(eye_openness(mesh), (3 * 4.0 / 30.0, 3 * 6.0 / 40.0))
+    assert np.allclose(eye_openness(mesh * 3.7), eye_openness(mesh))  # any common scale
+
+
+def test_eye_openness_follows_the_lids_through_a_blink(analyzer):
+    """Over the frames of d0.mp4 (a blink among open eyes) the measure moves with LivePortrait's eye ratio: open eyes
+    about 0.9, the blink about half of it."""
+    import av
+
+    measured = []
+    with av.open(str(SHARED / "examples" / "driving" / "d0.mp4")) as container:
+        for frame in container.decode(video=0):
+            faces = detect(analyzer, frame.to_ndarray(format="rgb24"))
+            measured.append((faces[0].eye_open, faces[0].eye_ratio))
+    openness, ratios = (np.array(values) for values in zip(*measured))
+    assert 0.8 < np.median(openness) < 1.1 and openness.min() < 0.6 * np.median(openness)
+    assert np.corrcoef(openness.mean(axis=1), ratios.mean(axis=1))[0, 1] > 0.95

@@ -13,7 +13,7 @@ from . import blazeface, facemesh
 from .geometry import CropConfig, CropTransform, crop_transform, resize_crop, warp_crop
 from .mesh_layout import mesh_to_68
 from .ordering import order_faces, overlaps_any, select_face
-from .ratios import RatioMapping, liveportrait_ratios
+from .ratios import RatioMapping, eye_openness, liveportrait_ratios
 from .runner import FaceModelRunner, infer_chunked
 
 DETECTOR = "face_detector"
@@ -54,6 +54,7 @@ class Face:
     crop: CropTransform  # the official source crop (512) computed from the landmarks
     face_score: float = 1.0  # landmark-model presence
     keypoints: np.ndarray | None = None  # (6, 2) detector keypoints (eyes, nose, mouth, ears); None from a hint
+    eye_open: tuple[float, float] | None = None  # Ditto's eye openness (``ratios.eye_openness``); FaceMesh only
 
     def to_json(self) -> dict:
         return {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4),
@@ -142,7 +143,7 @@ class FaceAnalyzer:
         return blazeface.suppress(whole, self.config.nms_iou)
 
     async def landmarks(self, image: np.ndarray, rois: list[facemesh.Roi]) -> list[tuple[np.ndarray, float]]:
-        """Landmark stage: (468x2 image px, presence) per ROI, all ROIs in one batch."""
+        """Landmark stage: (468x3 image px: x, y, depth; presence) per ROI, all ROIs in one batch."""
         if not rois:
             return []
         crops = np.stack([facemesh.crop_roi(image, roi) for roi in rois])
@@ -162,13 +163,15 @@ class FaceAnalyzer:
     async def track(self, image: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
         """Landmarks of the face seen at ``previous`` landmarks in the last frame, or None when it is lost."""
         (landmarks, score), = await self.landmarks(image, [facemesh.roi_from_landmarks(previous)])
-        return landmarks if score >= self.config.min_face_score else None
+        return landmarks[:, :2] if score >= self.config.min_face_score else None
 
-    def _face(self, detection: blazeface.Detection, landmarks: np.ndarray, face_score: float) -> Face:
+    def _face(self, detection: blazeface.Detection, mesh: np.ndarray, face_score: float) -> Face:
+        landmarks = mesh[:, :2]
         eyes, lip = liveportrait_ratios(landmarks, self.config.ratios)
         transform = crop_transform(mesh_to_68(landmarks), self.config.crop)
         return Face(np.asarray(detection.box, np.float64), float(detection.score), landmarks,
-                    (float(eyes[0]), float(eyes[1])), lip, transform, face_score, detection.keypoints)
+                    (float(eyes[0]), float(eyes[1])), lip, transform, face_score, detection.keypoints,
+                    eye_openness(mesh))
 
     async def source_crop(self, image: np.ndarray, face_index: int = 0, order: str | None = None,
                           hint: np.ndarray | None = None) -> SourceCrop:

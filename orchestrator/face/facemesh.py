@@ -68,6 +68,8 @@ def crop_roi(image: np.ndarray, roi: Roi, size: int = INPUT_SIZE) -> np.ndarray:
 
 
 def project(landmarks: np.ndarray, roi: Roi, size: int = INPUT_SIZE) -> np.ndarray:
-    """Landmarks in crop pixels ([468, 3]) -> image pixel coordinates [468, 2]."""
+    """Landmarks in crop pixels ([468, 3]) -> image pixels [468, 3]: x, y, and the depth z scaled like them."""
     a = roi.crop_to_image(size)
-    return np.asarray(landmarks, np.float64)[:, :2] @ a[:, :2].T + a[:, 2] - 0.5
+    points = np.asarray(landmarks, np.float64)
+    xy = points[:, :2] @ a[:, :2].T + a[:, 2] - 0.5
+    return np.concatenate([xy, points[:, 2:3] * np.sqrt(abs(np.linalg.det(a[:, :2])))], axis=1)

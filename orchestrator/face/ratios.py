@@ -5,6 +5,9 @@ Raw ratios use the same definitions as LivePortrait's ``calc_eye_close_ratio`` /
 lower lip over the mouth-corner distance. FaceMesh (without the attention refinement) never closes the lids fully:
 a closed eye still measures about 0.15 where the 203-point model gives about 0.0, so the eye ratio is mapped
 linearly (see README "Eye and lip ratio calibration"). The lip ratios already agree in scale and are kept as measured.
+
+``eye_openness`` is the motion generator's own measure (Ditto's ``EyeAttrUtilsByMP.LR_open`` on MediaPipe's mesh):
+per eye, the three lid heights (outer, middle, inner pair of lid points) over the eye-corner distance, in 3D.
 """
 from __future__ import annotations
 
@@ -62,3 +65,20 @@ def official_ratios(landmarks203: np.ndarray) -> tuple[np.ndarray, float]:
     eyes = np.array([_distance(pts, 6, 18) / (_distance(pts, 0, 12) + EPS),
                      _distance(pts, 30, 42) / (_distance(pts, 24, 36) + EPS)])
     return eyes, float(_distance(pts, 90, 102) / (_distance(pts, 48, 66) + EPS))
+
+
+# Ditto's eye points on the mesh (its "L" eye first: the one on the image left): the corners, then three
+# (lower lid, upper lid) pairs
+DITTO_EYES = (((33, 133), ((145, 159), (144, 160), (153, 158))),
+              ((263, 362), ((374, 386), (373, 387), (380, 385))))
+
+
+def eye_openness(mesh: np.ndarray) -> tuple[float, float]:
+    """Ditto's eye-open conditions of one face from its FaceMesh points (x, y, depth; any common scale): per eye,
+    the sum of three lid heights over the corner distance (open eyes measure about 0.9 to 1.2; FaceMesh never closes the lids fully, so a blink measures about 0.5)."""
+    pts = np.asarray(mesh, np.float64)
+    openness = []
+    for corners, lids in DITTO_EYES:
+        heights = sum(np.linalg.norm(pts[a] - pts[b]) for a, b in lids)
+        openness.append(float(heights / (np.linalg.norm(pts[corners[0]] - pts[corners[1]]) + 1e-8)))
+    return openness[0], openness[1]

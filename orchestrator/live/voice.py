@@ -229,7 +229,7 @@ class VoiceSession:
         animator.ctx = replace(animator.ctx, runner=AudioModelsRunner(animator.ctx.runner))
         started = await animator.prepare()
         self.networks = ServedAudioNetworks(animator.ctx, asyncio.get_running_loop())
-        source = AudioSource.from_extractor(animator.source_outputs)
+        source = AudioSource.from_extractor(animator.source_outputs, eye_open=animator.source.eye_open)
         self.source = source
         with animator.ctx.timings.stage("audio_motion"):
             motion = self.motion = await self._in_thread(VoiceMotion, self.networks.encode, self.networks.denoise,

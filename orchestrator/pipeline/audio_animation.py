@@ -94,5 +94,5 @@ async def audio_template_motion(source_image: bytes, audio: DrivingAudio, audio_
     with ctx.timings.stage("motion"):
         outputs = await ctx.runner.infer("motion_extractor_u8", {"image_u8": sources[0].crop_256[None]})
     driving = audio_driving(audio, audio_options, ctx, chunk_frames)
-    driving.bind_source(outputs, 0)
+    driving.bind_source(outputs, 0, sources[0].eye_open)
     return Motion.concat([motion async for motion in driving.chunks()])

@@ -48,8 +48,9 @@ F32 = np.float32
 AUDIO_ENCODER, LMDM = "audio_encoder", "lmdm"
 SEQ_FRAMES, MOTION_DIM = 80, 265
 MAX_STEPS = 200
-# Eye conditions when the caller has none measured: both eyes open, irises centred (Ditto measures them on
-# MediaPipe's 478 landmarks: ``eye_conditions``).
+# Eye conditions where the source's are not measured: both eyes open, irises centred. The eye openness is measured
+# on the source's FaceMesh (``face.ratios.eye_openness``, the default face stack); the iris offsets need MediaPipe's
+# iris points (478), which the served mesh lacks, so they stay centred unless the request sets them.
 DEFAULT_EYE_OPEN = (0.9, 0.9)
 DEFAULT_EYE_BALL = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -229,8 +230,8 @@ async def audio_motion(ctx: RequestContext, audio_16k: np.ndarray, source: Audio
 class AudioDriving:
     """A ``DrivingSource`` of speech: the motion of the whole clip (one ``audio_motion``), then chunks of it.
 
-    ``bind_source`` takes the source's motion-extractor outputs (``ImageAnimation.prepare`` calls it); the eye
-    conditions are the options' or ``AudioSource``'s defaults.
+    ``bind_source`` takes the source's motion-extractor outputs and its measured eye openness (``ImageAnimation.prepare``
+    calls it); the request's eye conditions, when set, replace the source's.
     """
 
     is_video = True
@@ -250,8 +251,9 @@ class AudioDriving:
     def total_frames(self) -> int:
         return int(np.ceil(len(self.audio) / SAMPLE_RATE * FPS))
 
-    def bind_source(self, outputs: dict[str, np.ndarray], face: int = 0) -> None:
-        self.source = AudioSource.from_extractor(outputs, face)
+    def bind_source(self, outputs: dict[str, np.ndarray], face: int = 0,
+                    eye_open: Sequence[float] | None = None) -> None:
+        self.source = AudioSource.from_extractor(outputs, face, eye_open)
 
     async def chunks(self) -> AsyncIterator[Motion]:
         if self.source is None:

@@ -127,7 +127,7 @@ class ImageAnimation:
             crops = np.stack([s.crop_256 for s in sources])
             outputs = await ctx.runner.infer("motion_extractor_u8", {"image_u8": crops})
         if hasattr(self.driving, "bind_source"):  # speech (audio_driving.AudioDriving) moves the first face's motion
-            self.driving.bind_source(outputs, 0)
+            self.driving.bind_source(outputs, 0, sources[0].eye_open)
         smoothing = options.smoothing
         for i, source in enumerate(sources):
             own = self.face_drivings.get(i)

@@ -29,6 +29,7 @@ class Source:
     lip_ratio: float | None
     box: np.ndarray | None
     index: int = 0  # the face's index in face_order among the detected faces (animal mode: the box's)
+    eye_open: tuple[float, float] | None = None  # the motion generator's eye-open condition, where measured
 
 
 async def prepare_source(data: bytes, options: AnimateOptions, ctx: RequestContext) -> Source:
@@ -106,7 +107,8 @@ def select_faces(faces: list[Face], selection: FaceSelection, max_faces: int) ->
 
 def face_source(image: np.ndarray, face: Face, index: int) -> Source:
     crop = crop_face(image, face)
-    return Source(image, crop.image_256, crop.M_c2o, crop.eye_ratio, crop.lip_ratio, crop.face.box, index)
+    return Source(image, crop.image_256, crop.M_c2o, crop.eye_ratio, crop.lip_ratio, crop.face.box, index,
+                  face.eye_open)
 
 
 async def _decode(data: bytes, options: AnimateOptions, ctx: RequestContext) -> np.ndarray:
