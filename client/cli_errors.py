@@ -38,7 +38,7 @@ def error_line(exc: grpc.RpcError, args) -> str:
     if code == grpc.StatusCode.FAILED_PRECONDITION and "does not serve the animal models" in details:
         return f"{code.name}: {NO_ANIMAL_MODELS}"
     text = in_flags(details, args)
-    if (code == grpc.StatusCode.FAILED_PRECONDITION and "no face was found in the source" in details
+    if (code == grpc.StatusCode.FAILED_PRECONDITION and "no face was found in the source image" in details
             and getattr(args, "model_set", None) != "animal"):
         text = f"{text}; {ANIMAL_HINT}"
     return f"{code.name}: {text}"
@@ -70,8 +70,9 @@ def _face_driving(args, index: int) -> str:
 
 
 def _keyframes(args) -> str:
+    """The keyframes file given (``--keyframes kf.json``), by name."""
     path = getattr(args, "keyframes", None)
-    return Path(path).name if path else "the keyframes"
+    return Path(path).name if path else "the keyframes file"
 
 
 def in_flags(details: str, args=None) -> str:
@@ -81,7 +82,9 @@ def in_flags(details: str, args=None) -> str:
         # a field with its CLI flag in parentheses: keep the flag only
         (r"`[^`]*`(?: \[[^\]]*\])? \(CLI:? (`[^`]*`)\)", lambda m: m[1]),
         (r"\(`[^`]*`, CLI:? (`[^`]*`)\)", lambda m: f"({m[1]})"),
-        (r"set the option (`--[^`]*`)", lambda m: f"pass {m[1]}"),
+        (r"set (?:the option )?(`--[^`]*`)", lambda m: f"pass {m[1]}"),
+        (r"`crop_source: false`", lambda m: "`--no-crop-source`"),
+        (r"`(" + "|".join(FLAG_FIELDS) + r")`(?: \[x1, y1, x2, y2\])?", lambda m: f"`--{m[1].replace('_', '-')}`"),
         (r"(?:options\.)?faces\.indices\[(\d+)\]", lambda m: f"the {_ordinal(int(m[1]) + 1)} value of --faces"),
         (r"(?<![\w.])indices\[(\d+)\]", lambda m: f"its {_ordinal(int(m[1]) + 1)} value"),
         (r"(?:options\.)?faces\.boxes\[(\d+)\]", lambda m: f"the {_ordinal(int(m[1]) + 1)} --face-box"),
@@ -99,7 +102,7 @@ def in_flags(details: str, args=None) -> str:
         (r"driving_keyframes\.keyframes\[(\d+)\]\.(\w+)",
          lambda m: f"the {_ordinal(int(m[1]) + 1)} keyframe of {_keyframes(args)}: {m[2]}"),
         (r"driving_keyframes\.fps", lambda m: f"the fps of {_keyframes(args)}"),
-        (r"(?<![\w.])driving_keyframes", lambda m: f"--keyframes {_keyframes(args)}"),
+        (r"(?<![\w.])driving_keyframes", lambda m: "--keyframes"),
         (r"(?:options\.)?edit\.(\w+)", lambda m: "--" + m[1].replace("_", "-")),
         (r"options\.edit", lambda m: "an edit (--smile, --head-yaw ...)"),
         (r"(?:options\.)?smoothing\.min_cutoff_hz", lambda m: "--smooth-min-cutoff"),

@@ -31,8 +31,8 @@ PROTO_PATH = re.compile(r"\b(options|edit|face_drivings|driving_keyframes|drivin
                         r"\w\[\d+\]")
 
 
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    p = parser(orchestrator_options=True)
+def subcommands(orchestrator_options: bool = True) -> dict[str, argparse.ArgumentParser]:
+    p = parser(orchestrator_options=orchestrator_options)
     return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
@@ -64,9 +64,8 @@ class FakeRpcError(grpc.RpcError):
 # ---- help ---------------------------------------------------------------------------------------------------------
 
 def test_every_option_of_every_command_has_help_with_its_choices_and_default():
-    orchestrator_flags = {a.dest for a in parser(orchestrator_options=True)._subparsers._group_actions[0]
-                          .choices["up"]._actions} - {a.dest for a in parser(orchestrator_options=False)
-                                                      ._subparsers._group_actions[0].choices["up"]._actions}
+    orchestrator_flags = ({a.dest for a in subcommands(True)["up"]._actions}
+                          - {a.dest for a in subcommands(False)["up"]._actions})
     for name, command in subcommands().items():
         visible = {a.dest for a in command._actions if a.help != argparse.SUPPRESS}
         page = command.format_help()
@@ -300,7 +299,28 @@ def test_field_paths_become_flags_and_files():
             "--face-driving 1=smile.jpg: the data is not an image in a supported format",
         "face_drivings need options.faces (the faces to animate)":
             "--face-driving needs --all-faces/--faces/--face-box (the faces to animate)",
+        "face_drivings[0].face is 3, but 2 face(s) are animated (0 to 1)":
+            "--face-driving 1=smile.jpg names face 3, but 2 face(s) are animated (0 to 1)",
+        "options.edit does not apply to driving_keyframes: put the edit in the keyframes":
+            "an edit (--smile, --head-yaw ...) does not apply to --keyframes: put the edit in the keyframes",
+        "driving_keyframes are not available with model_set ANIMAL: drive an animal with a video, an image or a "
+        "motion template": "--keyframes are not available with --model-set animal: drive an animal with a video, an "
+                           "image or a motion template",
+        "no face was found in the source video (3 frames); use a video showing a face, give `face_hint` [x1, y1, x2, "
+        "y2] around it, or set `crop_source: false` (CLI: `--no-crop-source`) for a video that is already a face crop":
+            "no face was found in the source video (3 frames); use a video showing a face, give `--face-hint` around "
+            "it, or pass `--no-crop-source` for a video that is already a face crop",
+        "driving_audio.options.sampling_steps must be between 1 and 200, got 500":
+            "--audio-steps must be between 1 and 200, got 500",
+        "fps 40 is more than this server's limit of 30 frames per second per stream; send fewer frames":
+            "--fps 40 is more than this server's limit of 30 frames per second per stream; send fewer frames",
     }
+    from orchestrator.options import ANIMAL_NEEDS_A_BOX
+
+    cases[ANIMAL_NEEDS_A_BOX] = ("animal mode cannot detect the animal's face (no animal face detector is served: "
+                                 "the official one, X-Pose, cannot be obtained here): give a box around the animal's "
+                                 "face in `--face-hint X1 Y1 X2 Y2`, or pass `--no-crop-source` when the whole image "
+                                 "is the animal's face crop")
     given = args(face_driving=["1=smile.jpg"], keyframes=Path("/tmp/kf.json"))
     for server, cli_words in cases.items():
         assert in_flags(server, given) == cli_words, server
