@@ -11,7 +11,7 @@ import grpc
 from orchestrator.edit import FIELDS, OFFICIAL
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from .messages import DRIVING_CROP, DRIVING_OPTIONS, MODEL_SETS, REGIONS
+from .messages import DRIVING_CROP, DRIVING_OPTIONS, ENCODER_SPEEDS, MODEL_SETS, REGIONS
 
 FACE_ORDERS = ("large-small", "small-large", "left-right", "right-left", "top-bottom", "bottom-top")
 STAGE_NAMES = {v.number: v.name.lower() for v in pb.Stage.DESCRIPTOR.values}
@@ -99,8 +99,11 @@ ANIMATE_OPTIONS: tuple[Option, ...] = (
            "eyes as open as in its first frame"),
     Option("fps_and_audio_from_driving", False, "frame rate and sound from the driving video", VIDEO,
            "off: from the source video"),
-    Option("crf", 18, "video quality (CRF)", OUTPUT, "H.264 quality: lower = better and larger, 18 looks lossless",
-           minimum=0, maximum=51, step=1, integer=True),
+    Option("encoder_speed", "fastest", "encoder speed", OUTPUT,
+           "smallest: the fewest bytes, most server CPU; balanced; fastest: the least CPU, about 3x the bytes",
+           choices=tuple(ENCODER_SPEEDS)),
+    Option("crf", None, "video quality (CRF)", OUTPUT, "H.264 quality 0-51, lower = better and larger; empty: the "
+           "encoder speed's (18 smallest, 19 balanced and fastest)", minimum=0, maximum=51, step=1, integer=True),
     Option("audio", True, "keep the driving video's sound", OUTPUT),
     Option("low_latency", False, "stream while rendering", OUTPUT, "a video that can play before it is finished"),
 )

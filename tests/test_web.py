@@ -41,7 +41,8 @@ WAIT_S = 90
 def test_animate_options_are_the_cli_flags_with_their_defaults():
     names = {o.name for o in ANIMATE_OPTIONS}
     # `edit` is the Animate tab's JSON box (filled by the Edit tab), not a widget of its own
-    assert names == (set(cli.OPTION_NAMES) - {"edit"}) | {"crf", "audio", "low_latency"} | set(cli.SMOOTHING_FLAGS)
+    assert names == (set(cli.OPTION_NAMES) - {"edit"}) | {"crf", "encoder_speed", "audio", "low_latency"} \
+        | set(cli.SMOOTHING_FLAGS)
     helps = {a.dest: a.help or "" for a in cli.parser()._subparsers._group_actions[0].choices["animate"]._actions}
     for option in ANIMATE_OPTIONS:
         bracket = re.search(r"\[([^]:]+)", helps[option.name])
@@ -57,9 +58,10 @@ def test_animate_options_are_the_cli_flags_with_their_defaults():
 def test_only_changed_options_are_sent():
     values = {o.name: o.default for o in ANIMATE_OPTIONS}
     assert animate_kwargs(values) == {}
-    values.update(driving_multiplier=1.5, stitching=False, face_index=2.0, face_hint="1, 2 30 40", crf=20)
+    values.update(driving_multiplier=1.5, stitching=False, face_index=2.0, face_hint="1, 2 30 40", crf=20,
+                  encoder_speed="smallest")
     assert animate_kwargs(values) == {"driving_multiplier": 1.5, "stitching": False, "face_index": 2,
-                                      "face_hint": [1.0, 2.0, 30.0, 40.0], "crf": 20}
+                                      "face_hint": [1.0, 2.0, 30.0, 40.0], "crf": 20, "encoder_speed": "smallest"}
     with pytest.raises(ValueError, match="four numbers"):
         animate_kwargs({"face_hint": "1 2 3"})
     smooth = {o.name: o.default for o in ANIMATE_OPTIONS}
@@ -74,7 +76,8 @@ def test_live_tab_sends_the_animate_options_but_not_those_of_a_video_output():
 
     values = {o.name: o.default for o in ANIMATE_OPTIONS}
     assert live_kwargs(values) == {}
-    values.update(crf=20, audio=False, low_latency=True, driving_multiplier=1.5, face_index=1, smooth=True)
+    values.update(crf=20, encoder_speed="smallest", audio=False, low_latency=True, driving_multiplier=1.5, face_index=1,
+                  smooth=True)
     assert live_kwargs(values) == {"driving_multiplier": 1.5, "face_index": 1,
                                    "smoothing": {"min_cutoff_hz": None, "beta": None}}
 
