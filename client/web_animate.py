@@ -37,6 +37,8 @@ KEYFRAMES_PLACEHOLDER = ('{"fps": 25, "keyframes": [{"edit": {}, "duration_s": 0
                          '{"edit": {"smile": 1.0, "head_yaw": 10}, "duration_s": 1.5, "easing": "ease_in_out"}]}')
 
 
+EXAMPLE_PORTRAIT = Path(__file__).resolve().parent / "examples" / "astronaut.jpg"  # examples/README.md
+
 class AnimateTab:
     """The tab's handler (a plain method, testable without a browser) and its layout."""
 
@@ -108,6 +110,9 @@ class AnimateTab:
                             with gr.Tab("Photo", elem_id="source-photo-tab"):
                                 source = gr.Image(label="Source: the portrait to animate", type="filepath", height=h,
                                                   sources=["upload", "clipboard"], elem_id="animate-source")
+                                gr.Examples([[str(EXAMPLE_PORTRAIT)]], inputs=source,
+                                            example_labels=["astronaut (NASA, public domain)"],
+                                            label="Example portrait", elem_id="animate-example-portrait")
                             with gr.Tab("Video", elem_id="source-video-tab"):
                                 source_video = gr.Video(label="Source: a video to re-animate", height=h,
                                                         sources=["upload"], elem_id="animate-source-video")

@@ -377,8 +377,10 @@ def test_animate_button_is_under_the_inputs_without_scrolling(browser, dead_web,
         browser.set_window_size(1400, 2000)
 
 
-def test_example_motions_made_in_code_fill_the_driving_input(browser, dead_web, request):
+def test_example_portrait_and_motions_made_in_code_fill_the_inputs(browser, dead_web, request):
     for page in loaded(browser, dead_web, request):
+        page.find_element("css selector", "#animate-example-portrait button").click()
+        wait_for(page, lambda: shown(page, "animate-source"), "the example portrait in the source input")
         open_tab(page, "Template")
         example = next(b for b in page.find_elements("css selector", "#animate-example-motions button")
                        if "turn, nod and blink" in b.text)
