@@ -187,7 +187,8 @@ def add_audio_options(g) -> None:
     g.add_argument("--eye-blinks", action=flag, default=None,
                    help="the eyes move with the speech (blinks, gaze kept ahead); off: the source's eyes [on]")
     g.add_argument("--eye-open", type=float, nargs=2, default=None, metavar=("LEFT", "RIGHT"),
-                   help="eye openness the motion is generated for, 0-2 [0.9 0.9]")
+                   help="eye openness the motion is generated for, 0-2 (open eyes ~0.9-1.2) [the source's, measured on "
+                        "its face]")
     g.add_argument("--eye-ball", type=float, nargs=6, default=None, metavar="V",
                    help="iris offsets the motion is generated for (Ditto's 6 values, -1-1) [centred: 0 ...]")
 

@@ -1,4 +1,5 @@
-"""Several faces for the client: ``options.faces`` from simple values, and the CLI's face flags.
+"""Several faces for the client: ``options.faces`` from simple values, and from the CLI's face flags
+(``cli_options`` defines them).
 
     client.animate("group.jpg", "talk.mp4", "out.mp4", faces="all")                      # every detected face
     client.animate("group.jpg", "talk.mp4", "out.mp4", faces=[0, 2], face_drivings={1: "smile.jpg"})
@@ -30,18 +31,6 @@ def faces_message(value) -> pb.FaceSelection:
     if isinstance(value, (list, tuple)) and all(isinstance(i, int) for i in value):
         return pb.FaceSelection(indices=value)
     raise ValueError(f"faces must be 'all', a list of face indices, a dict or a FaceSelection message, got {value!r}")
-
-
-def add_face_options(g) -> None:
-    """The ``liveportrait animate`` flags for several faces."""
-    g.add_argument("--all-faces", action="store_true", help="animate every detected face, in --face-order (at most "
-                                                            "the server's limit, 8 by default)")
-    g.add_argument("--faces", default=None, metavar="I,J", help="animate these faces (indices in --face-order)")
-    g.add_argument("--face-box", type=float, nargs=4, action="append", default=None, metavar=("X1", "Y1", "X2", "Y2"),
-                   help="animate the face in this box (repeat for several faces)")
-    g.add_argument("--face-driving", action="append", default=None, metavar="INDEX=PATH",
-                   help="the driving of the INDEX-th selected face (0: the first): an image, a template, or a video "
-                        "(its motion is extracted first); the others follow --driving (repeatable)")
 
 
 def faces_kwargs(all_faces: bool, faces: str | None, boxes: list | None,
