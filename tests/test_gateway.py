@@ -1,11 +1,13 @@
 """The WebRTC gateway (client/gateway) through the real stack: aiortc peers -> ``liveportrait gateway`` -> the
-orchestrator (with API keys) -> the real tritonserver (tiny profile). Camera frames in, animated frames out, each
-matched to the frame it was animated from (the gateway's ``timing`` data channel); a session's end frees its stream
-on the orchestrator at once; signalling refusals are HTTP statuses in words and leave nothing behind."""
+orchestrator (with API keys) -> the real tritonserver (tiny profile, with the audio models). Camera frames in, animated
+frames out, each matched to the frame it was animated from (the gateway's ``timing`` data channel); a voice in, one
+animated frame per 1/25 s of it out and the voice back in step with the picture; a session's end frees its stream on
+the orchestrator at once; signalling refusals are HTTP statuses in words and leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from client.gateway.peer import WhipPeer, http, upload_portrait
 from client.gateway.process import GatewayProcess
+from client.gateway.voice_peer import VoicePeer, syllables
 from orchestrator.embedded import OrchestratorProcess
 from orchestrator.keys import key_digest
 
@@ -27,11 +30,12 @@ UDP_PORTS = (41000, 41099)
 
 
 @pytest.fixture(scope="module")
-def server(triton_server, tmp_path_factory):
+def server(audio_triton_server, tmp_path_factory):
     keys = tmp_path_factory.mktemp("gateway") / "keys.json"
     keys.write_text(json.dumps({"keys": [{"name": "web", "sha256": key_digest(KEY), "rpcs": ["*"]}]}))
     args = ("--api-keys", str(keys), "--live-max-streams", "4", "--live-max-fps", "30")
-    with OrchestratorProcess(triton_server.grpc_url, BUILD / "orchestrator-gateway.log", extra_args=args) as process:
+    with OrchestratorProcess(audio_triton_server.grpc_url, BUILD / "orchestrator-gateway.log",
+                             extra_args=args) as process:
         yield process
 
 
@@ -178,6 +182,24 @@ def test_a_video_frame_is_complete_at_its_marked_packet_not_when_the_next_one_st
     assert (frame.timestamp, frame.data) == (6000, bytes([13]))
 
 
+def test_an_audio_packet_is_decoded_as_it_arrives_a_missing_one_is_not_waited_for():
+    from aiortc.rtp import RtpPacket
+
+    from client.gateway.rtp import MarkerJitterBuffer
+
+    def packet(sequence: int) -> RtpPacket:
+        p = RtpPacket(payload_type=111, sequence_number=sequence, timestamp=sequence * 960)
+        p._data = bytes([sequence])
+        return p
+
+    buffer = MarkerJitterBuffer(capacity=16, prefetch=4)  # aiortc's audio buffer would hold 4 packets (80 ms)
+    assert buffer.add(packet(1))[1].data == bytes([1])
+    assert buffer.add(packet(2))[1].data == bytes([2])
+    assert buffer.add(packet(4))[1].data == bytes([4])  # 3 is lost (or late): the voice goes on
+    assert buffer.add(packet(3))[1] is None  # too late: dropped
+    assert buffer.add(packet(5))[1].data == bytes([5])
+
+
 @pytest.mark.triton
 def test_a_session_ends_at_the_gateways_time_limit_and_frees_its_stream(server, portrait_bytes, faces):
     with GatewayProcess(server.target, BUILD / "gateway-limit.log",
@@ -213,3 +235,125 @@ def test_ice_servers_and_api_keys_are_checked_in_words():
         with pytest.raises(HttpError) as refused:
             bearer_key(bad)
         assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def scraped(url: str, name: str) -> float:
+    return scrape(url).get(name, 0.0)
+
+
+DRIVING_AUDIO = 'liveportrait_gateway_audio_seconds_total{direction="driving"}'
+
+
+@pytest.mark.triton
+def test_a_voice_comes_back_as_animated_frames_at_25_fps_with_the_voice_in_step(gateway, server, portrait):
+    """The peer speaks 1.6 s (a syllable every 0.5 s) and closes its microphone: every 1/25 s of the voice comes back
+    as an animated frame, in order, and the voice comes back too, each syllable heard when its picture is shown."""
+    samples, onsets = syllables(1.6)
+    sent_before = scraped(gateway.url + "/metrics", DRIVING_AUDIO)
+
+    async def main():
+        async with VoicePeer(gateway.url, portrait, samples, api_key=KEY,
+                             query="sampling_steps=1&seed=3&drop_late_frames=false") as peer:
+            held = (scrape(gateway.url + "/metrics")["liveportrait_gateway_sessions"],
+                    scrape(server.metrics_url)["liveportrait_live_streams"])
+            await peer.spoken()
+            await asyncio.wait_for(peer.ended(), 90)  # the rest animated and played out, then the session ends
+            return peer, held
+
+    peer, held = run(main())
+    assert held == (1, 1)
+    driven = scraped(gateway.url + "/metrics", DRIVING_AUDIO) - sent_before  # seconds of voice the stream was sent
+    assert driven == pytest.approx(1.6, abs=0.05)
+    frames = peer.frames()
+    assert [f["sequence"] for f in frames] == list(range(math.ceil(driven * 25 - 1e-6)))  # 25 per second, in order
+    assert all(f["audio_s"] == pytest.approx(f["sequence"] / 25) for f in frames)
+    assert all(frame.shape == (704, 600, 3) for frame in peer.shown) and len(peer.shown) == 4
+    assert not np.array_equal(peer.shown[0], peer.shown[-1])  # the voice moves the portrait
+    heard = np.concatenate([s for _, s in peer.heard])
+    assert np.abs(heard).sum() > 0.25 * np.abs(samples).sum()  # the voice came back (Opus twice, cut where it waits)
+    offsets = peer.av_offsets(onsets)
+    print(f"A/V offsets (ms): {[round(o * 1000) for o in offsets]}; voice -> mouth (ms): "
+          f"{[round(v * 1000) for v in peer.voice_to_mouth(onsets)]}; first frame {peer.first_frame_s():.3f} s")
+    assert len(offsets) == len(onsets)  # every syllable heard within 250 ms of its picture ...
+    assert all(abs(offset) < 0.1 for offset in offsets)  # ... and within 100 ms (jitter of two shared cores)
+    assert freed(gateway, server) == (0, 0)
+    assert scrape(gateway.url + "/metrics")['liveportrait_gateway_sessions_ended_total{reason="stream"}'] >= 1
+
+
+@pytest.mark.triton
+def test_closing_a_voice_session_mid_speech_frees_its_stream_at_once(gateway, server, portrait):
+    samples, _ = syllables(6.0)
+
+    async def main():
+        peer = VoicePeer(gateway.url, portrait, samples, api_key=KEY, query="sampling_steps=1")
+        await peer.start()
+        while not peer.displayed:
+            await asyncio.sleep(0.05)
+        await peer.close(delete=False)  # the peer connection just goes away, mid-speech
+
+    run(main())
+    started = time.monotonic()
+    assert freed(gateway, server) == (0, 0)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.triton
+def test_voice_mode_refusals_are_http_statuses_in_words(gateway, server, portrait, faces):
+    whip = f"{gateway.url}/whip?portrait={portrait}"
+
+    async def offer(peer) -> bytes:
+        await peer.pc.setLocalDescription(await peer.pc.createOffer())
+        await peer.pc.close()
+        return peer.pc.localDescription.sdp.encode()
+
+    async def main():
+        voice = await offer(VoicePeer(gateway.url, portrait, np.zeros(4800, np.float32), api_key=KEY))
+        camera = await offer(WhipPeer(gateway.url, portrait, faces, api_key=KEY))
+        post = lambda query, sdp=voice: http("POST", f"{whip}&{query}", sdp, "application/sdp", KEY)
+        return {"no audio": post("mode=voice", camera),
+                "unknown mode": post("mode=telepathy"),
+                "voice option without voice": post("emotion=happy", camera),
+                "fps": post("mode=voice&fps=30"),
+                "unknown emotion": post("mode=voice&emotion=bored"),
+                "bad steps": post("mode=voice&sampling_steps=many"),
+                "refused by the orchestrator": post("mode=voice&guidance=99")}
+
+    said = {name: (status, body.decode()) for name, (status, _, body) in run(main()).items()}
+    assert said["no audio"][0] == 400 and "sends no audio" in said["no audio"][1]
+    assert said["unknown mode"][0] == 400 and "camera (the default) or voice" in said["unknown mode"][1]
+    assert said["voice option without voice"][0] == 400 and "mode=voice" in said["voice option without voice"][1]
+    assert said["fps"][0] == 400 and "leave fps out" in said["fps"][1]
+    assert said["unknown emotion"][0] == 400 and "bored" in said["unknown emotion"][1]
+    assert said["bad steps"][0] == 400 and "sampling_steps='many'" in said["bad steps"][1]
+    assert said["refused by the orchestrator"][0] == 400 and "guidance" in said["refused by the orchestrator"][1]
+    assert all(len(body) < 400 and "Traceback" not in body for _, body in said.values())
+    assert freed(gateway, server) == (0, 0)
+
+
+def test_the_playout_clock_holds_the_voice_to_the_frames_sent():
+    """Frames on time keep the clock; a late frame moves it on by its lateness (the voice pauses that long); the voice
+    never plays past the last frame sent."""
+    from client.gateway.playout import Playout, VoiceBuffer
+
+    now = [100.0]
+    playout = Playout(margin_s=0.04, clock=lambda: now[0])
+    assert playout.now_s() is None  # no frame yet: nothing plays
+    playout.arrived(0.0)
+    assert playout.due(0.0) == pytest.approx(100.04) and playout.due(0.4) == pytest.approx(100.44)
+    now[0] = 100.1
+    playout.arrived(0.12)  # early: held for its due time, the clock unchanged
+    assert playout.due(0.12) == pytest.approx(100.16) and playout.slipped_s == 0
+    now[0] = 100.5
+    playout.arrived(0.16)  # due at 100.2, arrived 0.3 s late
+    assert playout.due(0.16) == pytest.approx(100.5) and playout.slipped_s == pytest.approx(0.3)
+    assert playout.now_s() == pytest.approx(0.16)
+    playout.sent(0.16)
+    assert playout.shown_until == pytest.approx(0.2)
+
+    voice = VoiceBuffer(max_seconds=1.0)
+    voice.add(np.arange(1, 481, dtype=np.int16))
+    voice.add(np.arange(481, 961, dtype=np.int16))
+    assert voice.take(400, 200).tolist() == list(range(401, 601))
+    assert voice.take(900, 100).tolist() == list(range(901, 961)) + [0] * 40  # not received (yet): silence
+    assert voice.start == 480  # what was played is let go
+

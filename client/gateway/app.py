@@ -25,12 +25,13 @@ from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
 
 from ..channel import ChannelSettings
 from ..live import FORMATS, LiveStream, live_setup
-from ..messages import animation_options
+from ..messages import animation_options, audio_options
 from .metrics import GatewayMetrics
 from .ports import restrict_udp_ports
 from .rtp import install as complete_frames_on_marker
-from .session import GatewaySession
+from .session import CameraDriver, GatewaySession
 from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, rpc_error
+from .voice import VoiceDriver
 
 complete_frames_on_marker()  # frames decoded when complete (client/gateway/rtp.py)
 log = logging.getLogger("liveportrait.gateway")
@@ -94,13 +95,20 @@ class Gateway:
         key = bearer_key(request.headers.get("authorization"))
         sdp = check_offer(request.headers.get("content-type"), await request.body())
         portrait = self.portraits.get(request.query_params.get("portrait"))
-        fps, options = query_options(request, c.default_fps)
+        query = query_options(request, c.default_fps)
         session_id = secrets.token_urlsafe(16)
         pc = RTCPeerConnection(self._rtc_configuration())
         channel = self._channel(key)
-        stream = LiveStream(pb_grpc.PortraitAnimatorStub(channel), live_setup(portrait, fps, c.output_format,
-                                                                              options=options), c.input_format)
-        session = GatewaySession(session_id, pc, channel, stream, fps, self.metrics, self._ended,
+        stub = pb_grpc.PortraitAnimatorStub(channel)
+        if query.mode == "voice":
+            stream = LiveStream(stub, live_setup(portrait, None, c.output_format, options=query.options,
+                                                 voice=query.voice, drop_late_frames=query.drop_late_frames))
+            driver = VoiceDriver(stream, self.metrics)
+        else:
+            stream = LiveStream(stub, live_setup(portrait, query.fps, c.output_format, options=query.options),
+                                c.input_format)
+            driver = CameraDriver(stream, query.fps, self.metrics)
+        session = GatewaySession(session_id, pc, channel, stream, driver, self.metrics, self._ended,
                                  c.max_session_seconds, c.connect_timeout_s)
         try:
             try:
@@ -108,7 +116,8 @@ class Gateway:
             except Exception as exc:  # aiortc's parser: ValueError, KeyError, ... on a malformed offer
                 raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
             if session.incoming is None:
-                raise HttpError(400, "the SDP offer sends no video: send the camera as a video track (sendrecv)")
+                raise HttpError(400, NOTHING_SENT[query.mode])
+            session.attach()
             try:
                 await stream.start()  # the orchestrator checks the key, prepares the portrait, takes a stream slot
             except grpc.aio.AioRpcError as exc:
@@ -143,19 +152,68 @@ class Gateway:
         await asyncio.gather(*(s.close("the gateway is shutting down", "shutdown") for s in list(self.sessions.values())))
 
 
-def query_options(request: Request, default_fps: float):
-    """``?fps=25&smooth=1&driving_multiplier=1.2...``: the stream's rate and animation options by name."""
+NOTHING_SENT = {"camera": "the SDP offer sends no video: send the camera as a video track (sendrecv)",
+                "voice": "the SDP offer sends no audio: in voice mode send the microphone as an audio track (sendrecv "
+                         "to hear the voice back in step with the portrait)"}
+# ?name= -> the AudioOptions field's type (eye_open and eye_ball are the library's and the CLI's only)
+VOICE_OPTIONS = {"emotion": str, "sampling_steps": int, "guidance": float, "seed": int, "eye_blinks": bool,
+                 "head_motion": float}
+
+
+@dataclass
+class QueryOptions:
+    """What the offer's query asks for besides the portrait."""
+
+    mode: str  # camera (the peer's video drives) or voice (the peer's audio drives)
+    fps: float  # camera mode's driving rate
+    options: object  # AnimationOptions
+    voice: object = None  # voice mode's AudioOptions
+    drop_late_frames: bool = True  # voice mode: real-time pacing (a frame a block behind the voice is skipped)
+
+
+def query_options(request: Request, default_fps: float) -> QueryOptions:
+    """``?fps=25&smooth=1&driving_multiplier=1.2...``: the stream's rate and animation options by name;
+    ``mode=voice`` with ``emotion``, ``sampling_steps``, ``guidance``, ``seed``, ``eye_blinks``, ``head_motion``
+    (the voice's ``AudioOptions``) and ``drop_late_frames`` (default true)."""
     params = dict(request.query_params)
     params.pop("portrait", None)
+    mode = params.pop("mode", "camera")
+    if mode not in NOTHING_SENT:
+        raise HttpError(400, f"bad query option: mode is camera (the default) or voice, not {mode[:40]!r}")
+    voice = {name: params.pop(name) for name in list(params) if name in VOICE_OPTIONS or name == "drop_late_frames"}
+    if mode == "camera" and voice:
+        raise HttpError(400, f"bad query option: {', '.join(voice)} apply to the voice mode (add mode=voice)")
+    if mode == "voice" and "fps" in params:
+        raise HttpError(400, "bad query option: the voice mode answers 25 frames per second of audio: leave fps out")
     try:
         fps = float(params.pop("fps", default_fps))
         options = {name: parse_value(value) for name, value in params.items()}
         smooth = options.pop("smooth", None)
         if smooth:
             options["smoothing"] = True
-        return fps, animation_options(**options)
+        query = QueryOptions(mode, fps, animation_options(**options))
+        if mode == "voice":
+            late = voice.pop("drop_late_frames", "true")
+            query.drop_late_frames = typed(bool, "drop_late_frames", late)
+            query.voice = audio_options(**{name: typed(VOICE_OPTIONS[name], name, value)
+                                           for name, value in voice.items()})
+        return query
     except (TypeError, ValueError) as exc:
         raise HttpError(400, f"bad query option: {str(exc)[:200]}") from None
+
+
+def typed(kind: type, name: str, value: str):
+    """A query value as ``kind`` (bool: true/false, 1/0, yes/no, on/off); ValueError naming ``name`` otherwise."""
+    if kind is bool:
+        parsed = parse_value(value)
+        if isinstance(parsed, bool):
+            return parsed
+    else:
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{name}={value[:40]!r} is not a {'true/false' if kind is bool else kind.__name__} value")
 
 
 def parse_value(value: str):

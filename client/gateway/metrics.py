@@ -25,5 +25,8 @@ class GatewayMetrics:
                                "the orchestrator took them (client), stale on the orchestrator (server), replaced "
                                "before the peer's encoder took them (output)", ["where"], registry=r)
         self.latency = Histogram("liveportrait_gateway_frame_latency_seconds",
-                                 "A driving frame's arrival at the gateway -> its animated frame ready to send",
-                                 buckets=LATENCY_BUCKETS, registry=r)
+                                 "A driving frame's arrival at the gateway (voice mode: the audio of its time) -> "
+                                 "its animated frame ready to send", buckets=LATENCY_BUCKETS, registry=r)
+        self.audio = Counter("liveportrait_gateway_audio_seconds_total",
+                             "Voice mode: seconds of audio received from peers (in) and sent to the orchestrator "
+                             "(driving)", ["direction"], registry=r)

@@ -17,7 +17,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 class MarkerJitterBuffer(JitterBuffer):
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         if not self._is_video:
-            return super()._remove_frame(sequence_number)
+            return self._audio_frame()
         packets, timestamp = [], None
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self._capacity]
@@ -31,6 +31,15 @@ class MarkerJitterBuffer(JitterBuffer):
             if packet.marker:  # the frame's last packet
                 self.remove(count + 1)
                 return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+        return None
+
+    def _audio_frame(self) -> JitterFrame | None:
+        """The oldest packet held, as a frame of its own (the packets before it, missing, are given up)."""
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is not None:
+                self.remove(count + 1)
+                return JitterFrame(data=packet._data, timestamp=packet.timestamp)
         return None
 
 

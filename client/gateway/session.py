@@ -1,5 +1,7 @@
-"""One peer connection <-> one ``AnimateStream``: the peer's camera frames are the driving frames, the animated
-frames go back on an outgoing video track.
+"""One peer connection <-> one ``AnimateStream``. A driver turns the peer's incoming track into what the stream is sent
+and the stream's answers into the outgoing tracks: ``CameraDriver`` here (the peer's camera frames are the driving
+frames, the animated frames go back on an outgoing video track), ``voice.VoiceDriver`` for a microphone. What follows
+is the camera mode's; ``voice`` and ``playout`` say the voice mode's.
 
 Nothing queues: the driver forwards at most ``fps`` frames a second (the rate declared in the stream's setup; a
 faster camera's extra frames are dropped), ``LiveStream.send`` keeps one frame waiting (a newer replaces it), the
@@ -101,8 +103,8 @@ def video_frame(result: LiveResult) -> av.VideoFrame:
 
 
 class CameraDriver:
-    """Camera mode: the peer's video frames, paced to the stream's rate, sent as driving frames. (A voice driver
-    would take an audio track and feed the audio live stream the same way.)"""
+    """Camera mode: the peer's video frames, paced to the stream's rate, sent as driving frames; each animated frame
+    goes back at once on ``AnimatedTrack`` with its driving frame's timing."""
 
     kind = "video"
 
@@ -110,8 +112,14 @@ class CameraDriver:
         self.stream, self.metrics = stream, metrics
         self.pacer = Pacer(fps)
         self.pts: dict[int, int] = {}  # sequence -> the driving frame's pts (90 kHz), until answered
+        self.video = AnimatedTrack()
+        self.outgoing = [self.video]
+        self.announce = None  # set by the session: (message dict) -> None, the timing channel
+        self._first_pts: int | None = None
+        self._last_out = -1
 
     async def run(self, track: MediaStreamTrack) -> None:
+        """Until the peer's track ends (MediaStreamError)."""
         while True:
             frame = await track.recv()  # MediaStreamError: the track ended
             self.metrics.frames.labels("in").inc()
@@ -131,11 +139,37 @@ class CameraDriver:
             del self.pts[older]
         return self.pts.pop(sequence, None)
 
+    def forward(self, result: LiveResult, frame: av.VideoFrame | None) -> None:
+        """An animated frame, sent at once with its driving frame's pts less the first one's."""
+        in_pts = self.answered(result.sequence)
+        if frame is None or in_pts is None:
+            return  # no face in the driving frame: nothing to show
+        if self._first_pts is None:
+            self._first_pts = in_pts
+        out_pts = max(in_pts - self._first_pts, self._last_out + 1)
+        self._last_out = out_pts
+        frame.pts, frame.time_base = out_pts, TIME_BASE
+        self.metrics.latency.observe(result.latency_s)
+        if self.announce is not None:
+            self.announce({"in_pts": in_pts, "out_pts": out_pts, "sequence": result.sequence,
+                           "server_ms": round(result.server_seconds * 1000, 1),
+                           "gateway_ms": round(result.latency_s * 1000, 1), "dropped": result.frames_dropped})
+        self.metrics.frames.labels("out").inc()
+        if self.video.put(frame):
+            self.metrics.dropped.labels("output").inc()
+
+    async def finish(self) -> None:
+        """The stream ended: nothing waits to be sent (the last frame went out as it came)."""
+
+    def stop(self) -> None:
+        self.video.stop()
+
 
 class GatewaySession:
-    """One peer connection and its live stream: ``start`` after the answer was made; ``close`` is idempotent."""
+    """One peer connection and its live stream: ``attach`` after the offer was set (the outgoing tracks join the
+    offer's transceivers), ``start`` after the answer was made; ``close`` is idempotent."""
 
-    def __init__(self, session_id: str, pc: RTCPeerConnection, channel, stream: LiveStream, fps: float,
+    def __init__(self, session_id: str, pc: RTCPeerConnection, channel, stream: LiveStream, driver,
                  metrics: GatewayMetrics, on_end: Callable[["GatewaySession"], None], max_seconds: float,
                  connect_timeout_s: float = 30.0):
         self.id = session_id
@@ -146,16 +180,15 @@ class GatewaySession:
         self.on_end = on_end
         self.max_seconds = max_seconds
         self.connect_timeout_s = connect_timeout_s
-        self.driver = CameraDriver(stream, fps, metrics)
-        self.outgoing = AnimatedTrack()
+        self.driver = driver  # CameraDriver or voice.VoiceDriver
+        driver.announce = self._announce
         self.incoming: MediaStreamTrack | None = None
         self.timing = None  # the peer's "timing" data channel
         self.closed = False
         self.reason: str | None = None
         self._tasks: list[asyncio.Task] = []
+        self._unused: list[MediaStreamTrack] = []  # the peer's other tracks: read and let go (never queued)
         self._server_dropped = 0
-        self._first_pts: int | None = None
-        self._last_out = -1
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
@@ -163,11 +196,21 @@ class GatewaySession:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == self.driver.kind and self.incoming is None:
             self.incoming = track
-            self.pc.addTrack(self.outgoing)  # answered on the same transceiver (sendrecv)
+        else:
+            self._unused.append(track)
+
+    def attach(self) -> None:
+        """The driver's outgoing tracks, each on the offer's transceiver of its kind (sendrecv or recvonly there)."""
+        for track in self.driver.outgoing:
+            self.pc.addTrack(track)
 
     def _on_datachannel(self, channel) -> None:
         if channel.label == "timing":
             self.timing = channel
+
+    def _announce(self, message: dict) -> None:
+        if self.timing is not None and self.timing.readyState == "open":
+            self.timing.send(json.dumps(message))
 
     async def _on_state(self) -> None:
         if self._tasks and self.pc.connectionState in ("failed", "closed"):  # a session refused at its offer: not one
@@ -176,7 +219,7 @@ class GatewaySession:
     def start(self) -> None:
         """After the answer: drive the stream, send its frames back, keep the session's time limits."""
         self._tasks = [asyncio.create_task(self._drive()), asyncio.create_task(self._send_back()),
-                       asyncio.create_task(self._limits())]
+                       asyncio.create_task(self._limits()), *(asyncio.create_task(drain(t)) for t in self._unused)]
 
     async def _drive(self) -> None:
         try:
@@ -188,33 +231,19 @@ class GatewaySession:
         error = None
         try:
             async for result in self.stream:
-                self._forward(result, await asyncio.to_thread(video_frame, result) if result.image else None)
+                self._server_drops(result)
+                self.driver.forward(result, await asyncio.to_thread(video_frame, result) if result.image else None)
         except Exception as exc:  # the stream ended with the orchestrator's status
             error = exc
         code = getattr(error, "code", None)
+        if error is None:
+            await self.driver.finish()
         await self.close(f"the stream ended: {code().name}: {error.details()}" if callable(code) else
                          "the stream ended" if error is None else f"the stream failed: {error}", "stream")
 
-    def _forward(self, result: LiveResult, frame: av.VideoFrame | None) -> None:
+    def _server_drops(self, result: LiveResult) -> None:
         self.metrics.dropped.labels("server").inc(result.frames_dropped - self._server_dropped)
         self._server_dropped = result.frames_dropped
-        in_pts = self.driver.answered(result.sequence)
-        if frame is None or in_pts is None:
-            return  # no face in the driving frame: nothing to show
-        if self._first_pts is None:
-            self._first_pts = in_pts
-        out_pts = max(in_pts - self._first_pts, self._last_out + 1)
-        self._last_out = out_pts
-        frame.pts, frame.time_base = out_pts, TIME_BASE
-        self.metrics.latency.observe(result.latency_s)
-        if self.timing is not None and self.timing.readyState == "open":
-            self.timing.send(json.dumps({"in_pts": in_pts, "out_pts": out_pts, "sequence": result.sequence,
-                                         "server_ms": round(result.server_seconds * 1000, 1),
-                                         "gateway_ms": round(result.latency_s * 1000, 1),
-                                         "dropped": result.frames_dropped}))
-        self.metrics.frames.labels("out").inc()
-        if self.outgoing.put(frame):
-            self.metrics.dropped.labels("output").inc()
 
     async def _limits(self) -> None:
         started = time.monotonic()
@@ -235,7 +264,7 @@ class GatewaySession:
         log.info("session %s ended: %s", self.id, reason)
         self.metrics.ended.labels(kind).inc()
         self.stream.cancel()
-        self.outgoing.stop()
+        self.driver.stop()
         self.on_end(self)
         current = asyncio.current_task()
         for task in self._tasks:
@@ -243,3 +272,12 @@ class GatewaySession:
                 task.cancel()
         await self.pc.close()
         await self.channel.close()
+
+
+async def drain(track: MediaStreamTrack) -> None:
+    """Read a track nobody uses until it ends (aiortc queues a track's frames until they are read)."""
+    try:
+        while True:
+            await track.recv()
+    except MediaStreamError:
+        pass

@@ -3,7 +3,9 @@ every refusal as an HTTP status with a sentence.
 
     POST /portraits          image bytes (image/jpeg, image/png)  -> 201 {"id": ...}
     POST /whip?portrait=ID   application/sdp offer (and the animation's query options) -> 201 + SDP answer,
-                             Location: /whip/SESSION, Link: <stun:...>; rel="ice-server" per configured server
+                             Location: /whip/SESSION, Link: <stun:...>; rel="ice-server" per configured server.
+                             Camera mode (the default): the offer sends and receives video. mode=voice: the offer
+                             sends audio (sendrecv to hear the voice back) and receives video (recvonly or sendrecv)
     DELETE /whip/SESSION     ends the session and frees its stream at once -> 200
     PATCH /whip/SESSION      405 (no trickle ICE or ICE restart: the answer carries all the gateway's candidates)
 
@@ -120,7 +122,8 @@ def check_offer(content_type: str | None, body: bytes) -> str:
     if not text.startswith("v=0"):
         raise HttpError(400, "the body is not an SDP offer (it must start with 'v=0')")
     if "\nm=video" not in text:
-        raise HttpError(400, "the SDP offer has no video section: send the camera as a video track (sendrecv)")
+        raise HttpError(400, "the SDP offer has no video section: the animated portrait comes back on a video track "
+                             "(camera mode: sendrecv, the camera sent on it; voice mode: recvonly)")
     return text
 
 
