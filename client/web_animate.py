@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import av
 import grpc
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from .messages import AUDIO_SUFFIXES, IMAGE_SUFFIXES, is_video
 from .templates import TEMPLATE_SUFFIXES, TemplateError, read_template
+from .web_compare import side_by_side
 from .web_options import (ANIMATE_OPTIONS, FACE, GROUPS, KEYFRAME_COLUMNS, STAGE_NAMES, Option, animate_kwargs,
                           faces_value, failure_text, json_value, keyframe_rows, keyframes_json, summary_text)
 
@@ -97,6 +99,22 @@ class AnimateTab:
             gr.Warning(text, title="Animate failed")
             return None, gr.update(value=None, visible=False), gr.update(value=None, visible=False), text
 
+    def compare(self, driving: str | None, result: str | None):
+        """The driving video and the result side by side (``web_compare``)."""
+        import gradio as gr
+
+        if not driving or not result:
+            gr.Warning("animate with a driving video first: the comparison shows it beside the result",
+                       title="Compare")
+            return gr.update(value=None, visible=False)
+        output = self.app.result_dir() / f"{Path(result).stem}-vs-driving.mp4"
+        try:
+            side_by_side(Path(driving), Path(result), output)
+        except (ValueError, OSError, av.FFmpegError) as exc:
+            gr.Warning(f"the comparison could not be made: {str(exc)[:200]}", title="Compare")
+            return gr.update(value=None, visible=False)
+        return gr.update(value=str(output), visible=True)
+
     # -- layout --------------------------------------------------------------------------------------------------
     def layout(self) -> None:
         import gradio as gr
@@ -177,7 +195,10 @@ class AnimateTab:
                                  interactive=False, height=h, visible=False, elem_id="animate-still")
                 with gr.Row():
                     download = gr.DownloadButton("Download the result", visible=False, elem_id="animate-download")
+                    compare = gr.Button("Compare with the driving video", size="sm", elem_id="animate-compare")
                 status = gr.Textbox(label="Status", interactive=False, lines=3, max_lines=8, elem_id="animate-status")
+                comparison = gr.Video(label="Driving video | result", interactive=False, height=h, visible=False,
+                                      elem_id="animate-comparison")
         self.widgets = {o.name: widgets[o.name] for o in ANIMATE_OPTIONS}
         self.source, self.edit_option = source, edit_option
 
@@ -209,6 +230,7 @@ class AnimateTab:
             return self.animate(photo or clip, drv_video or drv_image or drv_template or drv_voice, kf, ed, faces,
                                 files, *options, progress=progress)
 
+        compare.click(self.compare, [driving, video], comparison, concurrency_limit=None)
         run.click(do_animate, [source, source_video, driving, driving_image, template, voice, keyframes, edit_option,
                                self.faces, self.face_files, *self.widgets.values()], [video, still, download, status],
                   concurrency_limit=None)

@@ -82,6 +82,24 @@ def test_live_tab_sends_the_animate_options_but_not_those_of_a_video_output():
                                    "smoothing": {"min_cutoff_hz": None, "beta": None}}
 
 
+def test_the_comparison_puts_the_driving_video_beside_the_result_at_one_height(tmp_path):
+    from client.web_compare import side_by_side
+
+    from video_checks import clip, inspect
+
+    driving = clip(EXAMPLES / "driving" / "d0.mp4", tmp_path / "driving.mp4", frames=12, size=(480, 360))
+    result = clip(EXAMPLES / "driving" / "d3.mp4", tmp_path / "result.mp4", frames=10, size=(300, 352))
+    out = inspect(side_by_side(driving, result, tmp_path / "pair.mp4"))
+    assert out["size"] == (682 + 436, 512)  # 480x360 and 300x352 scaled to 512 high (even widths)
+    assert out["frames"] == 10 and out["rate"] == inspect(result)["rate"] and not out["audio"]
+    from audio_files import chirp, write_audio
+
+    voice = write_audio(tmp_path / "voice.wav", chirp(0.5, 16000), 16000)
+    with pytest.raises(ValueError, match="driving video"):  # a voice drove it: nothing to compare
+        side_by_side(voice, result, tmp_path / "none.mp4")
+    assert not (tmp_path / "none.mp4").exists()
+
+
 def test_sliders_cover_the_slider_edit_with_the_proto_ranges():
     assert [s.name for s in EDIT_SLIDERS] == [f.name for f in pb.Edit.DESCRIPTOR.fields]
     body = re.search(r"message Edit \{(.*?)\n\}", PROTO.read_text(), re.S).group(1)
@@ -336,6 +354,11 @@ def test_animate_shows_progress_then_plays_the_result_with_the_clip_duration(pag
     status = textbox(page, "animate-status")
     assert f"{frames} frames" in status and "synthetic" in status
     assert page.find_element("css selector", "#animate-download").is_displayed()
+    # the driving video beside the result, as the official app's "result vs driving"
+    click(page, "animate-compare")
+    pair = wait_for(page, lambda: page.execute_script(PLAYABLE.replace("#animate-video", "#animate-comparison")),
+                    "the comparison video")
+    assert pair[3] == 512 and pair[2] > 436 and abs(pair[1] - duration) <= 2 / rate, pair
 
 
 @pytest.mark.triton
