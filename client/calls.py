@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 import grpc
 
@@ -78,14 +79,15 @@ def _requests_error(sender: asyncio.Task) -> BaseException | None:
     return sender.exception() if sender.done() and not sender.cancelled() else None
 
 
-async def stream_stream(method, requests: Iterable, timeout: float | None = None) -> AsyncIterator:
-    """The responses of a stream-stream ``method`` (a stub attribute) fed with ``requests``."""
+@asynccontextmanager
+async def _streaming(method, requests: Iterable, timeout: float | None):
+    """A call of ``method`` (a stub attribute) with ``requests`` sent by a task of their own; the call's errors
+    raised as the server's status (or as the requests' own error)."""
     call = method(timeout=timeout)
     status = EndStatus(call)
     sender = asyncio.create_task(send_all(call, requests))
     try:
-        while (response := await call.read()) is not grpc.aio.EOF:
-            yield response
+        yield call
     except grpc.aio.AioRpcError as exc:
         raise await status.error(exc) from None
     except asyncio.CancelledError:
@@ -94,20 +96,16 @@ async def stream_stream(method, requests: Iterable, timeout: float | None = None
         if not call.done():
             call.cancel()
         sender.cancel()
+
+
+async def stream_stream(method, requests: Iterable, timeout: float | None = None) -> AsyncIterator:
+    """The responses of a stream-stream ``method`` (a stub attribute) fed with ``requests``."""
+    async with _streaming(method, requests, timeout) as call:
+        while (response := await call.read()) is not grpc.aio.EOF:
+            yield response
 
 
 async def stream_unary(method, requests: Iterable, timeout: float | None = None):
     """The response of a stream-unary ``method`` (a stub attribute) fed with ``requests``."""
-    call = method(timeout=timeout)
-    status = EndStatus(call)
-    sender = asyncio.create_task(send_all(call, requests))
-    try:
+    async with _streaming(method, requests, timeout) as call:
         return await call
-    except grpc.aio.AioRpcError as exc:
-        raise await status.error(exc) from None
-    except asyncio.CancelledError:
-        raise _requests_error(sender) or asyncio.CancelledError() from None
-    finally:
-        if not call.done():
-            call.cancel()
-        sender.cancel()
