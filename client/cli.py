@@ -179,7 +179,7 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
                            help="HTTP port of the web page (0: any free port, printed)")
             if orchestrator_options:
                 from orchestrator.embedded import SET_BY_THE_STACK
-                from orchestrator.server import add_options
+                from orchestrator.config import add_options
 
                 g = s.add_argument_group("orchestrator options (those of liveportrait-orchestrator, passed on; "
                                          "defaults: its LIVEPORTRAIT_* environment variables)")

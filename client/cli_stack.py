@@ -26,7 +26,7 @@ def cmd_up(args) -> int:
     import argparse
     import signal
 
-    from orchestrator.server import check_options
+    from orchestrator.config import check_options
 
     check_options(argparse.ArgumentParser(prog="liveportrait up", usage="liveportrait up [options]"), args)
     web_port = _web_port(args)

@@ -60,7 +60,7 @@ class StackConfig:
 
 
 def orchestrator_argv(actions: list[argparse.Action], args: argparse.Namespace) -> tuple[str, ...]:
-    """The orchestrator options of a parsed command line (``actions``: from ``orchestrator.server.add_options``) that
+    """The orchestrator options of a parsed command line (``actions``: from ``orchestrator.config.add_options``) that
     differ from their defaults, as the orchestrator's argv; paths made absolute (the child runs in the repository)."""
     argv = []
     for action in actions:

@@ -698,7 +698,7 @@ def test_cert_manager_certificate(helm, kubernetes_validate, headless):
 
 def test_orchestrator_reads_the_rendered_environment(helm, monkeypatch):
     """liveportrait-orchestrator's own parser turns the chart's LIVEPORTRAIT_* environment into its settings."""
-    from orchestrator import server
+    from orchestrator import config as server_config
     sets = ("orchestrator.tls.clientCA.secretName=lp-client-ca", "orchestrator.apiKeys.secretName=lp-keys",
             "orchestrator.requestTimeoutSeconds=100")
     for example, tls in (("values.yaml", True), ("values-dev-cpu.yaml", False)):
@@ -709,7 +709,7 @@ def test_orchestrator_reads_the_rendered_environment(helm, monkeypatch):
         for name, value in env.items():
             if isinstance(value, str):
                 monkeypatch.setenv(name, value)
-        config = server.parse_args([])
+        config = server_config.parse_args([])
         assert config.port == 50051 and config.metrics_port == 9100 and config.health_port == 8086
         assert config.drain_s == 100  # running requests may finish within the grace period
         assert str(config.api_keys) == "/etc/liveportrait/keys/keys.json"
@@ -939,7 +939,7 @@ def test_the_in_chart_redis_command_line_runs_the_real_redis_server_with_its_pas
 
 
 def test_an_external_redis_and_the_fail_mode_reach_the_orchestrators_parser(helm, monkeypatch, kubernetes_validate):
-    from orchestrator import server
+    from orchestrator import config as server_config
     docs = render(helm, sets=(KEYS_SECRET, "quota.redis.url=rediss://quota.example.org:6380/2",
                               "quota.redis.passwordSecret=lp-redis", "quota.redis.passwordKey=pw",
                               "quota.redis.failMode=open"))
@@ -952,7 +952,7 @@ def test_an_external_redis_and_the_fail_mode_reach_the_orchestrators_parser(helm
     for name, value in env.items():
         if isinstance(value, str):
             monkeypatch.setenv(name, value)
-    config = server.parse_args([])
+    config = server_config.parse_args([])
     assert config.quota_redis_url == "rediss://quota.example.org:6380/2" and config.quota_redis_fail == "open"
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from client import cli
 from orchestrator.embedded import SET_BY_THE_STACK, OrchestratorProcess, orchestrator_argv
-from orchestrator.server import add_options
+from orchestrator.config import add_options
 from orchestrator.triton_process import free_port
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 from protos.liveportrait.v1 import portrait_animator_pb2_grpc as pb_grpc
