@@ -18,7 +18,8 @@ from typing import AsyncIterator
 import numpy as np
 
 from .cli_options import VIDEO_ONLY  # noqa: F401 (the options a live stream does not take; web_live.py)
-from .live import LiveResult, LiveStream, now_us
+from .live import LiveStream, now_us
+from .live_stats import LiveResult
 from .live_status import StatusLine, every_second
 from .live_voice import Microphone, VoiceFile, report_voice, speak, voice_kwarg  # noqa: F401 (voice_kwarg: cli.py)
 from .messages import VIDEO_SUFFIXES

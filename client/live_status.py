@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .live import LiveStats
+from .live_stats import LiveStats
 
 MIN_OFFERED = 10  # frames offered before a drop rate is worth a hint
 

@@ -23,7 +23,8 @@ import cv2
 import grpc
 
 from client.api import AsyncPortraitClient
-from client.live import LiveStats, LiveStream
+from client.live import LiveStream
+from client.live_stats import LiveStats
 
 from .metrics import ServerProbe
 from .report import new_report

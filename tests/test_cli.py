@@ -19,7 +19,7 @@ from client.cli import main as cli, parser
 from client.cli_errors import error_line, in_flags
 from client.cli_options import (AUDIO_FLAGS, FACE_ORDERS, LIVE_OPTION_NAMES, VIDEO_ONLY, DefaultsFormatter,
                                 check_output)
-from client.live import LiveStats
+from client.live_stats import LiveStats
 from client.live_status import StatusLine, every_second
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
