@@ -11,6 +11,14 @@ frames captured). Without ``--target`` a tiny CPU stack (Triton, the orchestrato
 loopback and stopped at the end.
 
     python -m load_tests.webrtc --peers 1,4 --fps 10 --duration 20 [--report artifacts/load/webrtc.json]
+
+``--voice``: the voice mode instead (the stack started here serves the audio models). Per level, N aiortc peers
+(``client.gateway.voice_peer.VoicePeer``) each speak ``--duration`` seconds of speech-like syllables (one every
+0.5 s) and close their microphone; the gateway animates the rest and plays it out. Reported: the A/V offset at the
+peer per syllable (its onset heard minus its picture shown: positive, the sound after the mouth) p50/p95 and the
+largest, the syllables heard within 250 ms of their picture, voice -> mouth (a syllable leaving the microphone -> its
+picture shown) p50/p95, the first animated frame after the microphone started, and the frames shown of 25 per second
+of voice. Only the syllables whose own frame was shown are measured (real-time pacing skips frames). ``--voice-query`` adds query options (e.g. ``drop_late_frames=false&sampling_steps=2``).
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import numpy as np
 
 from client.api import AsyncPortraitClient
 from client.gateway.peer import WhipPeer, upload_portrait
+from client.gateway.voice_peer import VoicePeer, syllables
 
 from .live import LiveConfig, driving_frames, run_streams
 from .report import new_report, write_json
@@ -70,6 +79,45 @@ async def grpc_level(target: str, frames: list[bytes], peers: int, fps: float, d
             "latency_ms": percentiles_ms([v for s in stats for v in s.latencies])}
 
 
+async def voice_level(gateway_url: str, portrait: str, peers: int, duration_s: float, api_key: str | None,
+                      query: str = "") -> dict:
+    samples, onsets = syllables(duration_s)
+    group = [VoicePeer(gateway_url, portrait, samples, api_key, query) for _ in range(peers)]
+    for peer in group:
+        await peer.start()
+    await asyncio.gather(*(peer.spoken() for peer in group))
+    await asyncio.wait_for(asyncio.gather(*(peer.ended() for peer in group)), duration_s * 20 + 60)
+    for peer in group:
+        await peer.close()
+    offsets = [v for peer in group for v in peer.av_offsets(onsets)]
+    firsts = [peer.first_frame_s() for peer in group if peer.first_frame_s() is not None]
+    frames = [peer.frames() for peer in group]
+    pictured = sum(peer.shown_at(onset) is not None for peer in group for onset in onsets)
+    return {"path": "voice", "peers": peers, "query": query, "syllables": len(onsets) * peers,
+            "pictured": pictured, "heard_in_step": len(offsets), "av_offset_ms": percentiles_ms(offsets),
+            "av_offset_max_ms": round(max((abs(v) for v in offsets), default=float("nan")) * 1000, 1),
+            "voice_to_mouth_ms": percentiles_ms([v for peer in group for v in peer.voice_to_mouth(onsets)]),
+            "first_frame_ms": [round(v * 1000) for v in firsts],
+            "frames_shown": sum(map(len, frames)), "frames_of_voice": round(duration_s * 25) * peers,
+            "clock_slipped_ms": [f[-1].get("slipped_ms") if f else None for f in frames]}
+
+
+async def run_voice(target: str, gateway_url: str, levels: list[int], duration_s: float, api_key: str | None = None,
+                    query: str = "", log=print) -> dict:
+    source = EXAMPLES / "source" / "s0.jpg"
+    portrait = await asyncio.to_thread(upload_portrait, gateway_url, source.read_bytes(), api_key)
+    report = new_report("webrtc-voice", target=target, gateway=gateway_url, duration_s=duration_s, query=query)
+    await voice_level(gateway_url, portrait, 1, 1.0, api_key, query)  # warm-up, not measured
+    for peers in levels:
+        record = await voice_level(gateway_url, portrait, peers, duration_s, api_key, query)
+        report["levels"].append(record)
+        log(f"  voice x{peers}: A/V offset p50 {record['av_offset_ms']['p50']} ms (largest "
+            f"{record['av_offset_max_ms']} ms), {record['heard_in_step']} of {record['pictured']} syllables with their "
+            f"frame shown heard in step ({record['syllables']} spoken); "
+            f"first frame {record['first_frame_ms']} ms")
+    return report
+
+
 async def run_webrtc(target: str, gateway_url: str, levels: list[int], fps: float, duration_s: float,
                      api_key: str | None = None, log=print) -> dict:
     source, video = EXAMPLES / "source" / "s0.jpg", EXAMPLES / "driving" / "d0.mp4"
@@ -88,20 +136,45 @@ async def run_webrtc(target: str, gateway_url: str, levels: list[int], fps: floa
 
 
 def run_local(levels: list[int], fps: float, duration_s: float, gateway_args: tuple[str, ...] = (),
-              log=print) -> dict:
-    """``run_webrtc`` against a tiny CPU stack and a gateway (with ``gateway_args``) started here (logs in
-    build/load/webrtc)."""
+              log=print, voice_query: str | None = None) -> dict:
+    """``run_webrtc`` (``run_voice`` with a ``voice_query``) against a tiny CPU stack and a gateway (with
+    ``gateway_args``) started here (logs in build/load/webrtc)."""
     from client.gateway.process import GatewayProcess
+    from export_scripts.cli import ExportRequest, run_export
     from orchestrator.embedded import OrchestratorProcess
 
     from .replicas import BUILD, tiny_cpu_repository, triton_replicas
 
     work = BUILD / "webrtc"
     room = str(max(levels))
-    with triton_replicas(tiny_cpu_repository(), 1, work) as (triton,), OrchestratorProcess(
+    if voice_query is None:
+        repository = tiny_cpu_repository()
+    else:
+        repository = BUILD / "repo-tiny-cpu-audio"
+        run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=repository, audio=True),
+                   log=lambda *_: None)
+    with triton_replicas(repository, 1, work) as (triton,), OrchestratorProcess(
             triton.grpc_url, work / "orchestrator.log", extra_args=("--live-max-streams", room)) as orchestrator, \
-            GatewayProcess(orchestrator.target, work / "gateway.log", extra_args=("--max-sessions", room, *gateway_args)) as gw:
+            GatewayProcess(orchestrator.target, work / "gateway.log",
+                           extra_args=("--max-sessions", room, *gateway_args)) as gw:
+        if voice_query is not None:
+            return asyncio.run(run_voice(orchestrator.target, gw.url, levels, duration_s, query=voice_query, log=log))
         return asyncio.run(run_webrtc(orchestrator.target, gw.url, levels, fps, duration_s, log=log))
+
+
+def voice_table(report: dict) -> str:
+    out = io.StringIO()
+    out.write(f"{report['duration_s']:g} s of voice per peer, query {report['query'] or '(defaults)'!r}\n\n"
+              "| peers | syllables spoken / frame shown / heard in step | A/V offset p50 / p95 ms | largest ms | voice -> mouth p50 / p95 ms | "
+              "first frame ms | frames shown (of 25/s) |\n|---|---|---|---|---|---|---|\n")
+    for r in report["levels"]:
+        ms = (lambda v: "-" if v is None else f"{v:.0f}")
+        av, vm = r["av_offset_ms"], r["voice_to_mouth_ms"]
+        out.write(f"| {r['peers']} | {r['syllables']} / {r['pictured']} / {r['heard_in_step']} | "
+                  f"{ms(av['p50'])} / {ms(av['p95'])} | {r['av_offset_max_ms']:.0f} | {ms(vm['p50'])} / "
+                  f"{ms(vm['p95'])} | {', '.join(map(str, r['first_frame_ms']))} | "
+                  f"{r['frames_shown']} of {r['frames_of_voice']} |\n")
+    return out.getvalue()
 
 
 def table(report: dict) -> str:
@@ -128,17 +201,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-key", default=None)
     p.add_argument("--output-format", choices=["jpeg", "i420"], default="jpeg",
                    help="the started gateway's frames from the orchestrator [jpeg]")
-    p.add_argument("--report", type=Path, default=Path("artifacts/load/webrtc.json"), help="JSON; the table: .md")
+    p.add_argument("--voice", action="store_true", help="the voice mode: peers speak, the voice comes back")
+    p.add_argument("--voice-query", default="", help="voice mode query options, e.g. drop_late_frames=false")
+    p.add_argument("--report", type=Path, default=None,
+                   help="JSON; the table: .md [artifacts/load/webrtc.json, webrtc-voice.json with --voice]")
     args = p.parse_args(argv)
     levels = [int(v) for v in args.peers.split(",")]
     if bool(args.target) != bool(args.gateway):
         p.error("--target and --gateway go together")
-    if args.target:
+    args.report = args.report or Path("artifacts/load/webrtc-voice.json" if args.voice else "artifacts/load/webrtc.json")
+    if args.target and args.voice:
+        report = asyncio.run(run_voice(args.target, args.gateway, levels, args.duration, args.api_key,
+                                       args.voice_query))
+    elif args.target:
         report = asyncio.run(run_webrtc(args.target, args.gateway, levels, args.fps, args.duration, args.api_key))
     else:
-        report = run_local(levels, args.fps, args.duration, ("--output-format", args.output_format))
+        report = run_local(levels, args.fps, args.duration, ("--output-format", args.output_format),
+                           voice_query=args.voice_query if args.voice else None)
     write_json(report, args.report)
-    text = table(report)
+    text = voice_table(report) if args.voice else table(report)
     args.report.with_suffix(".md").write_text(text)
     print(text)
     return 0

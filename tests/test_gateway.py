@@ -272,10 +272,9 @@ def test_a_voice_comes_back_as_animated_frames_at_25_fps_with_the_voice_in_step(
     heard = np.concatenate([s for _, s in peer.heard])
     assert np.abs(heard).sum() > 0.25 * np.abs(samples).sum()  # the voice came back (Opus twice, cut where it waits)
     offsets = peer.av_offsets(onsets)
-    print(f"A/V offsets (ms): {[round(o * 1000) for o in offsets]}; voice -> mouth (ms): "
-          f"{[round(v * 1000) for v in peer.voice_to_mouth(onsets)]}; first frame {peer.first_frame_s():.3f} s")
     assert len(offsets) == len(onsets)  # every syllable heard within 250 ms of its picture ...
-    assert all(abs(offset) < 0.1 for offset in offsets)  # ... and within 100 ms (jitter of two shared cores)
+    assert all(abs(offset) < 0.1 for offset in offsets)  # ... and within 100 ms (measured: under 45 ms; two shared
+    # cores' scheduling jitter is left room)
     assert freed(gateway, server) == (0, 0)
     assert scrape(gateway.url + "/metrics")['liveportrait_gateway_sessions_ended_total{reason="stream"}'] >= 1
 
@@ -330,9 +329,9 @@ def test_voice_mode_refusals_are_http_statuses_in_words(gateway, server, portrai
     assert freed(gateway, server) == (0, 0)
 
 
-def test_the_playout_clock_holds_the_voice_to_the_frames_sent():
-    """Frames on time keep the clock; a late frame moves it on by its lateness (the voice pauses that long); the voice
-    never plays past the last frame sent."""
+def test_the_playout_clock_holds_the_voice_to_the_frames_that_arrived():
+    """Frames on time keep the clock; the voice plays no further than the frames that arrived; when it waited, the
+    next frame moves the clock on by the wait (the voice resumes where it stopped, with that frame's picture)."""
     from client.gateway.playout import Playout, VoiceBuffer
 
     now = [100.0]
@@ -340,15 +339,16 @@ def test_the_playout_clock_holds_the_voice_to_the_frames_sent():
     assert playout.now_s() is None  # no frame yet: nothing plays
     playout.arrived(0.0)
     assert playout.due(0.0) == pytest.approx(100.04) and playout.due(0.4) == pytest.approx(100.44)
-    now[0] = 100.1
-    playout.arrived(0.12)  # early: held for its due time, the clock unchanged
-    assert playout.due(0.12) == pytest.approx(100.16) and playout.slipped_s == 0
-    now[0] = 100.5
-    playout.arrived(0.16)  # due at 100.2, arrived 0.3 s late
-    assert playout.due(0.16) == pytest.approx(100.5) and playout.slipped_s == pytest.approx(0.3)
-    assert playout.now_s() == pytest.approx(0.16)
-    playout.sent(0.16)
-    assert playout.shown_until == pytest.approx(0.2)
+    assert playout.ready_until == pytest.approx(0.04)
+    now[0] = 100.06
+    playout.arrived(0.04)  # early (due at 100.08): held for its due time, the clock unchanged
+    assert playout.due(0.04) == pytest.approx(100.08) and playout.slipped_s == 0
+    now[0] = 100.5  # the clock is at 0.46 s of voice, the frames at 0.08: the voice has waited 0.38 s
+    playout.arrived(0.2)  # frame 5; frames 2 to 4 were skipped: frame 1 stays on screen while their sound plays
+    assert playout.slipped_s == pytest.approx(0.38)
+    assert playout.now_s() == pytest.approx(0.08)  # the voice resumes where it waited ...
+    assert playout.due(0.2) == pytest.approx(100.62)  # ... and reaches frame 5 when its picture is shown
+    assert playout.ready_until == pytest.approx(0.24)
 
     voice = VoiceBuffer(max_seconds=1.0)
     voice.add(np.arange(1, 481, dtype=np.int16))
@@ -357,3 +357,51 @@ def test_the_playout_clock_holds_the_voice_to_the_frames_sent():
     assert voice.take(900, 100).tolist() == list(range(901, 961)) + [0] * 40  # not received (yet): silence
     assert voice.start == 480  # what was played is let go
 
+
+
+def test_a_voice_is_sent_at_16_khz_as_it_arrives_and_gaps_in_it_become_silence():
+    """aiortc's decoded Opus (48 kHz stereo, 20 ms frames) -> 16 kHz mono chunks to the stream; a gap in the frames'
+    timestamps (no packets in silence, or lost ones) is filled, so the voice's time keeps the microphone's."""
+    import fractions
+
+    import av
+
+    from client.gateway.metrics import GatewayMetrics
+    from client.gateway.voice import VoiceDriver
+
+    from aiortc.mediastreams import MediaStreamError
+
+    class Stream:
+        def __init__(self):
+            self.chunks, self.closed = [], False
+
+        def send_audio(self, samples, rate):
+            self.chunks.append((samples, rate))
+
+        async def close(self):
+            self.closed = True
+
+    class Microphone:  # a received track: these frames, then its end
+        def __init__(self, frames):
+            self.frames = frames
+
+        async def recv(self):
+            if not self.frames:
+                raise MediaStreamError
+            return self.frames.pop(0)
+
+    def opus_frame(index: int) -> av.AudioFrame:
+        tone = (8000 * np.sin(np.arange(index * 960, index * 960 + 960) * 2 * np.pi * 200 / 48000)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2)[None], format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, index * 960, fractions.Fraction(1, 48000)
+        return frame
+
+    stream = Stream()
+    driver = VoiceDriver(stream, GatewayMetrics())
+    asyncio.run(driver.run(Microphone([opus_frame(i) for i in [*range(10), *range(15, 20)]])))  # 100 ms missing
+    assert stream.closed  # the track ended: the stream's side is closed (the rest of the voice is animated)
+    assert {rate for _, rate in stream.chunks} == {16000}
+    sent = np.concatenate([samples for samples, _ in stream.chunks])
+    assert sent.dtype == np.float32 and len(sent) == pytest.approx(0.4 * 16000, abs=40)  # 20 frames' time
+    assert np.abs(sent[3300:4700]).max() < 0.01 < np.abs(sent[1000:3000]).max()  # the gap is silence
+    assert driver.voice.end == pytest.approx(0.4 * 48000, abs=100)  # the voice sent back has the same time

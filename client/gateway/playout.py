@@ -3,10 +3,10 @@ hears each sound when the mouth shapes it.
 
 The clock maps the voice's time (seconds of audio since the stream's first sample: frame k shows the voice at k/25 s)
 to the gateway's wall clock: ``origin`` is when audio time 0 plays. The first animated frame sets it (that frame is
-sent as it arrives, plus ``margin_s``); a frame arriving after its due time moves the clock on by its lateness (it is
-sent at once, and the voice pauses that long), so a server slower than real time stalls the picture and the sound
-together instead of letting them drift apart. The voice never plays past the end of the last frame sent (a stalled
-stream silences it; it resumes, from where it stopped, with the next frame).
+sent as it arrives, plus ``margin_s``). The voice plays on the clock but never past the last frame that arrived; when
+it had to wait (a server slower than real time), the next frame moves the clock on by the wait, so the voice resumes
+from where it stopped and that frame is shown with its own sound: picture and sound stall together rather than drift
+apart. A frame the server skipped (real-time pacing) leaves the frame before on screen while its sound plays.
 
 ``FrameTrack`` (video) sends each frame at its due time (pts: its due time on the gateway's clock, 90 kHz);
 ``VoiceTrack`` (audio) sends 20 ms of the voice every 20 ms of wall time, taken from ``VoiceBuffer`` (the peer's audio
@@ -43,26 +43,26 @@ class Playout:
         self.margin_s = margin_s
         self.clock = clock
         self.origin: float | None = None  # wall time at which audio time 0 plays
-        self.shown_until = 0.0  # audio time up to which frames were sent (the voice plays no further)
-        self.slipped_s = 0.0  # how far the clock was moved on by late frames, in all
+        self.ready_until = 0.0  # audio time up to which frames arrived (the voice plays no further)
+        self.slipped_s = 0.0  # how far the clock was moved on, in all
         self.changed = asyncio.Event()
 
     def arrived(self, audio_s: float) -> None:
-        """A frame for audio time ``audio_s`` arrived: start the clock, or move it on when the frame is late."""
+        """A frame for audio time ``audio_s`` arrived: start the clock; or, when the voice has been waiting for it
+        (the clock ran past the frames that had arrived), move the clock on so the voice resumes now from where it
+        waited. Frames the server skipped leave their time to the frame before (held on screen, the voice going on)."""
         now = self.clock()
         if self.origin is None:
             self.origin = now + self.margin_s - audio_s
-        elif now > self.origin + audio_s:
-            self.slipped_s += now - (self.origin + audio_s)
-            self.origin = now - audio_s
+        elif now - self.origin > self.ready_until:
+            slipped = now - self.ready_until - self.origin
+            self.slipped_s += slipped
+            self.origin += slipped
+        self.ready_until = max(self.ready_until, audio_s + FRAME_S)
         self.changed.set()
 
     def due(self, audio_s: float) -> float:
         return self.origin + audio_s
-
-    def sent(self, audio_s: float) -> None:
-        self.shown_until = max(self.shown_until, audio_s + FRAME_S)
-        self.changed.set()
 
     def now_s(self) -> float | None:
         """The audio time playing now (None before the first frame)."""
@@ -118,7 +118,6 @@ class FrameTrack(MediaStreamTrack):
         pts = max(round((due - self._first) * CLOCK_RATE), self._last_pts + 1)
         self._last_pts = pts
         frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
-        self.playout.sent(audio_s)
         self.on_send(audio_s, pts)
         return frame
 
@@ -178,11 +177,11 @@ class VoiceTrack(MediaStreamTrack):
             await asyncio.sleep(wait)
         playing = self.playout.now_s()
         if playing is not None:
-            limit = min(playing, self.playout.shown_until)
+            limit = min(playing, self.playout.ready_until)
             if self.position / AUDIO_RATE < limit - MAX_BEHIND_S:
                 self.position = int(limit * AUDIO_RATE)  # the sending fell behind the clock: skip, keep in sync
         start, end = self.position / AUDIO_RATE, (self.position + TICK) / AUDIO_RATE
-        if playing is not None and start <= playing + HALF_TICK_S and end <= self.playout.shown_until + 1e-9:
+        if playing is not None and start <= playing + HALF_TICK_S and end <= self.playout.ready_until + 1e-9:
             samples = self.voice.take(self.position, TICK)
             self.position += TICK
             self.voiced += 1

@@ -6,13 +6,15 @@ across frames) and handed to ``LiveStream.send_audio`` as each 20 ms frame arriv
 the samples sent (frame k of the answer shows the voice at k/25 s). The same audio, kept at 48 kHz mono, is sent back
 on the outgoing audio track, on ``playout.Playout``'s clock with the animated frames. When the peer's track ends
 (RTCP BYE: the peer stopped sending), the stream's side is closed: the rest of the voice is animated and played out,
-then the session ends.
+then the session ends. Gaps in the peer's audio (no packets in silence, DTX; lost packets) become silence, up to
+``MAX_GAP_S`` a gap.
 """
 from __future__ import annotations
 
 import asyncio
 
 import av
+import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
@@ -23,6 +25,7 @@ from .playout import FRAME_S, FrameTrack, Playout, VoiceBuffer, VoiceTrack
 
 STREAM_RATE = 16_000  # what the orchestrator's audio models take; resampled here, 3x fewer bytes than 48 kHz
 PLAY_OUT_S = 10.0  # at most this long to send the frames and voice left when the stream ended
+MAX_GAP_S = 1.0  # the most silence put in for one gap in the peer's audio
 
 
 class VoiceDriver:
@@ -42,6 +45,7 @@ class VoiceDriver:
         self._to_stream = av.AudioResampler(format="flt", layout="mono", rate=STREAM_RATE)
         self._to_peer = av.AudioResampler(format="s16", layout="mono", rate=PEER_RATE)
         self._pending: dict[int, dict] = {}  # sequence -> what the timing message says of it, until it is sent
+        self._next_s: float | None = None  # where the next incoming frame should start (seconds, the peer's clock)
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Until the peer's track ends; then the rest of the voice is animated (the stream's side closed)."""
@@ -49,24 +53,36 @@ class VoiceDriver:
             while True:
                 frame = await track.recv()
                 self.metrics.audio.labels("in").inc(frame.samples / frame.sample_rate)
+                self._fill_gap(frame)
                 self._forward_audio(frame)
         except MediaStreamError:
-            self._flush()
+            self._forward_audio(None)
             await self.stream.close()
+
+    def _fill_gap(self, frame: av.AudioFrame) -> None:
+        """Packets the peer did not send (DTX in silence) or that were lost leave a gap in the frames' timestamps:
+        filled with silence (at most ``MAX_GAP_S`` a gap), so the voice's time keeps the microphone's."""
+        if frame.pts is None or frame.time_base is None:
+            return
+        if self._next_s is not None:
+            gap_s = min(float(frame.pts * frame.time_base) - self._next_s, MAX_GAP_S)
+            if gap_s >= 0.005:
+                self._send(np.zeros(round(gap_s * PEER_RATE), np.int16), np.zeros(round(gap_s * STREAM_RATE),
+                                                                                 np.float32))
+        self._next_s = float(frame.pts * frame.time_base) + frame.samples / frame.sample_rate
 
     def _forward_audio(self, frame: av.AudioFrame | None) -> None:
         """``frame`` (None: the end) to the stream at 16 kHz and to the voice sent back at 48 kHz, both mono."""
-        for out in self._to_peer.resample(frame):
-            self.voice.add(out.to_ndarray().reshape(-1))
+        back = [out.to_ndarray().reshape(-1) for out in self._to_peer.resample(frame)]
+        driving = [out.to_ndarray().reshape(-1) for out in self._to_stream.resample(frame)]
+        self._send(np.concatenate(back or [np.zeros(0, np.int16)]),
+                   np.concatenate(driving or [np.zeros(0, np.float32)]))
 
-        for out in self._to_stream.resample(frame):
-            samples = out.to_ndarray().reshape(-1)
-            if len(samples):
-                self.stream.send_audio(samples, STREAM_RATE)
-                self.metrics.audio.labels("driving").inc(len(samples) / STREAM_RATE)
-
-    def _flush(self) -> None:
-        self._forward_audio(None)
+    def _send(self, back: np.ndarray, driving: np.ndarray) -> None:
+        self.voice.add(back)
+        if len(driving):
+            self.stream.send_audio(driving, STREAM_RATE)
+            self.metrics.audio.labels("driving").inc(len(driving) / STREAM_RATE)
 
     def forward(self, result: LiveResult, frame: av.VideoFrame | None) -> None:
         """An animated frame: queued for its due time (frames without a face show nothing new)."""
@@ -97,7 +113,7 @@ class VoiceDriver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PLAY_OUT_S
         while loop.time() < deadline and (not self.video.idle.is_set() or (
-                self.playout.origin is not None and self.audio.played_s() + 1e-6 < self.playout.shown_until)):
+                self.playout.origin is not None and self.audio.played_s() + 1e-6 < self.playout.ready_until)):
             self.playout.changed.clear()
             try:
                 await asyncio.wait_for(self.playout.changed.wait(), 0.1)

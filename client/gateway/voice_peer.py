@@ -9,9 +9,10 @@ the voice sent back, and measures how they line up. Used by the tests and ``load
 
 The offer sends audio (sendrecv: the voice comes back) and receives video (recvonly), ``mode=voice``. Each animated
 frame's audio time (``audio_s`` = sequence / 25) comes on the ``timing`` data channel with its ``out_pts``; a
-syllable's onset at audio time t is shown when the frame showing t arrives (plus t's offset into it), and heard when
+syllable's onset at audio time t is shown when the frame covering t arrives (plus t's offset into it), and heard when
 the onset arrives in the received audio (each 20 ms frame's samples from its arrival): their difference is the A/V
-offset at this viewer (positive: the sound comes after the picture).
+offset at this viewer (positive: the sound comes after the picture). Syllables whose frame the server skipped
+(real-time pacing) are not measured.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .rtp import install as complete_frames_on_marker
 complete_frames_on_marker()
 RATE = 48_000
 TICK = 960  # 20 ms
+FRAME_S = 0.04  # one animated frame's share of the voice (25 fps)
 TIME_BASE = fractions.Fraction(1, RATE)
 
 
@@ -186,13 +188,12 @@ class VoicePeer:
         return out
 
     def shown_at(self, audio_s: float) -> float | None:
-        """When the picture of audio time ``audio_s`` was shown: the last frame shown at or before that time, plus
-        the time into it."""
-        before = [f for f in self.frames() if f["audio_s"] <= audio_s + 1e-6]
-        if not before:
-            return None
-        frame = max(before, key=lambda f: f["audio_s"])
-        return frame["shown"] + (audio_s - frame["audio_s"])
+        """When the picture of audio time ``audio_s`` was shown: the arrival of the frame covering that time plus
+        the time into it; None when that frame was not shown (skipped by the server's real-time pacing)."""
+        for frame in self.frames():
+            if frame["audio_s"] - 1e-6 <= audio_s < frame["audio_s"] + FRAME_S - 1e-6:
+                return frame["shown"] + (audio_s - frame["audio_s"])
+        return None
 
     def heard_onsets(self) -> list[float]:
         """When each sound onset arrived here (a 20 ms frame's samples counted from its arrival)."""
@@ -208,8 +209,9 @@ class VoicePeer:
         return out
 
     def av_offsets(self, onsets: list[float], window_s: float = 0.25) -> list[float]:
-        """Per syllable onset (audio time, seconds): heard minus shown here, seconds (positive: the sound comes
-        after the picture); an onset not heard within ``window_s`` of its picture is left out."""
+        """Per syllable onset (audio time, seconds) whose frame was shown: heard minus shown here, seconds
+        (positive: the sound comes after the picture); an onset not heard within ``window_s`` of its picture is left
+        out."""
         heard = self.heard_onsets()
         out = []
         for onset in onsets:
