@@ -16,8 +16,9 @@ from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    g = sub.add_parser("gateway", help="WebRTC gateway: browsers (WHIP) send a camera track and get the animated "
-                                       "portrait back as a video track; needs the webrtc extra")
+    g = sub.add_parser("gateway", help="WebRTC gateway: browsers (WHIP) send a camera track (or a microphone "
+                                       "track: ?mode=voice) and get the animated portrait back as a video track; "
+                                       "needs the webrtc extra")
     env = os.environ.get
     g.add_argument("--target", "--server", dest="target", default=None,
                    help="orchestrator HOST:PORT (default $LIVEPORTRAIT_SERVER or localhost:50051)")
