@@ -34,7 +34,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
-from ..live import LiveResult, LiveStream
+from ..live import LiveStream
+from ..live_stats import LiveResult
 from .metrics import GatewayMetrics
 
 log = logging.getLogger("liveportrait.gateway")

@@ -18,7 +18,8 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from ..live import LiveResult, LiveStream
+from ..live import LiveStream
+from ..live_stats import LiveResult
 from .metrics import GatewayMetrics
 from .playout import AUDIO_RATE as PEER_RATE
 from .playout import FRAME_S, FrameTrack, Playout, VoiceBuffer, VoiceTrack
