@@ -315,6 +315,7 @@ def test_voice_mode_refusals_are_http_statuses_in_words(gateway, server, portrai
                 "fps": post("mode=voice&fps=30"),
                 "unknown emotion": post("mode=voice&emotion=bored"),
                 "bad steps": post("mode=voice&sampling_steps=many"),
+                "negative seed": post("mode=voice&seed=-1"),
                 "refused by the orchestrator": post("mode=voice&guidance=99")}
 
     said = {name: (status, body.decode()) for name, (status, _, body) in run(main()).items()}
@@ -324,6 +325,7 @@ def test_voice_mode_refusals_are_http_statuses_in_words(gateway, server, portrai
     assert said["fps"][0] == 400 and "leave fps out" in said["fps"][1]
     assert said["unknown emotion"][0] == 400 and "bored" in said["unknown emotion"][1]
     assert said["bad steps"][0] == 400 and "sampling_steps='many'" in said["bad steps"][1]
+    assert said["negative seed"][0] == 400 and "seed='-1' is not a whole number" in said["negative seed"][1]
     assert said["refused by the orchestrator"][0] == 400 and "guidance" in said["refused by the orchestrator"][1]
     assert all(len(body) < 400 and "Traceback" not in body for _, body in said.values())
     assert freed(gateway, server) == (0, 0)

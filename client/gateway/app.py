@@ -203,17 +203,21 @@ def query_options(request: Request, default_fps: float) -> QueryOptions:
 
 
 def typed(kind: type, name: str, value: str):
-    """A query value as ``kind`` (bool: true/false, 1/0, yes/no, on/off); ValueError naming ``name`` otherwise."""
+    """A query value as ``kind`` (bool: true/false, 1/0, yes/no, on/off; int: not negative); ValueError naming
+    ``name`` otherwise."""
     if kind is bool:
         parsed = parse_value(value)
         if isinstance(parsed, bool):
             return parsed
     else:
         try:
-            return kind(value)
+            parsed = kind(value)
+            if kind is not int or parsed >= 0:
+                return parsed
         except ValueError:
             pass
-    raise ValueError(f"{name}={value[:40]!r} is not a {'true/false' if kind is bool else kind.__name__} value")
+    what = {bool: "true/false", int: "whole number of at least 0", float: "number"}.get(kind, kind.__name__)
+    raise ValueError(f"{name}={value[:40]!r} is not a {what}")
 
 
 def parse_value(value: str):
