@@ -10,7 +10,9 @@ The page's process is a gRPC client and nothing more: every action goes through 
 * **Edit** (``client/web_edit.py``): the ``Edit`` sliders with a live preview through EditPortrait; "Apply to
   animation" takes the portrait and the edit to the Animate tab.
 * **Faces** (``client/web_faces.py``): DetectFaces draws the faces with their numbers; one is chosen for Animate.
-* **Live** (``client/web_live.py``): the browser camera animates a portrait through AnimateStream.
+* **Live** (``client/web_webrtc.py``, ``client/web_live.py``): the browser camera or microphone animates a portrait
+  over WebRTC through the gateway this process serves under ``/webrtc`` (``client/gateway``, when the ``webrtc``
+  extra is installed), or, as a fallback, the camera streamed through the page; both end in AnimateStream.
 
 When the page opens it checks the service (``check_service``): a banner says when the service cannot be reached
 (and how to start it) or serves synthetic weights. Errors are toasts titled by the action and a line in the tab's
@@ -26,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +56,9 @@ class WebApp:
 
     def __init__(self, server: str, root_certificates: Path | None = None, timeout: float | None = None,
                  work_dir: Path | None = None, api_key: str | None = None, client_cert: Path | None = None,
-                 client_key: Path | None = None):
+                 client_key: Path | None = None, gateway=None):
         self.server = server
+        self.gateway = gateway  # the mounted WebRTC gateway (client/web_webrtc.py), None without it
         self.client = PortraitClient(server, root_certificates, api_key, client_cert, client_key)
         # the Live tab's streams: an asyncio client made in Gradio's event loop
         self.connect = lambda: AsyncPortraitClient(server, root_certificates, api_key, client_cert, client_key)
@@ -116,6 +120,7 @@ class WebApp:
         from .web_edit import EditTab
         from .web_faces import FacesTab
         from .web_live import LiveTab
+        from .web_webrtc import WebRtcPanel
 
         # uploads and results in Gradio's cache are deleted after an hour
         with gr.Blocks(title="LivePortrait", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
@@ -132,7 +137,9 @@ class WebApp:
                 with gr.Tab("Faces", id="faces"):
                     FacesTab(self).layout(animate, tabs)
                 with gr.Tab("Live", id="live"):
-                    LiveTab(self.connect, self.work_dir / "live", server=self.server).layout(demo, animate.widgets)
+                    webrtc = WebRtcPanel(self.gateway) if self.gateway is not None else None
+                    LiveTab(self.connect, self.work_dir / "live", server=self.server).layout(demo, animate.widgets,
+                                                                                            webrtc)
             gr.Markdown(f"Service: `{self.server}`", elem_id="service-address")
 
             def show_banner():
@@ -152,13 +159,32 @@ def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_c
         raise RuntimeError("the web page needs Gradio: pip install 'liveportrait-serving[web]'")
     import gradio as gr
 
-    app = WebApp(server, root_certificates, timeout, api_key=api_key, client_cert=client_cert, client_key=client_key)
+    import uvicorn
+    from fastapi import FastAPI
+
+    from .web_webrtc import HEAD, mount_gateway
+
+    gateway = None
+
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+        if gateway is not None:
+            await gateway.close_all()  # the WebRTC sessions end with the page's process
+
+    site = FastAPI(lifespan=lifespan)
+    if importlib.util.find_spec("aiortc") is not None:
+        gateway = mount_gateway(site, server, root_certificates, api_key, client_cert, client_key)
+    app = WebApp(server, root_certificates, timeout, api_key=api_key, client_cert=client_cert, client_key=client_key,
+                 gateway=gateway)
     demo = app.blocks()
     demo.queue(default_concurrency_limit=8)
-    print(f"LivePortrait web page for {server} on http://{host}:{port}", flush=True)
+    gr.mount_gradio_app(site, demo, path="/", ssr_mode=False, show_error=False, footer_links=[], css=CSS,
+                        head=HEAD, i18n=gr.I18n(en=WORDS))
+    print(f"LivePortrait web page for {server} on http://{host}:{port}"
+          + ("" if gateway else " (no WebRTC: install the 'webrtc' extra)"), flush=True)
     try:
-        demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=False,
-                    footer_links=[], inbrowser=False, quiet=True, css=CSS, i18n=gr.I18n(en=WORDS))
+        uvicorn.run(site, host=host, port=port, log_level="warning")
     finally:
         shutil.rmtree(app.work_dir, ignore_errors=True)
 

@@ -1,6 +1,8 @@
-"""The web page's **Live** tab: the browser camera animates a portrait through ``AnimateStream``.
+"""The web page's **Live** tab: the browser camera (or microphone) animates a portrait through ``AnimateStream``.
 
-The browser streams its camera to the page (Gradio webcam streaming: a JPEG every ``1 / FPS`` s once the previous one
+Over WebRTC first (``client/web_webrtc.py``: camera or voice, the page's own process serving the gateway). Below it,
+the fallback for a browser that cannot reach the page's process over UDP (no TURN server configured, a strict
+firewall): the camera streamed through the page itself, which is this module. The browser streams its camera to the page (Gradio webcam streaming: a JPEG every ``1 / FPS`` s once the previous one
 was answered); this process forwards each frame to the service over one live stream per browser session
 (``client/live.py``) and shows the newest animated frame, with a read-out of the stream so far: latency from a frame's
 arrival here to its animated frame's return (p50/p95, and the server's share), the frames per second achieved and the
@@ -220,16 +222,25 @@ class LiveTab:
         return str(path)
 
     # -- layout --------------------------------------------------------------------------------------------------
-    def layout(self, demo, widgets: dict) -> None:
-        """The tab's content (inside ``gr.Tab``); ``widgets``: the Animate tab's option widgets by name."""
+    def layout(self, demo, widgets: dict, webrtc=None) -> None:
+        """The tab's content (inside ``gr.Tab``); ``widgets``: the Animate tab's option widgets by name;
+        ``webrtc``: the WebRTC panel (``client/web_webrtc.py``; None: the gateway is not served, streaming only)."""
+        source = gr.Image(label="Portrait to animate", type="filepath", height=240, sources=["upload", "clipboard"],
+                          elem_id="live-source")
+        gr.Markdown("Options: the Animate tab's (source crop, which face, motion, smoothing).")
+        if webrtc is not None:
+            webrtc.layout(source, widgets)
+        with gr.Accordion("Without WebRTC (the camera's frames through this page)", open=webrtc is None,
+                          elem_id="live-fallback"):
+            self.streaming_layout(demo, widgets, source)
+
+    def streaming_layout(self, demo, widgets: dict, source) -> None:
+        """The camera streamed through Gradio: works wherever the page does (no UDP between browser and server)."""
         with gr.Row():
             with gr.Column():
-                source = gr.Image(label="Portrait to animate", type="filepath", height=240,
-                                  sources=["upload", "clipboard"], elem_id="live-source")
                 camera = gr.Image(label="Camera: allow it, then press Start", sources=["webcam"], streaming=True,
                                   type="numpy", webcam_options=gr.WebcamOptions(constraints=CAMERA),
                                   elem_id="live-camera")
-                gr.Markdown("Options: the Animate tab's (source crop, which face, motion, smoothing).")
             with gr.Column():
                 output = gr.Image(label="Animated", type="filepath", interactive=False, elem_id="live-output")
                 status = gr.Textbox(label="Stream", interactive=False, lines=3, elem_id="live-readout")
