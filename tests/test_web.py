@@ -592,6 +592,7 @@ def test_live_tab_animates_the_camera_with_a_latency_readout(camera_page, orches
     output_src = "const i = document.querySelector('#live-output img'); return i && i.complete && i.src"
     open_tab(page, "Live")
     upload(page, "live-source", EXAMPLES / "source" / "s0.jpg")
+    open_fallback(page)
     click(page, "live-camera [title='grant webcam access'] button")  # "Click to Access Webcam"
     wait_for(page, lambda: page.execute_script(
         "const v = document.querySelector('#live-camera video'); return v && v.videoWidth > 0"), "the camera")
@@ -609,3 +610,106 @@ def test_live_tab_animates_the_camera_with_a_latency_readout(camera_page, orches
     wait_for(page, lambda: live_streams(orchestrator) == 0, "the live stream to end", 30)
     wait_for(page, lambda: "stream ended" in textbox(page, "live-readout"), "the read-out of the ended stream", 10)
     assert "on the way" not in textbox(page, "live-readout")
+
+
+def open_fallback(browser) -> None:
+    """Open the Live tab's "Without WebRTC" accordion (the camera streamed through the page)."""
+    browser.execute_script("document.querySelector('#live-fallback .label-wrap').click()")
+    wait_for(browser, lambda: browser.execute_script(
+        "const c = document.querySelector('#live-camera'); return c && c.offsetParent !== null"), "the fallback")
+
+
+# -- the Live tab over WebRTC (client/web_webrtc.py: the page's process serves the gateway under /webrtc) ----------
+
+def test_webrtc_query_carries_the_animate_options_the_gateway_takes():
+    from client.web_webrtc import query_text
+
+    values = {o.name: o.default for o in ANIMATE_OPTIONS}
+    assert query_text(values, "camera") == ""
+    values.update(driving_multiplier=1.5, stitching=False, smooth=True, crf=20)
+    assert query_text(values, "camera") == "smooth=true&driving_multiplier=1.5&stitching=false"
+    assert query_text(values, "voice").startswith("mode=voice&")
+    values.update(face_hint="1 2 30 40")
+    with pytest.raises(ValueError, match="face_hint cannot be sent over WebRTC"):
+        query_text(values, "camera")
+
+
+def test_the_page_adds_its_api_key_to_gateway_requests_without_one():
+    import asyncio
+
+    from client.web_webrtc import with_api_key
+
+    seen = []
+
+    async def gateway(scope, receive, send):
+        seen.append(dict(scope["headers"]).get(b"authorization"))
+
+    app = with_api_key(gateway, "page-key")
+    asyncio.run(app({"type": "http", "headers": []}, None, None))
+    asyncio.run(app({"type": "http", "headers": [(b"authorization", b"Bearer own-key")]}, None, None))
+    assert seen == [b"Bearer page-key", b"Bearer own-key"]
+
+
+VIDEO = ("const v = document.getElementById('webrtc-video');"
+         "return v && v.videoWidth > 0 && v.currentTime > 0 ? [v.videoWidth, v.videoHeight, v.currentTime] : null")
+
+
+def webrtc_readout(browser) -> str:
+    return browser.execute_script("return document.getElementById('webrtc-readout').textContent")
+
+
+def start_webrtc(browser, button: str) -> list:
+    """Upload s0.jpg, press the button; returns [videoWidth, videoHeight, currentTime] once animated frames play,
+    after checking that the video goes on playing."""
+    open_tab(browser, "Live")
+    upload(browser, "live-source", EXAMPLES / "source" / "s0.jpg")
+    click(browser, button)
+    first = wait_for(browser, lambda: browser.execute_script(VIDEO), "animated frames in the WebRTC video")
+    wait_for(browser, lambda: browser.execute_script(VIDEO)[2] > first[2], "the video to go on playing", 30)
+    return first
+
+
+def stop_webrtc(browser, orchestrator) -> None:
+    click(browser, "webrtc-stop")  # the page deletes the session: the stream ends at once
+    wait_for(browser, lambda: live_streams(orchestrator) == 0, "the live stream to end", 30)
+    wait_for(browser, lambda: "stream ended" in webrtc_readout(browser), "the read-out of the ended stream", 10)
+
+
+@pytest.mark.triton
+def test_live_tab_over_webrtc_animates_the_camera_with_a_latency_readout(camera_page, orchestrator):
+    from PIL import Image
+
+    page = camera_page
+    width, height, _ = start_webrtc(page, "webrtc-camera")
+    assert (width, height) == Image.open(EXAMPLES / "source" / "s0.jpg").size  # the portrait pasted back
+    text = wait_for(page, lambda: re.search(r"latency p50 (\d+) ms \(camera capture -> animated frame shown here\), "
+                                            r"\d+\.\d fps shown", webrtc_readout(page)), "the latency read-out")
+    assert 0 < int(text.group(1)) < 30_000, text.group(0)
+    assert live_streams(orchestrator) == 1  # one stream for this browser's session
+    stop_webrtc(page, orchestrator)
+
+
+@pytest.fixture
+def microphone_page(web, request, tmp_path):
+    """The page in a browser of its own whose microphone plays a two-second chirp (permission granted)."""
+    from audio_files import chirp, write_audio
+
+    voice = write_audio(tmp_path / "voice.wav", chirp(2.0, 48000), 48000)
+    session = chrome("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={voice}")
+    try:
+        yield from loaded(session, web, request)
+    finally:
+        session.quit()
+
+
+@pytest.mark.triton
+def test_live_tab_over_webrtc_animates_a_voice_and_plays_it_back(microphone_page, orchestrator):
+    page = microphone_page
+    start_webrtc(page, "webrtc-voice")
+    heard = wait_for(page, lambda: page.execute_script(
+        "const a = window.liveportraitWebrtc.audio; return a.packets > 0 && a.bytes > 0 && a"), "the voice back")
+    assert heard["bytes"] > 1000, heard
+    wait_for(page, lambda: re.search(r"audio received: \d+ kB \(\d+ packets\)", webrtc_readout(page)),
+             "the audio read-out")
+    stop_webrtc(page, orchestrator)
