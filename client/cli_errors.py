@@ -107,7 +107,7 @@ def in_flags(details: str, args=None) -> str:
         (r"options\.edit", lambda m: "an edit (--smile, --head-yaw ...)"),
         (r"(?:options\.)?smoothing\.min_cutoff_hz", lambda m: "--smooth-min-cutoff"),
         (r"(?:options\.)?smoothing\.beta", lambda m: "--smooth-beta"),
-        (r"driving_audio\.options\.(\w+)", lambda m: AUDIO_FIELD_FLAGS.get(m[1], m[1])),
+        (r"(?:driving_audio|voice)\.options\.(\w+)", lambda m: AUDIO_FIELD_FLAGS.get(m[1], m[1])),
         (r"(?<![\w.])driving_audio", lambda m: "a driving voice"),
         (r"(?<![\w`.-])paste_back and stitching", lambda m: "--paste-back and --stitching"),
         (r"(?<![\w`.-])model_set (HUMAN|ANIMAL)", lambda m: f"--model-set {m[1].lower()}"),

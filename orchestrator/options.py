@@ -278,27 +278,28 @@ def _eye_condition(name: str, values, size: int, bound: float) -> tuple[float, .
         return None
     array = np.asarray(values, np.float64)
     if array.shape != (size,) or not np.all(np.isfinite(array)) or np.abs(array).max() > bound:
-        raise InvalidRequest(f"driving_audio.options.{name} takes {size} values between -{bound:g} and {bound:g} "
+        raise InvalidRequest(f"{name} takes {size} values between -{bound:g} and {bound:g} "
                              f"(or none), got {len(array)}")
     return tuple(float(v) for v in array)
 
 
-def audio_request_options(message: pb.AudioOptions) -> AudioRequestOptions:
+def audio_request_options(message: pb.AudioOptions, where: str = "driving_audio.options") -> AudioRequestOptions:
+    """``message`` checked; refusals name its fields under ``where`` (``voice.options`` for a live voice)."""
     steps = _get(message, "sampling_steps", 50)
     if not 1 <= steps <= MAX_SAMPLING_STEPS:
-        raise InvalidRequest(f"driving_audio.options.sampling_steps must be between 1 and {MAX_SAMPLING_STEPS}, "
+        raise InvalidRequest(f"{where}.sampling_steps must be between 1 and {MAX_SAMPLING_STEPS}, "
                              f"got {steps}")
     if message.seed >= 2 ** 63:
-        raise InvalidRequest("driving_audio.options.seed must be below 2^63")
+        raise InvalidRequest(f"{where}.seed must be below 2^63")
     return AudioRequestOptions(
-        emotion=_enum(EMOTION_NAMES, message.emotion, "driving_audio.options.emotion"),
+        emotion=_enum(EMOTION_NAMES, message.emotion, f"{where}.emotion"),
         sampling_steps=int(steps),
-        guidance=_range("driving_audio.options.guidance", _get(message, "guidance", 2.0), 0.0, 10.0),
+        guidance=_range(f"{where}.guidance", _get(message, "guidance", 2.0), 0.0, 10.0),
         seed=int(_get(message, "seed", 0)),
         eye_blinks=_get(message, "eye_blinks", True),
-        head_motion=_range("driving_audio.options.head_motion", _get(message, "head_motion", 1.0), 0.0, 1.0),
-        eye_open=_eye_condition("eye_open", message.eye_open, 2, 2.0),
-        eye_ball=_eye_condition("eye_ball", message.eye_ball, 6, 1.0),
+        head_motion=_range(f"{where}.head_motion", _get(message, "head_motion", 1.0), 0.0, 1.0),
+        eye_open=_eye_condition(f"{where}.eye_open", message.eye_open, 2, 2.0),
+        eye_ball=_eye_condition(f"{where}.eye_ball", message.eye_ball, 6, 1.0),
     )
 
 

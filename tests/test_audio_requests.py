@@ -158,3 +158,13 @@ def test_the_client_sends_a_sound_file_as_driving_audio_with_its_options(tmp_pat
         audio_options(emotion="glad")
     with pytest.raises(InputError, match="audio options apply to a driving voice"):
         animate_setup(SOURCE, EXAMPLES / "driving" / "d0.mp4", audio_options=audio_options(seed=1))
+
+
+def test_live_voice_options_out_of_range_are_named_as_the_voice_setups():
+    from orchestrator.errors import InvalidRequest
+    from orchestrator.live.voice import voice_options
+    from orchestrator.options import AnimateOptions
+
+    setup = pb.LiveSetup(voice=pb.LiveVoice(options=pb.AudioOptions(guidance=11.0)))
+    with pytest.raises(InvalidRequest, match=r"^voice\.options\.guidance must be between 0 and 10"):
+        voice_options(setup, AnimateOptions())

@@ -65,7 +65,7 @@ def voice_options(setup: pb.LiveSetup, options: AnimateOptions) -> AudioRequestO
         raise InvalidRequest(f"voice mode answers {FPS} frames per second of audio: leave fps unset "
                              f"(got {setup.fps:g})")
     message = setup.voice.options
-    parsed = audio_request_options(message)
+    parsed = audio_request_options(message, "voice.options")
     return parsed if message.HasField("sampling_steps") else replace(parsed, sampling_steps=ONLINE_STEPS)
 
 
