@@ -163,7 +163,7 @@ HEAD = """<script>
   // Chromium's RTP timestamps of a video are its capture times at 90 kHz, and the gateway's timing messages give
   // each animated frame's pts (out_pts, from its first) and its camera frame's (in_pts, from the first received).
   let generation = 0, sentFirst = null, captureBase = Infinity, receivedFirst = null, announced = new Map();
-  let counted = {shown: 0, at: 0};
+  let counted = [];  // [when, frames shown] of the last seconds (the fps over up to 5 s)
 
   const rtpOf = (frame) => frame.getMetadata().rtpTimestamp ?? frame.timestamp;
   function pipe(endpoint, onFrame) {  // encoded frames pass through, seen on the way
@@ -201,9 +201,10 @@ HEAD = """<script>
   async function readout() {
     const pc = s.pc;
     if (!pc) return;
-    const now = performance.now(), seconds = (now - counted.at) / 1000;
-    s.fps = seconds > 0 ? (s.shown - counted.shown) / seconds : 0;
-    counted = {shown: s.shown, at: now};
+    counted.push([performance.now(), s.shown]);
+    if (counted.length > 6) counted.shift();
+    const [[t0, n0], [t1, n1]] = [counted[0], counted[counted.length - 1]];
+    s.fps = t1 > t0 ? (n1 - n0) * 1000 / (t1 - t0) : 0;
     for (const r of (await pc.getStats()).values()) {
       if (r.type === "inbound-rtp" && r.kind === "audio") s.audio = {packets: r.packetsReceived, bytes: r.bytesReceived};
     }
@@ -259,7 +260,7 @@ HEAD = """<script>
       s.location = BASE + response.headers.get("Location");
       await pc.setRemoteDescription({type: "answer", sdp: text});
       onShown(el("webrtc-video"), mine);
-      counted = {shown: 0, at: performance.now()};
+      counted = [[performance.now(), 0]];
       s.timer = setInterval(readout, 1000);
       return "";
     } catch (e) {
