@@ -185,6 +185,7 @@ HEAD = """<script>
         const out = (meta.rtpTimestamp - receivedFirst) >>> 0, inPts = announced.get(out);
         if (inPts !== undefined && isFinite(captureBase)) {
           s.latencies.push(meta.expectedDisplayTime - (captureBase + inPts / 90));
+          if (s.latencies.length > 1500) s.latencies.shift();  // the p50 of the last minute at 25 fps
           announced.delete(out);
         }
       }

@@ -707,9 +707,10 @@ def microphone_page(web, request, tmp_path):
 def test_live_tab_over_webrtc_animates_a_voice_and_plays_it_back(microphone_page, orchestrator):
     page = microphone_page
     start_webrtc(page, "webrtc-voice")
-    heard = wait_for(page, lambda: page.execute_script(
-        "const a = window.liveportraitWebrtc.audio; return a.packets > 0 && a.bytes > 0 && a"), "the voice back")
-    assert heard["bytes"] > 1000, heard
+    # Opus silence is 3 bytes a packet; the chirp heard back makes tens to hundreds
+    wait_for(page, lambda: page.execute_script(
+        "const a = window.liveportraitWebrtc.audio; return a.packets > 0 && a.bytes > 20 * a.packets"),
+        "the voice back (audio packets that are not silence)")
     wait_for(page, lambda: re.search(r"audio received: \d+ kB \(\d+ packets\)", webrtc_readout(page)),
              "the audio read-out")
     stop_webrtc(page, orchestrator)
