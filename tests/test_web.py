@@ -251,9 +251,15 @@ def loaded(browser, web, request):
 
 
 def wait_for(browser, condition, what: str, timeout_s: float = WAIT_S):
+    """``condition()``'s first true value; an element not drawn yet (or redrawn) counts as not yet."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except (NoSuchElementException, StaleElementReferenceException):
+            value = None
         if value:
             return value
         time.sleep(0.25)
