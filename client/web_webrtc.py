@@ -258,7 +258,7 @@ HEAD = """<script>
       const text = await response.text();
       if (response.status !== 201) throw new Error(`HTTP ${response.status}: ${text.trim().slice(0, 400)}`);
       if (mine !== generation) return "";  // stopped meanwhile
-      s.location = BASE + response.headers.get("Location");
+      s.location = response.headers.get("Location");  // the session's path, the mount's prefix included
       await pc.setRemoteDescription({type: "answer", sdp: text});
       onShown(el("webrtc-video"), mine);
       counted = [[performance.now(), 0]];

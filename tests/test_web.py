@@ -656,6 +656,21 @@ def test_the_page_adds_its_api_key_to_gateway_requests_without_one():
     assert seen == [b"Bearer page-key", b"Bearer own-key"]
 
 
+def test_the_mounted_gateway_answers_with_paths_under_its_mount():
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from client.gateway.app import GatewayConfig, gateway_app
+
+    app = Starlette(routes=[Mount("/webrtc", gateway_app(GatewayConfig()))])
+    with TestClient(app) as client:
+        response = client.post("/webrtc/portraits", content=(EXAMPLES / "source" / "s0.jpg").read_bytes(),
+                               headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 201
+    assert response.headers["location"] == f"/webrtc/portraits/{response.json()['id']}"
+
+
 VIDEO = ("const v = document.getElementById('webrtc-video');"
          "return v && v.videoWidth > 0 && v.currentTime > 0 ? [v.videoWidth, v.videoHeight, v.currentTime] : null")
 

@@ -131,7 +131,8 @@ class Gateway:
         self.sessions[session_id] = session
         self._count()
         session.start()
-        headers = {"Location": f"/whip/{session_id}", "ETag": f'"{session_id}"'}
+        root = request.scope.get("root_path", "")  # the gateway mounted under a path (the web page's /webrtc)
+        headers = {"Location": f"{root}/whip/{session_id}", "ETag": f'"{session_id}"'}
         links = [s.link() for s in c.ice_servers]
         if links:
             headers["Link"] = ", ".join(links)
@@ -146,7 +147,8 @@ class Gateway:
 
     async def upload(self, request: Request) -> Response:
         portrait_id = self.portraits.add(request.headers.get("content-type"), await request.body())
-        return JSONResponse({"id": portrait_id}, 201, {"Location": f"/portraits/{portrait_id}"})
+        root = request.scope.get("root_path", "")
+        return JSONResponse({"id": portrait_id}, 201, {"Location": f"{root}/portraits/{portrait_id}"})
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("the gateway is shutting down", "shutdown") for s in list(self.sessions.values())))

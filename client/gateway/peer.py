@@ -18,6 +18,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urljoin
 
 import av
 import numpy as np
@@ -159,7 +160,7 @@ class WhipPeer:
     async def close(self, delete: bool = True) -> None:
         """DELETE the session (frees it at once), then close the peer connection."""
         if delete and self.location:
-            await asyncio.to_thread(http, "DELETE", self.base_url + self.location, api_key=self.api_key)
+            await asyncio.to_thread(http, "DELETE", urljoin(self.base_url, self.location), api_key=self.api_key)
             self.location = None
         for task in self._tasks:
             task.cancel()

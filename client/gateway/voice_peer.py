@@ -20,6 +20,7 @@ import asyncio
 import fractions
 import json
 import time
+from urllib.parse import urljoin
 
 import av
 import numpy as np
@@ -236,7 +237,7 @@ class VoicePeer:
     async def close(self, delete: bool = True) -> None:
         """DELETE the session (frees it at once) when it is still held, then close the peer connection."""
         if delete and self.location and not self._closed.is_set():
-            await asyncio.to_thread(http, "DELETE", self.base_url + self.location, api_key=self.api_key)
+            await asyncio.to_thread(http, "DELETE", urljoin(self.base_url, self.location), api_key=self.api_key)
         self.location = None
         for task in self._tasks:
             task.cancel()
