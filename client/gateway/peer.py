@@ -53,6 +53,20 @@ def upload_portrait(base_url: str, image: bytes, api_key: str | None = None, con
     return json.loads(body)["id"]
 
 
+
+async def whip_offer(pc: RTCPeerConnection, url: str, api_key: str | None) -> tuple[str, str]:
+    """POST ``pc``'s offer to the gateway's ``url`` and apply the answer: (the session's Location, the answer);
+    RuntimeError with the gateway's status and words when it refuses (``pc`` closed)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    status, headers, body = await asyncio.to_thread(http, "POST", url, pc.localDescription.sdp.encode(),
+                                                    "application/sdp", api_key)
+    if status != 201:
+        await pc.close()
+        raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
+    answer = body.decode()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return headers["location"], answer
+
 class CameraTrack(MediaStreamTrack):
     """``frames`` (RGB) played in a loop at ``fps`` as a live camera; ``captured[pts]`` = when frame pts was
     captured (monotonic seconds)."""
@@ -129,15 +143,8 @@ class WhipPeer:
 
     async def start(self) -> None:
         """POST the offer; RuntimeError with the gateway's status and words when it refuses."""
-        await self.pc.setLocalDescription(await self.pc.createOffer())
         url = f"{self.base_url}/whip?portrait={self.portrait_id}{'&' + self.query if self.query else ''}"
-        status, headers, body = await asyncio.to_thread(http, "POST", url, self.pc.localDescription.sdp.encode(),
-                                                        "application/sdp", self.api_key)
-        if status != 201:
-            await self.pc.close()
-            raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
-        self.location, self.answer = headers["location"], body.decode()
-        await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
+        self.location, self.answer = await whip_offer(self.pc, url, self.api_key)
 
     async def wait_frames(self, count: int, timeout: float = 60) -> None:
         """Until ``count`` animated frames were shown (TimeoutError otherwise)."""

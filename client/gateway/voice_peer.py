@@ -24,10 +24,10 @@ from urllib.parse import urljoin
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
-from .peer import http
+from .peer import http, whip_offer
 from .rtp import install as complete_frames_on_marker
 
 complete_frames_on_marker()
@@ -158,15 +158,8 @@ class VoicePeer:
 
     async def start(self) -> None:
         """POST the offer; RuntimeError with the gateway's status and words when it refuses."""
-        await self.pc.setLocalDescription(await self.pc.createOffer())
         url = f"{self.base_url}/whip?portrait={self.portrait_id}&mode=voice{'&' + self.query if self.query else ''}"
-        status, headers, body = await asyncio.to_thread(http, "POST", url, self.pc.localDescription.sdp.encode(),
-                                                        "application/sdp", self.api_key)
-        if status != 201:
-            await self.pc.close()
-            raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
-        self.location = headers["location"]
-        await self.pc.setRemoteDescription(RTCSessionDescription(body.decode(), "answer"))
+        self.location, _ = await whip_offer(self.pc, url, self.api_key)
 
     async def spoken(self) -> None:
         """Until the whole recording was sent; then the microphone is closed (RTCP BYE: the gateway's stream side
