@@ -94,28 +94,28 @@ class CameraTrack(MediaStreamTrack):
         return frame
 
 
-class WhipPeer:
-    """One WebRTC session with the gateway: ``start()`` posts the offer; ``close()`` deletes the session."""
+class GatewayPeer:
+    """What every test peer of the gateway does: its offer (``start``) with the ``timing`` data channel, the animated
+    frames it is sent (``displayed``: out pts -> arrival, monotonic seconds; the first few kept in ``shown``), the
+    gateway's timing messages (``announced``) and ``close`` (DELETE, then the peer connection). ``mode``: the
+    query's mode (``voice``; empty: camera)."""
 
-    def __init__(self, base_url: str, portrait_id: str, frames: list[np.ndarray], fps: float = 10,
-                 api_key: str | None = None, query: str = ""):
-        self.base_url, self.portrait_id, self.api_key = base_url, portrait_id, api_key
-        self.query = query
-        self.camera = CameraTrack(frames, fps)
+    mode = ""
+
+    def __init__(self, base_url: str, portrait_id: str, api_key: str | None = None, query: str = ""):
+        self.base_url, self.portrait_id, self.api_key, self.query = base_url, portrait_id, api_key, query
         self.pc = RTCPeerConnection()
         self.location: str | None = None
         self.answer = ""  # the gateway's SDP answer
-        self.displayed: dict[int, float] = {}  # out pts -> when it was decoded here (monotonic seconds)
-        self.shown: list[np.ndarray] = []  # the first few animated frames (RGB)
+        self.displayed: dict[int, float] = {}
+        self.shown: list[np.ndarray] = []
         self.announced: dict[int, dict] = {}  # out pts -> the gateway's timing message
         self._arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        channel = self.pc.createDataChannel("timing")
-        channel.on("message", self._on_timing)
-        self.pc.addTrack(self.camera)
+        self.pc.createDataChannel("timing").on("message", self._on_timing)
         self.pc.on("track", self._on_track)
 
-    async def __aenter__(self) -> "WhipPeer":
+    async def __aenter__(self):
         await self.start()
         return self
 
@@ -139,12 +139,39 @@ class WhipPeer:
                     self.shown.append(frame.to_ndarray(format="rgb24"))
                 self._arrived.set()
         except MediaStreamError:
-            pass
+            self._video_ended()
+
+    def _video_ended(self) -> None:
+        """The gateway's video track ended."""
+
+    def _held(self) -> bool:
+        """Whether the gateway still holds the session (``close`` deletes it)."""
+        return True
 
     async def start(self) -> None:
         """POST the offer; RuntimeError with the gateway's status and words when it refuses."""
-        url = f"{self.base_url}/whip?portrait={self.portrait_id}{'&' + self.query if self.query else ''}"
-        self.location, self.answer = await whip_offer(self.pc, url, self.api_key)
+        query = "".join(f"&{part}" for part in (f"mode={self.mode}" if self.mode else "", self.query) if part)
+        self.location, self.answer = await whip_offer(self.pc, f"{self.base_url}/whip?portrait={self.portrait_id}"
+                                                               f"{query}", self.api_key)
+
+    async def close(self, delete: bool = True) -> None:
+        """DELETE the session (frees it at once) when it is still held, then close the peer connection."""
+        if delete and self.location and self._held():
+            await asyncio.to_thread(http, "DELETE", urljoin(self.base_url, self.location), api_key=self.api_key)
+        self.location = None
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+class WhipPeer(GatewayPeer):
+    """A camera-mode session with the gateway: ``frames`` played as the camera at ``fps``."""
+
+    def __init__(self, base_url: str, portrait_id: str, frames: list[np.ndarray], fps: float = 10,
+                 api_key: str | None = None, query: str = ""):
+        super().__init__(base_url, portrait_id, api_key, query)
+        self.camera = CameraTrack(frames, fps)
+        self.pc.addTrack(self.camera)
 
     async def wait_frames(self, count: int, timeout: float = 60) -> None:
         """Until ``count`` animated frames were shown (TimeoutError otherwise)."""
@@ -163,12 +190,3 @@ class WhipPeer:
             if captured is not None:
                 out.append(shown - captured)
         return out
-
-    async def close(self, delete: bool = True) -> None:
-        """DELETE the session (frees it at once), then close the peer connection."""
-        if delete and self.location:
-            await asyncio.to_thread(http, "DELETE", urljoin(self.base_url, self.location), api_key=self.api_key)
-            self.location = None
-        for task in self._tasks:
-            task.cancel()
-        await self.pc.close()

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import json
 import time
-from urllib.parse import urljoin
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from .peer import http, whip_offer
+from .peer import GatewayPeer
 from .rtp import install as complete_frames_on_marker
 
 complete_frames_on_marker()
@@ -97,54 +95,36 @@ class MicrophoneTrack(MediaStreamTrack):
         return self.sent[index] + (audio_s * RATE - index * TICK) / RATE
 
 
-class VoicePeer:
-    """One voice-mode session with the gateway: ``start()`` posts the offer; ``close()`` deletes the session."""
+class VoicePeer(GatewayPeer):
+    """A voice-mode session with the gateway: ``samples`` spoken into the microphone track; the animated frames and
+    the voice come back (``heard``)."""
+
+    mode = "voice"
 
     def __init__(self, base_url: str, portrait_id: str, samples: np.ndarray, api_key: str | None = None,
                  query: str = ""):
-        self.base_url, self.portrait_id, self.api_key, self.query = base_url, portrait_id, api_key, query
+        super().__init__(base_url, portrait_id, api_key, query)
         self.microphone = MicrophoneTrack(samples)
-        self.pc = RTCPeerConnection()
-        self.location: str | None = None
-        self.displayed: dict[int, float] = {}  # out pts -> when the frame was decoded here
-        self.shown: list[np.ndarray] = []  # the first few animated frames (RGB)
-        self.announced: dict[int, dict] = {}  # out pts -> the gateway's timing message
         self.heard: list[tuple[float, np.ndarray]] = []  # (arrival, 48 kHz mono float32) per received audio frame
-        self._tasks: list[asyncio.Task] = []
         self._closed = asyncio.Event()
-        channel = self.pc.createDataChannel("timing")
-        channel.on("message", lambda message: self._on_timing(json.loads(message)))
         self.sender = self.pc.addTrack(self.microphone)  # sendrecv: the voice comes back on it
         self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
-
-    async def __aenter__(self) -> "VoicePeer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
-
-    def _on_timing(self, stamp: dict) -> None:
-        self.announced[stamp["out_pts"]] = stamp
 
     def _on_state(self) -> None:
         if self.pc.connectionState in ("closed", "failed"):
             self._closed.set()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        self._tasks.append(asyncio.create_task(self._watch(track) if track.kind == "video" else self._listen(track)))
+        if track.kind == "audio":
+            self._tasks.append(asyncio.create_task(self._listen(track)))
+        super()._on_track(track)
 
-    async def _watch(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                self.displayed[frame.pts] = time.monotonic()
-                if len(self.shown) < 4:
-                    self.shown.append(frame.to_ndarray(format="rgb24"))
-        except MediaStreamError:
-            self._closed.set()
+    def _video_ended(self) -> None:
+        self._closed.set()
+
+    def _held(self) -> bool:
+        return not self._closed.is_set()
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         try:
@@ -155,11 +135,6 @@ class VoicePeer:
                 self.heard.append((arrived, data.reshape(-1, frame.layout.nb_channels).mean(axis=1)))
         except MediaStreamError:
             pass
-
-    async def start(self) -> None:
-        """POST the offer; RuntimeError with the gateway's status and words when it refuses."""
-        url = f"{self.base_url}/whip?portrait={self.portrait_id}&mode=voice{'&' + self.query if self.query else ''}"
-        self.location, _ = await whip_offer(self.pc, url, self.api_key)
 
     async def spoken(self) -> None:
         """Until the whole recording was sent; then the microphone is closed (RTCP BYE: the gateway's stream side
@@ -226,12 +201,3 @@ class VoicePeer:
         if not self.displayed or not self.microphone.sent:
             return None
         return min(self.displayed.values()) - self.microphone.sent[0]
-
-    async def close(self, delete: bool = True) -> None:
-        """DELETE the session (frees it at once) when it is still held, then close the peer connection."""
-        if delete and self.location and not self._closed.is_set():
-            await asyncio.to_thread(http, "DELETE", urljoin(self.base_url, self.location), api_key=self.api_key)
-        self.location = None
-        for task in self._tasks:
-            task.cancel()
-        await self.pc.close()
