@@ -219,6 +219,18 @@ def test_a_session_ends_at_the_gateways_time_limit_and_frees_its_stream(server, 
         assert scrape(gateway.url + "/metrics")['liveportrait_gateway_sessions_ended_total{reason="limit"}'] == 1
 
 
+def test_an_offer_must_receive_the_portraits_video():
+    from client.gateway.signalling import receives_video
+
+    head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
+    video = "m=video {} UDP/TLS/RTP/SAVPF 96\r\n{}"
+    assert receives_video(head + audio + video.format(9, "a=recvonly\r\n"))  # a voice peer
+    assert receives_video(head + video.format(9, "a=sendrecv\r\n")) and receives_video(head + video.format(9, ""))
+    assert not receives_video(head + audio + video.format(9, "a=sendonly\r\n"))
+    assert not receives_video(head + audio) and not receives_video(head + video.format(0, "a=recvonly\r\n"))
+
+
 def test_ice_servers_and_api_keys_are_checked_in_words():
     from client.gateway.signalling import HttpError, bearer_key, ice_servers
 

@@ -30,7 +30,7 @@ from .metrics import GatewayMetrics
 from .ports import restrict_udp_ports
 from .rtp import install as complete_frames_on_marker
 from .session import CameraDriver, GatewaySession
-from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, rpc_error
+from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, receives_video, rpc_error
 from .voice import VoiceDriver
 
 complete_frames_on_marker()  # frames decoded when complete (client/gateway/rtp.py)
@@ -117,6 +117,9 @@ class Gateway:
                 raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
             if session.incoming is None:
                 raise HttpError(400, NOTHING_SENT[query.mode])
+            if not receives_video(sdp):
+                raise HttpError(400, "the SDP offer receives no video: the animated portrait comes back on a video "
+                                     "track (the camera's sendrecv, or a recvonly video transceiver in voice mode)")
             session.attach()
             try:
                 await stream.start()  # the orchestrator checks the key, prepares the portrait, takes a stream slot

@@ -127,6 +127,17 @@ def check_offer(content_type: str | None, body: bytes) -> str:
     return text
 
 
+def receives_video(sdp: str) -> bool:
+    """Whether an SDP offer has a video section its sender receives on (sendrecv, the default, or recvonly)."""
+    for section in sdp.split("\nm=")[1:]:
+        kind, _, rest = section.partition(" ")
+        lines = {line.strip() for line in section.splitlines()}
+        rejected = rest.split(" ", 1)[0] == "0" and "a=bundle-only" not in lines
+        if kind == "video" and not rejected and not lines & {"a=sendonly", "a=inactive"}:
+            return True
+    return False
+
+
 class Portraits:
     """Uploaded source portraits, held in memory: at most ``capacity`` (the oldest goes first) of at most
     ``max_bytes`` each. An id is 128 random bits that only its uploader learns; using it still takes a valid API
