@@ -33,7 +33,7 @@ from .cli_options import (AUDIO_FLAGS, FACE_ORDER_HELP, FACE_ORDERS, KEYFRAMES_H
                           SMOOTHING_FLAGS, DefaultsFormatter, add_animation_options, add_audio_options,
                           add_edit_options, add_face_choice, add_face_selection, add_server, check_output)
 from .cli_stack import cmd_demo, cmd_up, cmd_web
-from .gateway.cli import add_parser as add_gateway_parser, cmd_gateway
+from .gateway.cli import add_ice_options, add_parser as add_gateway_parser, cmd_gateway
 from .messages import DRIVING_CROP
 from .templates import TemplateError
 
@@ -141,10 +141,12 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
     h = command("health", "is the service SERVING (exit status 0) or not (1)")
     add_server(h)
 
-    w = command("web", "web page (Gradio) over the service's API: animate, edit, faces and live (camera)")
+    w = command("web", "web page (Gradio) over the service's API: animate, edit, faces and live (camera or voice, "
+                       "over WebRTC)")
     add_server(w)
     w.add_argument("--port", type=int, default=7860, help="HTTP port of the page")
     w.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    add_ice_options(w.add_argument_group("WebRTC (the Live tab; the page serves the gateway under /webrtc)"))
 
     add_gateway_parser(sub)
     sub.choices["gateway"].formatter_class = DefaultsFormatter

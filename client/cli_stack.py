@@ -103,8 +103,11 @@ def _web(args, stack, port: int):
 def cmd_web(args) -> int:
     from .web import serve
 
+    from .gateway.cli import ice_config
+
     serve(args.server or default_target(), host=args.host, port=args.port, root_certificates=args.ca,
-          timeout=args.timeout, api_key=args.api_key, client_cert=args.cert, client_key=args.key)
+          timeout=args.timeout, api_key=args.api_key, client_cert=args.cert, client_key=args.key,
+          ice_servers=ice_config(args))
     return 0
 
 

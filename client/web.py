@@ -152,8 +152,8 @@ class WebApp:
 
 def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_certificates: Path | None = None,
           timeout: float | None = None, api_key: str | None = None, client_cert: Path | None = None,
-          client_key: Path | None = None) -> None:
-    """Run the page until interrupted."""
+          client_key: Path | None = None, ice_servers: list | None = None) -> None:
+    """Run the page until interrupted; ``ice_servers``: the STUN/TURN servers of the Live tab's WebRTC."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if importlib.util.find_spec("gradio") is None:
         raise RuntimeError("the web page needs Gradio: pip install 'liveportrait-serving[web]'")
@@ -174,7 +174,7 @@ def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_c
 
     site = FastAPI(lifespan=lifespan)
     if importlib.util.find_spec("aiortc") is not None:
-        gateway = mount_gateway(site, server, root_certificates, api_key, client_cert, client_key)
+        gateway = mount_gateway(site, server, root_certificates, api_key, client_cert, client_key, ice_servers or [])
     app = WebApp(server, root_certificates, timeout, api_key=api_key, client_cert=client_cert, client_key=client_key,
                  gateway=gateway)
     demo = app.blocks()

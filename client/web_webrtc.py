@@ -41,12 +41,13 @@ def with_api_key(app, api_key: str | None):
 
 
 def mount_gateway(app, server: str, root_certificates: Path | None = None, api_key: str | None = None,
-                  client_cert: Path | None = None, client_key: Path | None = None):
-    """The gateway for the orchestrator at ``server``, mounted on the FastAPI ``app`` at ``MOUNT``; returns it."""
+                  client_cert: Path | None = None, client_key: Path | None = None, ice_servers: list = ()):
+    """The gateway for the orchestrator at ``server``, mounted on the FastAPI ``app`` at ``MOUNT``; returns it.
+    ``ice_servers`` (``IceServer``): STUN/TURN for the gateway, and handed to the browser with each ticket."""
     from .gateway.app import GatewayConfig, gateway_app
 
     gateway = gateway_app(GatewayConfig(target=server, root_certificates=root_certificates, client_cert=client_cert,
-                                        client_key=client_key))
+                                        client_key=client_key, ice_servers=list(ice_servers)))
     app.mount(MOUNT, with_api_key(gateway, api_key or default_api_key()))
     return gateway.state.gateway
 
@@ -108,7 +109,9 @@ class WebRtcPanel:
             raise gr.Error(f"Cannot start: {exc}", title="Live stream", print_exception=False) from None
         except HttpError as exc:
             raise gr.Error(f"Cannot start: {exc.message}", title="Live stream", print_exception=False) from None
-        return json.dumps({"portrait": portrait, "query": query, "mode": mode})
+        ice = [{"urls": s.url, **({"username": s.username, "credential": s.credential} if s.username else {})}
+               for s in self.gateway.config.ice_servers]
+        return json.dumps({"portrait": portrait, "query": query, "mode": mode, "ice": ice})
 
     def layout(self, source, widgets: dict) -> None:
         """Buttons, video and read-out (inside the Live tab); ``source``: the tab's portrait; ``widgets``: the
@@ -234,7 +237,8 @@ HEAD = """<script>
       say(`starting (${voice ? "microphone" : "camera"})...`);
       s.media = await navigator.mediaDevices.getUserMedia(voice ? {audio: true} : CAMERA);
       const insertable = "createEncodedStreams" in RTCRtpSender.prototype;  // Chromium: for the latency
-      const pc = s.pc = new RTCPeerConnection(insertable ? {encodedInsertableStreams: true} : {});
+      const pc = s.pc = new RTCPeerConnection({iceServers: t.ice || [],
+                                               ...(insertable ? {encodedInsertableStreams: true} : {})});
       const timing = pc.createDataChannel("timing");
       timing.onmessage = (e) => { const m = JSON.parse(e.data); if (m.in_pts !== undefined) announced.set(m.out_pts, m.in_pts); };
       const sending = pc.addTransceiver(s.media.getTracks()[0], {direction: "sendrecv", streams: [s.media]});

@@ -656,6 +656,19 @@ def test_the_page_adds_its_api_key_to_gateway_requests_without_one():
     assert seen == [b"Bearer page-key", b"Bearer own-key"]
 
 
+def test_the_pages_stun_and_turn_servers_reach_the_browser_with_each_session():
+    from client.gateway.app import GatewayConfig, gateway_app
+    from client.gateway.signalling import ice_servers
+    from client.web_webrtc import WebRtcPanel
+
+    servers = ice_servers(["stun:stun.example.org:3478", "turn:turn.example.org:3478"], "user", "secret")
+    panel = WebRtcPanel(gateway_app(GatewayConfig(ice_servers=servers)).state.gateway)
+    ticket = json.loads(panel.ticket("camera", str(EXAMPLES / "source" / "s0.jpg"), {}))
+    assert ticket["ice"] == [{"urls": "stun:stun.example.org:3478"},
+                             {"urls": "turn:turn.example.org:3478", "username": "user", "credential": "secret"}]
+    assert ticket["portrait"] and ticket["mode"] == "camera"
+
+
 def test_the_mounted_gateway_answers_with_paths_under_its_mount():
     from starlette.applications import Starlette
     from starlette.routing import Mount

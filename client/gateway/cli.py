@@ -29,12 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--port", type=int, default=8080, help="HTTP port of the signalling and /metrics [8080]")
     g.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     g.add_argument("--tls-key", type=Path, default=None, help="... and its private key (PEM)")
-    g.add_argument("--ice-server", action="append", default=None, metavar="URL",
-                   help="STUN/TURN server (stun:, turn:, turns: URL; repeat for several) used by the gateway and "
-                        "announced to peers (Link headers) [$LIVEPORTRAIT_GATEWAY_ICE_SERVERS]")
-    g.add_argument("--ice-username", default=env("LIVEPORTRAIT_GATEWAY_ICE_USERNAME"), help="TURN username")
-    g.add_argument("--ice-credential", default=env("LIVEPORTRAIT_GATEWAY_ICE_CREDENTIAL"),
-                   help="TURN credential (prefer $LIVEPORTRAIT_GATEWAY_ICE_CREDENTIAL)")
+    add_ice_options(g)
     g.add_argument("--max-sessions", type=int, default=int(env("LIVEPORTRAIT_GATEWAY_MAX_SESSIONS", "8")),
                    help="peer connections at once (one more: 503 with Retry-After) [8]")
     g.add_argument("--max-session-seconds", type=float,
@@ -52,21 +47,39 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return g
 
 
+def add_ice_options(g) -> None:
+    """The STUN/TURN flags (``liveportrait gateway`` and the web page's gateway); ``ice_config`` reads them."""
+    g.add_argument("--ice-server", action="append", default=None, metavar="URL",
+                   help="STUN/TURN server (stun:, turn:, turns: URL; repeat for several) used by the gateway and "
+                        "announced to peers [$LIVEPORTRAIT_GATEWAY_ICE_SERVERS, comma-separated]")
+    g.add_argument("--ice-username", default=os.environ.get("LIVEPORTRAIT_GATEWAY_ICE_USERNAME"),
+                   help="TURN username [$LIVEPORTRAIT_GATEWAY_ICE_USERNAME]")
+    g.add_argument("--ice-credential", default=os.environ.get("LIVEPORTRAIT_GATEWAY_ICE_CREDENTIAL"),
+                   help="TURN credential (prefer the environment) [$LIVEPORTRAIT_GATEWAY_ICE_CREDENTIAL]")
+
+
+def ice_config(args) -> list:
+    """The ``IceServer``s of ``add_ice_options``' flags (or their environment variables); ValueError in words."""
+    from .signalling import ice_servers
+
+    urls = args.ice_server or [u for u in os.environ.get("LIVEPORTRAIT_GATEWAY_ICE_SERVERS", "").split(",") if u]
+    return ice_servers(urls, args.ice_username, args.ice_credential)
+
+
 def cmd_gateway(args) -> int:
     import uvicorn
 
     from ..channel import default_target
     from .app import GatewayConfig, gateway_app
     from .ports import port_range
-    from .signalling import ice_servers
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
-    urls = args.ice_server or [u for u in os.environ.get("LIVEPORTRAIT_GATEWAY_ICE_SERVERS", "").split(",") if u]
     config = GatewayConfig(target=args.target or default_target(), root_certificates=args.ca, client_cert=args.cert,
-                           client_key=args.key, ice_servers=ice_servers(urls, args.ice_username, args.ice_credential),
-                           max_sessions=args.max_sessions, max_session_seconds=args.max_session_seconds,
-                           default_fps=args.fps, udp_ports=port_range(args.udp_ports) if args.udp_ports else None, input_format=args.input_format, output_format=args.output_format)
+                           client_key=args.key, ice_servers=ice_config(args), max_sessions=args.max_sessions,
+                           max_session_seconds=args.max_session_seconds, default_fps=args.fps,
+                           udp_ports=port_range(args.udp_ports) if args.udp_ports else None,
+                           input_format=args.input_format, output_format=args.output_format)
     print(f"gateway: http{'s' if args.tls_cert else ''}://{args.host}:{args.port}/whip -> {config.target}",
           flush=True)
     uvicorn.run(gateway_app(config), host=args.host, port=args.port, log_level="warning", loop="asyncio",
