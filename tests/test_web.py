@@ -267,15 +267,17 @@ def wait_for(browser, condition, what: str, timeout_s: float = WAIT_S):
 
 
 def upload(browser, elem_id: str, path: Path) -> None:
-    """A file into an upload component; returns once the page shows it (an image or video preview, a file's name)."""
+    """A file into an upload component; returns once the page shows it (an image or video preview, a file's name,
+    or a link to the uploaded file: an audio component draws a waveform)."""
     from selenium.webdriver.common.by import By
 
     browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path.resolve()))
     name = path.name.rsplit(".", 1)[0]
     wait_for(browser, lambda: browser.execute_script(
         "const e = document.querySelector(arguments[0]);"
-        "return !!e.querySelector('img[src], video[src], audio[src]') || e.innerText.includes(arguments[1])",
-        f"#{elem_id}", name), f"{path.name} to be uploaded into #{elem_id}")
+        "return !!e.querySelector('img[src], video[src], audio[src]') || e.innerText.includes(arguments[1])"
+        " || [...e.querySelectorAll('a[href]')].some(a => a.href.includes(arguments[2]))",
+        f"#{elem_id}", name, path.name), f"{path.name} to be uploaded into #{elem_id}")
 
 
 def shown(browser, elem_id: str) -> str:
