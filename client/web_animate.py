@@ -202,22 +202,19 @@ class AnimateTab:
         self.widgets = {o.name: widgets[o.name] for o in ANIMATE_OPTIONS}
         self.source, self.edit_option = source, edit_option
 
-        def table_to_json(rows):
-            try:
-                return keyframes_json(rows)
-            except ValueError as exc:
-                gr.Warning(str(exc), title="Keyframes")
-                return gr.update()
+        def keyframes_converter(convert):
+            """The table <-> JSON conversion for an event: a value that does not convert is a toast, nothing changes."""
+            def converted(value):
+                try:
+                    return convert(value)
+                except ValueError as exc:
+                    gr.Warning(str(exc), title="Keyframes")
+                    return gr.update()
+            return converted
 
-        def json_to_table(text):
-            try:
-                return keyframe_rows(text)
-            except ValueError as exc:
-                gr.Warning(str(exc), title="Keyframes")
-                return gr.update()
-
-        self.keyframe_table.change(table_to_json, self.keyframe_table, keyframes, show_progress="hidden")
-        to_table.click(json_to_table, keyframes, self.keyframe_table, show_progress="hidden")
+        self.keyframe_table.change(keyframes_converter(keyframes_json), self.keyframe_table, keyframes,
+                                   show_progress="hidden")
+        to_table.click(keyframes_converter(keyframe_rows), keyframes, self.keyframe_table, show_progress="hidden")
         clear_keyframes.click(lambda: ([], ""), None, [self.keyframe_table, keyframes], show_progress="hidden")
 
         # one source and one driving input at a time: adding one clears the others of its kind
