@@ -107,8 +107,8 @@ def parser(orchestrator_options: bool = True) -> argparse.ArgumentParser:
     lv.add_argument("--microphone", nargs="?", const="default", default=None, metavar="DEVICE",
                     help="voice mode from a microphone (PulseAudio or ALSA through PyAV) [DEVICE: default]")
     lv.add_argument("--drop-late-frames", action="store_true",
-                    help="voice mode: skip frames that fall more than 0.4 s behind the voice (real-time pacing on a "
-                         "server slower than real time) [off: every frame, however late]")
+                    help="voice mode: skip frames that fall more than 0.4 s behind the voice, and audio the server "
+                         "cannot animate in time (real-time pacing) [off: every frame, however late]")
     lv.add_argument("--output", "-o", type=Path, default=None, help="MP4 of the animated frames [none]")
     lv.add_argument("--show", action="store_true", help="show the animated frames in a window (OpenCV GUI)")
     lv.add_argument("--fps", type=float, default=None, help="frames sent per second [the video's or camera's]")

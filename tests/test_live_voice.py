@@ -88,16 +88,22 @@ def test_the_same_seed_gives_the_same_frames_and_chunking_does_not_matter(server
 
 
 @pytest.mark.triton
-def test_real_time_pacing_skips_the_frames_left_behind_by_a_voice_sent_ahead(server):
-    """3 s of voice sent at once: frames more than a block behind the audio received are skipped (counted), the last
-    second's are all rendered; without pacing every frame comes."""
-    seconds, frames = 3.0, 75
+def test_real_time_pacing_skips_what_a_server_slower_than_the_voice_cannot_animate_in_time(server, audio_triton_server):
+    """8 s of voice sent at once, as to a server far slower than the voice: the stream goes on (no limit reached);
+    frames more than a block behind the audio received are skipped, and so is the oldest audio waiting (never
+    animated: fewer motion blocks than the voice has); every skipped frame is counted, and the newest frames, whose
+    audio came last, are all rendered at their times."""
+    seconds, frames = 8.0, 200
+    calls = lmdm_executions(audio_triton_server)
     results = run(speak(server, chirp(seconds, RATE), chunk_s=0.5, drop_late_frames=True, sampling_steps=1))[1]
     sequences = [r.sequence for r in results]
     assert sequences == sorted(set(sequences)) and sequences[-1] == frames - 1
     assert len(results) < frames and results[-1].frames_dropped == frames - len(results)
+    assert all(r.capture_time_us == r.sequence * 40_000 for r in results)
     tail = math.ceil((seconds - 0.885 - 0.4) * 25)  # never late: their audio is the last received
     assert set(range(tail, frames)) <= set(sequences)
+    blocks = seconds / 0.4  # one motion block per 0.4 s of voice, one LMDM step each
+    assert lmdm_executions(audio_triton_server) - calls < blocks / 2, "the audio skipped is not animated"
 
 
 def lmdm_executions(triton) -> float:

@@ -8,20 +8,26 @@ for a file; each frame's motion is mixed onto the source and handed to the camer
 (keypoints, render, paste-back, JPEG/I420). Frame k carries sequence k and capture time k x 40 ms on the audio's
 clock; the first frame needs ~0.885 s of audio (``LOOKAHEAD_S``).
 
-Policy: audio is never dropped, and frames are not either unless the client asks for real-time pacing
-(``voice.drop_late_frames``: a frame more than ``LATE_S`` behind the audio received, the look-ahead aside, is skipped
-and counted; the motion still covers all of the audio). A client sending audio
-faster than the server animates it is held to ``max_audio_ahead_s`` seconds of audio waiting (beyond:
-RESOURCE_EXHAUSTED), so memory stays bounded (the motion generator itself keeps at most two windows). The stream's
-limits are the camera mode's (session length, idle time without audio, draining) and each frame is checked against
-the caller's budget and charged as it renders. Cancelling the call cancels the loop, the reader and the worker
-thread's Triton call in flight.
+Policy: every frame of the voice is animated unless the client asks for real-time pacing
+(``voice.drop_late_frames``). With it:
+- a frame more than ``LATE_S`` behind the audio received (the look-ahead aside) is skipped and counted, except the
+  newest frame generated, so that even a server far slower than the voice shows the portrait move;
+- when the server falls behind the voice itself (more than ``CATCH_UP_S`` of audio waiting: a CPU, or a GPU shared by
+  too many streams), the oldest audio waiting is not animated at all. Only the newest ``KEEP_S`` is kept, the frames
+  of the audio skipped are counted as dropped, and the frames after keep their times: the stream goes on, choppier,
+  with a bounded delay.
+Without pacing, a client sending audio faster than the server animates it is held to ``max_audio_ahead_s`` seconds
+of audio waiting (beyond: RESOURCE_EXHAUSTED), so memory stays bounded (the motion generator itself keeps at most two
+windows). The stream's limits are the camera mode's (session length, idle time without audio, draining) and each
+frame is checked against the caller's budget and charged as it renders. Cancelling the call cancels the loop, the
+reader and the worker thread's Triton call in flight.
 """
 from __future__ import annotations
 
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -32,7 +38,8 @@ from protos.liveportrait.v1 import portrait_animator_pb2 as pb
 
 from ..audio.conditions import emotion_vector, frame_conditions
 from ..audio.drivers import ONLINE, MotionGenerator, StreamingMotion
-from ..audio.features import FEATURE_DIM, FPS, SAMPLE_RATE, StreamWindows, encode_windows, silence_features
+from ..audio.features import (FEATURE_DIM, FPS, SAMPLE_RATE, StreamWindows, encode_windows, num_frames,
+                              silence_features)
 from ..audio.sampler import DdimSampler, Noise, ddim_schedule
 from ..errors import InvalidRequest, Overloaded
 from ..metrics import Metrics
@@ -47,6 +54,9 @@ from .session import session_wait
 F32 = np.float32
 LOOKAHEAD_S = 0.885  # audio a block's first frame waits for: 20 feature frames = 4 encoder windows (drivers.py)
 LATE_S = 0.4  # drop_late_frames: a frame more than one block (10 frames) behind the audio received is skipped
+CATCH_UP_S = 2.5  # drop_late_frames: more audio than this waiting to be animated is cut down to KEEP_S
+KEEP_S = 1.7  # the newest audio kept: its frames are not late (LOOKAHEAD_S + LATE_S), with 0.4 s of context before
+FRAME_SAMPLES = SAMPLE_RATE // FPS  # 16 kHz samples per frame
 MIN_RATE, MAX_RATE = 8000, 48000
 ONLINE_STEPS = ONLINE.steps
 END = object()
@@ -215,8 +225,11 @@ class VoiceSession:
         self.max_ahead_s = limits.live_max_audio_ahead_s
         self.queue = AudioQueue(int(self.max_ahead_s * SAMPLE_RATE), clock)
         self.chunks = AudioChunks()
-        self.samples = 0  # 16 kHz samples handed to the motion generator
-        self.emitted = 0  # frames done (answered or skipped as late)
+        self.samples = 0  # 16 kHz samples taken from the queue (handed to the motion generator or skipped)
+        self.pushed = 0  # 16 kHz samples handed to the motion generator
+        self.generated = 0  # motion frames generated (frame j: the pushed audio's frame j)
+        self.skips: deque[tuple[int, int]] = deque()  # (generated frame index, frames of audio skipped just before)
+        self.emitted = 0  # frames done (answered, skipped as late or with their audio): the next one's sequence
         self.dropped = 0
         self.drop_late = drop_late
         self.networks: ServedAudioNetworks | None = None
@@ -246,14 +259,18 @@ class VoiceSession:
         reader = asyncio.create_task(self._read(requests))
         try:
             while (samples := await self._next()) is not END:
+                samples = self._catch_up(samples)
                 self.samples += len(samples)
+                self.pushed += len(samples)
                 generated = await self._in_thread(motion.push, samples)
                 async for response in self._frames(generated, self.samples):
                     yield response
-            self.samples += len(tail := self.chunks.flush())
+            tail = self.chunks.flush()
+            self.samples += len(tail)
+            self.pushed += len(tail)
             generated = await self._in_thread(lambda: np.concatenate([motion.push(tail), motion.finish()]))
-            total = math.ceil(self.samples / SAMPLE_RATE * FPS)
-            async for response in self._frames(generated[:max(0, total - self.emitted)], self.samples):
+            left = num_frames(self.samples) - self.emitted - sum(frames for _, frames in self.skips)  # as a file's
+            async for response in self._frames(generated[:max(0, left)], self.samples):
                 yield response
         finally:
             reader.cancel()
@@ -272,10 +289,11 @@ class VoiceSession:
             mixed = with_source_eyes(mixed, self.source.motion.fields["exp"].reshape(NUM_KP, 3))
         received = samples / SAMPLE_RATE
         for i in range(len(generated)):
-            if self.drop_late and self._late(self.emitted):
-                self.emitted += 1
-                self.dropped += 1
-                self.metrics.live_frames.labels("dropped").inc()
+            while self.skips and self.skips[0][0] <= self.generated:
+                self._drop(self.skips.popleft()[1])
+            self.generated += 1
+            if self.drop_late and i < len(generated) - 1 and self._late(self.emitted):  # the newest is shown
+                self._drop(1)
                 continue
             if self.before_frame is not None:
                 await self.before_frame()
@@ -294,6 +312,21 @@ class VoiceSession:
             self.metrics.client_bytes.labels("out").inc(len(frame.image))
             await animator.ctx.frames_rendered(1)
             yield pb.LiveResponse(frame=frame)
+
+    def _drop(self, frames: int) -> None:
+        self.emitted += frames
+        self.dropped += frames
+        self.metrics.live_frames.labels("dropped").inc(frames)
+
+    def _catch_up(self, samples: np.ndarray) -> np.ndarray:
+        """Real-time pacing: a backlog over ``CATCH_UP_S`` (the server slower than the voice) is cut to its newest
+        ``KEEP_S``, whole frames skipped; they are counted as dropped when the frames reach them."""
+        if not self.drop_late or len(samples) <= CATCH_UP_S * SAMPLE_RATE:
+            return samples
+        frames = (len(samples) - int(KEEP_S * SAMPLE_RATE)) // FRAME_SAMPLES
+        self.skips.append((math.ceil(self.pushed / FRAME_SAMPLES), frames))
+        self.samples += frames * FRAME_SAMPLES
+        return samples[frames * FRAME_SAMPLES:]
 
     def _late(self, k: int) -> bool:
         """Frame k's time is more than ``LATE_S`` behind the audio received (the look-ahead aside)."""
