@@ -96,9 +96,15 @@ class LiveStats:
         return (self.results - 1) / ((self.last_us - self.first_us) / 1e6)
 
     @property
+    def offered(self) -> int:
+        """Frames offered: the camera frames sent or replaced here; in voice mode (no frames sent) the frames the
+        voice covers so far, as the server counts them."""
+        return max(self.sent + self.client_dropped, self.server_received)
+
+    @property
     def drop_rate(self) -> float:
         """Frames dropped (on the client and the server) per frame offered."""
-        offered = self.sent + self.client_dropped
+        offered = self.offered
         return (self.client_dropped + self.server_dropped) / offered if offered else 0.0
 
     def summary(self) -> dict:

@@ -44,7 +44,7 @@ class StatusLine:
         recent = delays[self.seen_latencies:]
         self.last_time, self.last_results, self.seen_latencies = now, stats.results, len(delays)
         p50 = f"{np.median(recent) * 1000:.0f} ms" if recent else "-"
-        offered = stats.sent + stats.client_dropped
+        offered = stats.offered
         dropped = stats.client_dropped + stats.server_dropped
         return (f"live {now - self.started:5.0f} s: {fps_out:5.1f} fps out ({self.fps_sent:.3g} sent), p50 latency "
                 f"{p50}, dropped {stats.drop_rate:4.0%} ({dropped} of {offered})")

@@ -208,6 +208,17 @@ def test_the_status_line_reports_fps_out_latency_and_drops_each_second_as_plain_
     assert "hint" not in out.getvalue()
 
 
+def test_in_voice_mode_the_drops_are_counted_against_the_frames_the_voice_covers():
+    clock, out = Clock(), io.StringIO()
+    stats = LiveStats(results=10, server_dropped=40, server_received=50, first_us=0, last_us=2_000_000)  # 2 s: 50
+    stats.audio_delays = [0.9] * 10
+    status = StatusLine(stats, fps_sent=25, stream=out, clock=clock, suggest_fps=False)
+    clock.now += 1.0
+    status.update()
+    assert "p50 latency 900 ms" in out.getvalue() and "dropped  80% (40 of 50)" in out.getvalue()
+    assert stats.summary()["drop_rate"] == 0.8
+
+
 def test_on_a_terminal_the_status_line_is_rewritten_in_place_and_ended_at_the_close():
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
