@@ -2,8 +2,8 @@
 
 Over WebRTC first (``client/web_webrtc.py``: camera or voice, the page's own process serving the gateway). Below it,
 the fallback for a browser that cannot reach the page's process over UDP (no TURN server configured, a strict
-firewall): the camera streamed through the page itself, which is this module. The browser streams its camera to the page (Gradio webcam streaming: a JPEG every ``1 / FPS`` s once the previous one
-was answered); this process forwards each frame to the service over one live stream per browser session
+firewall): the camera streamed through the page itself, which is this module. The browser streams its camera to
+the page (Gradio webcam streaming: a JPEG every ``1 / FPS`` s once the previous one was answered); this process forwards each frame to the service over one live stream per browser session
 (``client/live.py``) and shows the newest animated frame, with a read-out of the stream so far: latency from a frame's
 arrival here to its animated frame's return (p50/p95, and the server's share), the frames per second achieved and the
 frames dropped (the service keeps only the newest frame it has not started on: a slow stream drops frames rather than

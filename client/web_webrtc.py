@@ -109,8 +109,7 @@ class WebRtcPanel:
             raise gr.Error(f"Cannot start: {exc}", title="Live stream", print_exception=False) from None
         except HttpError as exc:
             raise gr.Error(f"Cannot start: {exc.message}", title="Live stream", print_exception=False) from None
-        ice = [{"urls": s.url, **({"username": s.username, "credential": s.credential} if s.username else {})}
-               for s in self.gateway.config.ice_servers]
+        ice = [server.browser() for server in self.gateway.config.ice_servers]
         return json.dumps({"portrait": portrait, "query": query, "mode": mode, "ice": ice})
 
     def layout(self, source, widgets: dict) -> None:

@@ -13,11 +13,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD = REPO_ROOT / "build" / "load"
 
 
-def tiny_cpu_repository(output: Path = BUILD / "repo-tiny-cpu") -> Path:
-    """``liveportrait-export --weights synthetic --profile tiny --target cpu`` (idempotent, cached)."""
+def tiny_cpu_repository(output: Path = BUILD / "repo-tiny-cpu", audio: bool = False) -> Path:
+    """``liveportrait-export --weights synthetic --profile tiny --target cpu [--audio]`` (idempotent, cached)."""
     from export_scripts.cli import ExportRequest, run_export
 
-    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=output), log=lambda *_: None)
+    run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=output, audio=audio),
+               log=lambda *_: None)
     return output
 
 

@@ -18,7 +18,8 @@ loopback and stopped at the end.
 peer per syllable (its onset heard minus its picture shown: positive, the sound after the mouth) p50/p95 and the
 largest, the syllables heard within 250 ms of their picture, voice -> mouth (a syllable leaving the microphone -> its
 picture shown) p50/p95, the first animated frame after the microphone started, and the frames shown of 25 per second
-of voice. Only the syllables whose own frame was shown are measured (real-time pacing skips frames). ``--voice-query`` adds query options (e.g. ``drop_late_frames=false&sampling_steps=2``).
+of voice. Only the syllables whose own frame was shown are measured (real-time pacing skips frames).
+``--voice-query`` adds query options (e.g. ``drop_late_frames=false&sampling_steps=2``).
 """
 from __future__ import annotations
 
@@ -140,19 +141,14 @@ def run_local(levels: list[int], fps: float, duration_s: float, gateway_args: tu
     """``run_webrtc`` (``run_voice`` with a ``voice_query``) against a tiny CPU stack and a gateway (with
     ``gateway_args``) started here (logs in build/load/webrtc)."""
     from client.gateway.process import GatewayProcess
-    from export_scripts.cli import ExportRequest, run_export
     from orchestrator.embedded import OrchestratorProcess
 
     from .replicas import BUILD, tiny_cpu_repository, triton_replicas
 
     work = BUILD / "webrtc"
     room = str(max(levels))
-    if voice_query is None:
-        repository = tiny_cpu_repository()
-    else:
-        repository = BUILD / "repo-tiny-cpu-audio"
-        run_export(ExportRequest(weights="synthetic", profile="tiny", target="cpu", output=repository, audio=True),
-                   log=lambda *_: None)
+    repository = (tiny_cpu_repository() if voice_query is None
+                  else tiny_cpu_repository(BUILD / "repo-tiny-cpu-audio", audio=True))
     with triton_replicas(repository, 1, work) as (triton,), OrchestratorProcess(
             triton.grpc_url, work / "orchestrator.log", extra_args=("--live-max-streams", room)) as orchestrator, \
             GatewayProcess(orchestrator.target, work / "gateway.log",
@@ -165,8 +161,8 @@ def run_local(levels: list[int], fps: float, duration_s: float, gateway_args: tu
 def voice_table(report: dict) -> str:
     out = io.StringIO()
     out.write(f"{report['duration_s']:g} s of voice per peer, query {report['query'] or '(defaults)'!r}\n\n"
-              "| peers | syllables spoken / frame shown / heard in step | A/V offset p50 / p95 ms | largest ms | voice -> mouth p50 / p95 ms | "
-              "first frame ms | frames shown (of 25/s) |\n|---|---|---|---|---|---|---|\n")
+              "| peers | syllables spoken / frame shown / heard in step | A/V offset p50 / p95 ms | largest ms | "
+              "voice -> mouth p50 / p95 ms | first frame ms | frames shown (of 25/s) |\n|---|---|---|---|---|---|---|\n")
     for r in report["levels"]:
         ms = (lambda v: "-" if v is None else f"{v:.0f}")
         av, vm = r["av_offset_ms"], r["voice_to_mouth_ms"]

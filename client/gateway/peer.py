@@ -53,20 +53,6 @@ def upload_portrait(base_url: str, image: bytes, api_key: str | None = None, con
     return json.loads(body)["id"]
 
 
-
-async def whip_offer(pc: RTCPeerConnection, url: str, api_key: str | None) -> tuple[str, str]:
-    """POST ``pc``'s offer to the gateway's ``url`` and apply the answer: (the session's Location, the answer);
-    RuntimeError with the gateway's status and words when it refuses (``pc`` closed)."""
-    await pc.setLocalDescription(await pc.createOffer())
-    status, headers, body = await asyncio.to_thread(http, "POST", url, pc.localDescription.sdp.encode(),
-                                                    "application/sdp", api_key)
-    if status != 201:
-        await pc.close()
-        raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
-    answer = body.decode()
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    return headers["location"], answer
-
 class CameraTrack(MediaStreamTrack):
     """``frames`` (RGB) played in a loop at ``fps`` as a live camera; ``captured[pts]`` = when frame pts was
     captured (monotonic seconds)."""
@@ -151,8 +137,15 @@ class GatewayPeer:
     async def start(self) -> None:
         """POST the offer; RuntimeError with the gateway's status and words when it refuses."""
         query = "".join(f"&{part}" for part in (f"mode={self.mode}" if self.mode else "", self.query) if part)
-        self.location, self.answer = await whip_offer(self.pc, f"{self.base_url}/whip?portrait={self.portrait_id}"
-                                                               f"{query}", self.api_key)
+        url = f"{self.base_url}/whip?portrait={self.portrait_id}{query}"
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        status, headers, body = await asyncio.to_thread(http, "POST", url, self.pc.localDescription.sdp.encode(),
+                                                        "application/sdp", self.api_key)
+        if status != 201:
+            await self.pc.close()
+            raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
+        self.location, self.answer = headers["location"], body.decode()
+        await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
 
     async def close(self, delete: bool = True) -> None:
         """DELETE the session (frees it at once) when it is still held, then close the peer connection."""

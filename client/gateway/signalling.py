@@ -52,6 +52,11 @@ class IceServer:
             value += f'; username="{self.username}"; credential="{self.credential or ""}"; credential-type="password"'
         return value
 
+    def browser(self) -> dict:
+        """As a browser's ``RTCPeerConnection`` takes it (``iceServers`` entries)."""
+        return {"urls": self.url, **({"username": self.username, "credential": self.credential}
+                                     if self.username else {})}
+
 
 def ice_servers(urls: list[str], username: str | None = None, credential: str | None = None) -> list[IceServer]:
     """``--ice-server`` URLs (stun:, stuns:, turn:, turns:); the username and credential go with the TURN ones."""
