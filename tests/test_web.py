@@ -574,16 +574,21 @@ def fake_camera_video(destination: Path, frames: int = 50) -> Path:
     return destination
 
 
-@pytest.fixture
-def camera_page(web, request, tmp_path):
-    """The page in a browser of its own whose camera plays a clip of d0.mp4 (permission granted)."""
-    camera = fake_camera_video(tmp_path / "camera.y4m")
-    session = chrome("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                     f"--use-file-for-fake-video-capture={camera}")
+def fake_media_page(web, request, capture: str):
+    """The page in a browser of its own with a fake camera and microphone (``capture``: the flag naming the file one
+    of them plays), permission granted."""
+    session = chrome("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", capture)
     try:
         yield from loaded(session, web, request)
     finally:
         session.quit()
+
+
+@pytest.fixture
+def camera_page(web, request, tmp_path):
+    """The page in a browser of its own whose camera plays a clip of d0.mp4 (permission granted)."""
+    camera = fake_camera_video(tmp_path / "camera.y4m")
+    yield from fake_media_page(web, request, f"--use-file-for-fake-video-capture={camera}")
 
 
 def live_streams(orchestrator) -> float:
@@ -731,12 +736,7 @@ def microphone_page(web, request, tmp_path):
     from audio_files import chirp, write_audio
 
     voice = write_audio(tmp_path / "voice.wav", chirp(2.0, 48000), 48000)
-    session = chrome("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                     f"--use-file-for-fake-audio-capture={voice}")
-    try:
-        yield from loaded(session, web, request)
-    finally:
-        session.quit()
+    yield from fake_media_page(web, request, f"--use-file-for-fake-audio-capture={voice}")
 
 
 @pytest.mark.triton
