@@ -285,8 +285,8 @@ def test_a_voice_comes_back_as_animated_frames_at_25_fps_with_the_voice_in_step(
     assert np.abs(heard).sum() > 0.25 * np.abs(samples).sum()  # the voice came back (Opus twice, cut where it waits)
     offsets = peer.av_offsets(onsets)
     assert len(offsets) == len(onsets)  # every syllable heard within 250 ms of its picture ...
-    assert all(abs(offset) < 0.1 for offset in offsets)  # ... and within 100 ms (measured: under 45 ms; two shared
-    # cores' scheduling jitter is left room)
+    # ... and within 100 ms: measured under 45 ms, the rest is room for two shared cores' scheduling jitter
+    assert all(abs(offset) < 0.1 for offset in offsets)
     assert freed(gateway, server) == (0, 0)
     assert scrape(gateway.url + "/metrics")['liveportrait_gateway_sessions_ended_total{reason="stream"}'] >= 1
 
@@ -370,7 +370,6 @@ def test_the_playout_clock_holds_the_voice_to_the_frames_that_arrived():
     assert voice.take(400, 200).tolist() == list(range(401, 601))
     assert voice.take(900, 100).tolist() == list(range(901, 961)) + [0] * 40  # not received (yet): silence
     assert voice.start == 480  # what was played is let go
-
 
 
 def test_a_voice_is_sent_at_16_khz_as_it_arrives_and_gaps_in_it_become_silence():
