@@ -84,11 +84,21 @@ def audio_messages(samples: np.ndarray, rate: int, max_seconds: float = 0.5) -> 
 
 def frame_message(frame: np.ndarray | bytes, capture_time_us: int, sequence: int, input_format: str = "jpeg",
                   jpeg_quality: int = 90) -> pb.DrivingFrame:
-    """A driving frame: RGB uint8 (H x W x 3) encoded as ``input_format`` (jpeg or i420: even sides), or an image
-    file's bytes as they are."""
+    """A driving frame: RGB uint8 (H x W x 3), or I420 planes (a 2-D uint8 array of H x 3/2 rows of W, as a video
+    decoder gives them; even sides), sent as ``input_format`` (jpeg or i420: even sides); or an image file's bytes
+    as they are. I420 planes sent as i420 go as they are, with no conversion."""
     if isinstance(frame, (bytes, bytearray)):
         return pb.DrivingFrame(data=bytes(frame), format=pb.FRAME_ENCODED, capture_time_us=capture_time_us,
                                sequence=sequence)
+    if frame.ndim == 2:
+        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+        if frame.shape[0] != h * 3 // 2 or h % 2 or w % 2:
+            raise ValueError(f"I420 planes of {frame.shape[0]} rows of {frame.shape[1]}: not a frame of even sides")
+        if input_format == "i420":
+            return pb.DrivingFrame(data=np.ascontiguousarray(frame).tobytes(), format=pb.FRAME_I420, width=w,
+                                   height=h, capture_time_us=capture_time_us, sequence=sequence)
+        bgr = cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)
+        return _jpeg_frame(bgr, jpeg_quality, capture_time_us, sequence)
     h, w = frame.shape[:2]
     if input_format == "i420":
         if h % 2 or w % 2:
@@ -97,7 +107,11 @@ def frame_message(frame: np.ndarray | bytes, capture_time_us: int, sequence: int
         data = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420).tobytes()
         return pb.DrivingFrame(data=data, format=pb.FRAME_I420, width=w, height=h, capture_time_us=capture_time_us,
                                sequence=sequence)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    return _jpeg_frame(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), jpeg_quality, capture_time_us, sequence)
+
+
+def _jpeg_frame(bgr: np.ndarray, quality: int, capture_time_us: int, sequence: int) -> pb.DrivingFrame:
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("the frame could not be JPEG-encoded")
     return pb.DrivingFrame(data=data.tobytes(), format=pb.FRAME_ENCODED, capture_time_us=capture_time_us,
@@ -194,7 +208,7 @@ class LiveStream:
         return self.started
 
     def send(self, frame: np.ndarray | bytes, capture_time_us: int | None = None, sequence: int | None = None) -> int:
-        """Queue a driving frame (RGB array or image bytes) without waiting; returns its sequence number. The capture
+        """Queue a driving frame (RGB array, I420 planes or image bytes: ``frame_message``) without waiting; returns its sequence number. The capture
         time defaults to now on this client's clock (``now_us``), which ``LiveResult.latency_s`` compares with."""
         sequence = self._sequence if sequence is None else sequence
         self._sequence = sequence + 1

@@ -219,6 +219,25 @@ def test_a_session_ends_at_the_gateways_time_limit_and_frees_its_stream(server, 
         assert scrape(gateway.url + "/metrics")['liveportrait_gateway_sessions_ended_total{reason="limit"}'] == 1
 
 
+@pytest.mark.triton
+def test_a_gateway_beside_its_orchestrator_exchanges_raw_i420_frames_with_it(server, portrait_bytes, faces):
+    """``--input-format i420 --output-format i420``: the camera's decoded planes go as they are, the animated
+    planes come back as they are (no JPEG on either side)."""
+    with GatewayProcess(server.target, BUILD / "gateway-i420.log",
+                        extra_args=("--input-format", "i420", "--output-format", "i420")) as gateway:
+        portrait = upload_portrait(gateway.url, portrait_bytes, KEY)
+
+        async def main():
+            async with WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY) as peer:
+                await peer.wait_frames(4)
+                return peer.shown, peer.latencies()
+
+        shown, latencies = run(main())
+        assert all(frame.shape == (704, 600, 3) for frame in shown) and not np.array_equal(shown[0], shown[-1])
+        assert len(latencies) >= 3 and all(0 < latency < 10 for latency in latencies)
+        assert freed(gateway, server) == (0, 0)
+
+
 def test_an_offer_must_receive_the_portraits_video():
     from client.gateway.signalling import receives_video
 

@@ -305,6 +305,20 @@ def test_frame_slot_keeps_the_newest_frame_and_the_rate_limit_allows_a_one_secon
     assert sum(rate.admit() for _ in range(15)) == 5
 
 
+def test_a_decoded_cameras_i420_planes_go_as_they_are_or_as_a_jpeg_of_the_same_picture():
+    """What a video decoder (the gateway's camera) gives: no colour conversion for i420, one for jpeg."""
+    rgb = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 96, 3), np.uint8), (9, 9), 3)
+    planes = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    raw = frame_message(planes, 40_000, 7, input_format="i420")
+    assert (raw.format, raw.width, raw.height, raw.data) == (pb.FRAME_I420, 96, 64, planes.tobytes())
+    assert (raw.capture_time_us, raw.sequence) == (40_000, 7)
+    jpeg = frame_message(planes, 0, 0, input_format="jpeg", jpeg_quality=95)
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg.data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert jpeg.format == pb.FRAME_ENCODED and np.abs(decoded.astype(int) - rgb).mean() < 3
+    with pytest.raises(ValueError, match="not a frame of even sides"):
+        frame_message(planes[:-1], 0, 0, input_format="i420")
+
+
 def test_a_session_ends_at_its_length_limit_and_when_the_server_drains():
     from types import SimpleNamespace
 

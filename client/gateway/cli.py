@@ -41,9 +41,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--fps", type=float, default=25.0,
                    help="driving frames per second sent to the orchestrator unless the offer's ?fps= says [25]")
     g.add_argument("--input-format", choices=["jpeg", "i420"], default="jpeg",
-                   help="driving frames to the orchestrator [jpeg]")
+                   help="driving frames to the orchestrator (i420: the camera's decoded planes as they are, ~10x "
+                        "the bytes of JPEG; for a gateway beside its orchestrator) [jpeg]")
     g.add_argument("--output-format", choices=["jpeg", "i420"], default="jpeg",
-                   help="animated frames from the orchestrator [jpeg]")
+                   help="animated frames from the orchestrator (i420: raw planes, no JPEG encode there nor decode "
+                        "here, ~15x the bytes) [jpeg]")
     return g
 
 

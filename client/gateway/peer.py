@@ -54,14 +54,16 @@ def upload_portrait(base_url: str, image: bytes, api_key: str | None = None, con
 
 
 class CameraTrack(MediaStreamTrack):
-    """``frames`` (RGB) played in a loop at ``fps`` as a live camera; ``captured[pts]`` = when frame pts was
-    captured (monotonic seconds)."""
+    """``frames`` (RGB) played in a loop at ``fps`` as a live camera, in I420 as cameras give them (converted once);
+    ``captured[pts]`` = when frame pts was captured (monotonic seconds)."""
 
     kind = "video"
 
     def __init__(self, frames: list[np.ndarray], fps: float):
         super().__init__()
-        self.frames, self.fps = frames, fps
+        self.frames = [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p").to_ndarray()
+                       for f in frames]
+        self.fps = fps
         self.index = 0
         self.start: float | None = None
         self.captured: dict[int, float] = {}
@@ -73,7 +75,7 @@ class CameraTrack(MediaStreamTrack):
             self.start = time.monotonic()
         due = self.start + self.index / self.fps
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        frame = av.VideoFrame.from_ndarray(self.frames[self.index % len(self.frames)], format="rgb24")
+        frame = av.VideoFrame.from_ndarray(self.frames[self.index % len(self.frames)], format="yuv420p")
         frame.pts, frame.time_base = round(self.index * CLOCK_RATE / self.fps), TIME_BASE
         self.captured[frame.pts] = time.monotonic()
         self.index += 1
@@ -174,12 +176,17 @@ class WhipPeer(GatewayPeer):
                 await self._arrived.wait()
         await asyncio.wait_for(wait(), timeout)
 
-    def latencies(self) -> list[float]:
-        """Capture -> display (seconds) of each shown frame the gateway announced, in display order."""
+    def matched(self) -> list[tuple[float, dict]]:
+        """(capture -> display in seconds, the gateway's timing message) of each shown frame the gateway announced,
+        in display order."""
         out = []
         for pts, shown in sorted(self.displayed.items()):
             stamp = self.announced.get(pts)
             captured = self.camera.captured.get(stamp["in_pts"]) if stamp else None
             if captured is not None:
-                out.append(shown - captured)
+                out.append((shown - captured, stamp))
         return out
+
+    def latencies(self) -> list[float]:
+        """Capture -> display (seconds) of each shown frame the gateway announced, in display order."""
+        return [latency for latency, _ in self.matched()]
