@@ -11,8 +11,9 @@ orchestrator's side of every Triton call (tensor preparation, gRPC serialisation
 inference itself.
 
 Stages (per driving frame): ``decode`` (``media.read_frames``: PyAV/FFmpeg H.264 decode to RGB), ``tracking``
-(``DrivingCropTracker.process``: landmark-model ROI crops and projection, ratios, crop box, driving crop + resize;
-re-detection when the face is lost), ``motion`` (``driving.extract_motion``: the driving frames' call to
+(``VideoDriving.prepare``, the service's own: with the driving crop, ``DrivingCropTracker.process`` on every frame,
+landmark-model ROI crops and projection, ratios, crop box, driving crop + resize, re-detection when the face is lost;
+without it, the face models on the first frame only and each frame resized), ``motion`` (``driving.extract_motion``: the driving frames' call to
 ``motion_extractor_u8``), ``keypoints`` (``KeypointStage``: keypoint math and the stitching call), ``render``
 (``pipeline.render``: the client side of the ``render_i420`` call), ``paste-back`` (``yuv_paste.I420Canvas``: the
 I420 crop warped into the mask's box of the I420 source and blended there; ``--paste rgb``: the RGB path,
@@ -47,14 +48,14 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from orchestrator.pipeline.driving import extract_motion
+from orchestrator.pipeline.driving import VideoDriving, extract_motion
 from orchestrator.face import make_analyzer
 from orchestrator.face.geometry import DRIVING_CROP
-from orchestrator.face.tracking import DrivingCropTracker, TrackerConfig
 from orchestrator.keypoints import source_keypoints
 from orchestrator.media import DEFAULT_ENCODER_SPEED, ENCODER_SPEEDS, FragmentedMp4Writer, probe, read_frames
+from orchestrator.config import ServerConfig
 from orchestrator.metrics import Metrics
-from orchestrator.options import AnimateOptions
+from orchestrator.options import AnimateOptions, DrivingCropOptions
 from orchestrator.pipeline.context import uncounted
 from orchestrator.pipeline.paste import PasteBack, feathered_mask
 from orchestrator.pipeline.yuv_paste import I420Canvas
@@ -69,7 +70,8 @@ EXAMPLES = REPO_ROOT.parent / "shared" / "examples"
 STAGES = ("decode", "tracking", "motion", "keypoints", "render", "paste-back", "encode")
 STAGE_NOTES = {
     "decode": "PyAV H.264 decode to RGB (driving video)",
-    "tracking": "face tracker: landmark ROI crop/projection, ratios, crop box, driving crop + resize",
+    "tracking": "face tracker: landmark ROI crop/projection, ratios, crop box, driving crop + resize (crop off: "
+                "first frame only, then resize)",
     "motion": "client side of the motion_extractor_u8 call (driving frames)",
     "keypoints": "keypoint math + client side of the stitching call",
     "render": "client side of the render_i420 call",
@@ -100,6 +102,7 @@ class CpuCostConfig:
     paste: str = "yuv"  # the paste-back path: "yuv" (videos) or "rgb" (images, live frames; the videos' before)
     face_stack: str = "mediapipe"
     encoder_speed: str = DEFAULT_ENCODER_SPEED  # a key of media.ENCODER_SPEEDS
+    opencv_threads: int = ServerConfig().opencv_threads  # the orchestrator's --opencv-threads (0: one per core)
     triton_url: str | None = None  # None: start a tritonserver child process on the tiny CPU repository
     repository: Path | None = None  # None: load_tests.replicas.tiny_cpu_repository()
     log_dir: Path = REPO_ROOT / "build" / "load"
@@ -150,20 +153,14 @@ def decode_frames(path: Path, frames: int, chunk: int) -> list[np.ndarray]:
     return out[:frames]
 
 
-async def track(analyzer, frames: list[np.ndarray], crop: bool) -> list[np.ndarray]:
-    """The driving inputs (256x256) of the frames, as ``VideoDriving`` prepares them with the face tracker."""
-    tracker = DrivingCropTracker(analyzer, TrackerConfig(crop=crop, box=DRIVING_CROP), frames[0].shape)
+async def track(driving: VideoDriving, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The driving inputs (256x256) of the frames, as the service prepares them (``VideoDriving.prepare``: the face
+    tracker on every frame when cropping, on the first frame only otherwise)."""
     inputs: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
     for frame in frames:
-        found = await tracker.process(frame)
-        if found.image_256 is None:  # before the first face: cropped with its box once it is found
-            pending.append(frame)
-            continue
-        inputs += [tracker.driving_input(f, found.box) for f in pending] + [found.image_256]
-        pending = []
-    if pending:
-        raise RuntimeError(f"no face was found in the driving video's {len(pending)} frames")
+        inputs += [image for image, _, _ in await driving.prepare(frame)]
+    if len(inputs) < len(frames):
+        raise RuntimeError(f"no face was found in the driving video's {len(frames) - len(inputs)} frames")
     return inputs
 
 
@@ -203,8 +200,10 @@ async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: b
 
     with clock.stage("decode"):
         images = decode_frames(config.video, frames, config.chunk)
+    driving = VideoDriving(config.video, probe(config.video), runner, analyzer,
+                           DrivingCropOptions(config.driving_crop, DRIVING_CROP), False, Timings())
     with clock.stage("tracking"):
-        inputs = await track(analyzer, images, config.driving_crop)
+        inputs = await track(driving, images)
     with clock.stage("motion"):
         motions = [await extract_motion(runner, part) for part in chunks(inputs, config.chunk)]
     with clock.stage("keypoints"):
@@ -233,6 +232,7 @@ async def one_pass(config: CpuCostConfig, runner: RequestRunner, source_bytes: b
 
 async def measure(config: CpuCostConfig, triton_url: str) -> dict:
     runner = TritonRunner(TritonConfig(url=triton_url), Metrics())
+    cv2.setNumThreads(config.opencv_threads or -1)  # as the orchestrator's ``serve`` does
     load_before = os.getloadavg()[0]
     try:
         request = RequestRunner(runner, Traffic(), deadline=None)
@@ -262,7 +262,7 @@ async def measure(config: CpuCostConfig, triton_url: str) -> dict:
                 "frames": config.frames, "repeats": config.repeats, "gpu_fps": config.gpu_fps,
                 "source": str(config.source), "video": str(config.video), "driving_crop": config.driving_crop,
                 "crops": config.crops, "paste": config.paste, "face_stack": config.face_stack,
-                "encoder_speed": config.encoder_speed,
+                "encoder_speed": config.encoder_speed, "opencv_threads": config.opencv_threads,
                 "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "sizes": rows}
     finally:
         await runner.close()
@@ -289,8 +289,8 @@ def cpu_cost_table(report: dict) -> str:
              f"{report['repeats']}; source {Path(report['source']).name} resized; driving crop "
              f"{'on' if report['driving_crop'] else 'off'}; pasted/encoded crops: {report['crops']}; "
              f"paste-back in {report.get('paste', 'rgb').upper()}; encoder speed "
-             f"{report.get('encoder_speed', 'smallest')}; "
-             f"{cores} cores, {report['machine']['cpu']}; 1-min load average {report['load_average'][0]:g} before, "
+             f"{report.get('encoder_speed', 'smallest')}; OpenCV threads per call "
+             f"{report.get('opencv_threads') or 'one per core'}; {cores} cores, {report['machine']['cpu']}; 1-min load average {report['load_average'][0]:g} before, "
              f"{report['load_average'][1]:g} after)", "",
              "| source | stage | CPU ms/frame | (min-max of the passes) | wall ms/frame "
              "| what runs in the orchestrator |",
@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--face-stack", choices=("mediapipe", "official"), default=defaults.face_stack)
     p.add_argument("--encoder-speed", choices=tuple(ENCODER_SPEEDS), default=defaults.encoder_speed,
                    help="the output's encoder speed (OutputOptions.encoder_speed; default: the service's)")
+    p.add_argument("--opencv-threads", type=int, default=defaults.opencv_threads,
+                   help="threads of one OpenCV call (the orchestrator's --opencv-threads; 0: one per core)")
     p.add_argument("--triton-url", default=None, help="a running Triton (default: start the tiny CPU repository)")
     p.add_argument("--report", type=Path, default=None, help="also write the figures as JSON")
     a = p.parse_args(argv)
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     config = CpuCostConfig(frames=a.frames, sizes=tuple(int(s) for s in a.sizes.split(",") if s.strip()),
                            gpu_fps=a.gpu_fps, repeats=a.repeats, source=a.source, video=a.video,
                            driving_crop=a.driving_crop == "on", crops=a.crops, paste=a.paste, face_stack=a.face_stack,
-                           encoder_speed=a.encoder_speed,
+                           encoder_speed=a.encoder_speed, opencv_threads=a.opencv_threads,
                            triton_url=a.triton_url)
     report = run_cpu_cost(config)
     if a.report:

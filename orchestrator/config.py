@@ -46,6 +46,9 @@ class ServerConfig:
     health_port: int = 0  # a plaintext port serving only grpc.health.v1 (kubelet probes when gRPC is TLS); 0: none
     health_interval_s: float = 2.0
     drain_s: float = 30.0  # on SIGTERM: how long running requests may take to finish (the pod's grace period)
+    # threads of one OpenCV call (warps, resizes, colour conversions of one frame): 1, the requests and frames in
+    # flight being the parallelism (less CPU per frame than splitting each small image across every core); 0: all
+    opencv_threads: int = 1
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -150,6 +153,9 @@ def add_options(parser, exclude: Collection[str] = ()) -> list[argparse.Action]:
                    help="also serve grpc.health.v1 in plaintext on this port (probes when gRPC uses TLS); 0: off")
     p.add_argument("--drain-seconds", type=float, default=_env("drain_seconds", d.drain_s),
                    help="on SIGTERM, how long running requests may take to finish")
+    p.add_argument("--opencv-threads", type=int, default=_env("opencv_threads", d.opencv_threads),
+                   help="threads of one OpenCV call (1: least CPU per frame, the requests in flight being the "
+                        "parallelism; 0: one per core)")
     p.add_argument("--log-level", default=_env("log_level", "INFO"), help="DEBUG, INFO, WARNING or ERROR")
     return p.added
 
@@ -167,6 +173,8 @@ def check_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(f"--max-faces must be between 1 and {dl.chunk_frames}")
     if a.live_max_streams < 0:
         p.error("--live-max-streams must be >= 0 (0: no live streams)")
+    if a.opencv_threads < 0:
+        p.error("--opencv-threads must be >= 0 (0: one per core)")
     if a.motion_cache_bytes < 0:
         p.error("--motion-cache-bytes must be >= 0 (0: no motion cache)")
     for flag in ("live_max_fps", "live_max_session_seconds", "live_idle_timeout", "live_max_frame_bytes",
@@ -198,4 +206,4 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         face_stack=a.face_stack, spool_dir=a.spool_dir, tls_cert=a.tls_cert, tls_key=a.tls_key,
         tls_client_ca=a.tls_client_ca, api_keys=a.api_keys, health_port=a.health_port, drain_s=a.drain_seconds,
         quota_redis_url=a.quota_redis_url, quota_redis_password_file=a.quota_redis_password_file,
-        quota_redis_fail=a.quota_redis_fail)
+        quota_redis_fail=a.quota_redis_fail, opencv_threads=a.opencv_threads)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -218,6 +219,7 @@ class Orchestrator:
 
 
 async def serve(config: ServerConfig) -> None:
+    cv2.setNumThreads(config.opencv_threads or -1)  # OpenCV: -1 one thread per core (its 0 is one thread)
     orchestrator = Orchestrator(config)
     await orchestrator.start()
     loop = asyncio.get_running_loop()

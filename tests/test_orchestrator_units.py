@@ -11,6 +11,7 @@ import pytest
 from client.messages import animation_options
 from client.demo_motion import demo_template
 from orchestrator.admission import Admission
+from orchestrator.config import parse_args
 from orchestrator.errors import InvalidRequest, Overloaded
 from orchestrator.keypoints import LIP_ARRAY, KeypointComposer, KeypointOptions, Motion, SourceKeypoints
 from orchestrator.media import ENCODER_SPEEDS
@@ -81,6 +82,16 @@ def test_options_are_parsed_and_checked():
             animate_options(animation_options(**bad), pb.OutputOptions())
     with pytest.raises(InvalidRequest, match="crf"):
         animate_options(pb.AnimationOptions(), pb.OutputOptions(crf=60))
+
+
+def test_one_opencv_call_uses_one_thread_unless_asked(capsys):
+    """The requests and frames in flight are the parallelism; splitting each small image across every core costs
+    more CPU per frame (load_tests/README.md)."""
+    assert parse_args([]).opencv_threads == 1
+    assert parse_args(["--opencv-threads", "0"]).opencv_threads == 0  # one per core
+    with pytest.raises(SystemExit):
+        parse_args(["--opencv-threads", "-2"])
+    assert "--opencv-threads must be >= 0" in capsys.readouterr().err
 
 
 def test_template_round_trip_and_validation():

@@ -164,7 +164,7 @@ class VideoDriving:
                 break
             with self.timings.stage("detect"):
                 for frame in batch:
-                    ready.extend(await self._prepare(frame))
+                    ready.extend(await self.prepare(frame))
             while len(ready) >= self.chunk:
                 yield await self._motion(ready[:self.chunk])
                 ready = ready[self.chunk:]
@@ -175,7 +175,7 @@ class VideoDriving:
         if ready:
             yield await self._motion(ready)
 
-    async def _prepare(self, frame: np.ndarray) -> list[tuple[np.ndarray, tuple | None, float | None]]:
+    async def prepare(self, frame: np.ndarray) -> list[tuple[np.ndarray, tuple | None, float | None]]:
         """The frame's network input and ratios (and those of frames that waited for the first face)."""
         first, self._first = self._first, False
         if not self.tracker.cropping and not self.need_ratios and not first:
@@ -227,7 +227,7 @@ class ImageDriving(VideoDriving):
 
     async def chunks(self) -> AsyncIterator[Motion]:
         with self.timings.stage("detect"):
-            ready = await self._prepare(self.image)
+            ready = await self.prepare(self.image)
         if not ready:
             raise NoFace(f"no face was found in the {self.what}; use an image showing a face")
         yield await self._motion(ready)
