@@ -208,8 +208,9 @@ class LiveStream:
         return self.started
 
     def send(self, frame: np.ndarray | bytes, capture_time_us: int | None = None, sequence: int | None = None) -> int:
-        """Queue a driving frame (RGB array, I420 planes or image bytes: ``frame_message``) without waiting; returns its sequence number. The capture
-        time defaults to now on this client's clock (``now_us``), which ``LiveResult.latency_s`` compares with."""
+        """Queue a driving frame (RGB array, I420 planes or image bytes: ``frame_message``) without waiting; returns
+        its sequence number. The capture time defaults to now on this client's clock (``now_us``), which
+        ``LiveResult.latency_s`` compares with."""
         sequence = self._sequence if sequence is None else sequence
         self._sequence = sequence + 1
         item = (frame, now_us() if capture_time_us is None else capture_time_us, sequence)

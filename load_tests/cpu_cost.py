@@ -13,11 +13,11 @@ inference itself.
 Stages (per driving frame): ``decode`` (``media.read_frames``: PyAV/FFmpeg H.264 decode to RGB), ``tracking``
 (``VideoDriving.prepare``, the service's own: with the driving crop, ``DrivingCropTracker.process`` on every frame,
 landmark-model ROI crops and projection, ratios, crop box, driving crop + resize, re-detection when the face is lost;
-without it, the face models on the first frame only and each frame resized), ``motion`` (``driving.extract_motion``: the driving frames' call to
-``motion_extractor_u8``), ``keypoints`` (``KeypointStage``: keypoint math and the stitching call), ``render``
-(``pipeline.render``: the client side of the ``render_i420`` call), ``paste-back`` (``yuv_paste.I420Canvas``: the
-I420 crop warped into the mask's box of the I420 source and blended there; ``--paste rgb``: the RGB path,
-``pipeline.output_frames``: I420 -> RGB, warp into the box, feathered blend) and ``encode``
+without it, the face models on the first frame only and each frame resized), ``motion`` (``driving.extract_motion``:
+the driving frames' call to ``motion_extractor_u8``), ``keypoints`` (``KeypointStage``: keypoint math and the
+stitching call), ``render`` (``pipeline.render``: the client side of the ``render_i420`` call), ``paste-back``
+(``yuv_paste.I420Canvas``: the I420 crop warped into the mask's box of the I420 source and blended there; ``--paste
+rgb``: the RGB path, ``pipeline.output_frames``: I420 -> RGB, warp into the box, feathered blend) and ``encode``
 (``FragmentedMp4Writer``: libx264, flush included; from RGB, OpenCV's RGB -> I420 first). Per-request work (source
 decode, detection and crop, source motion, setup) is reported separately.
 
@@ -48,12 +48,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from orchestrator.config import ServerConfig
 from orchestrator.pipeline.driving import VideoDriving, extract_motion
 from orchestrator.face import make_analyzer
 from orchestrator.face.geometry import DRIVING_CROP
 from orchestrator.keypoints import source_keypoints
 from orchestrator.media import DEFAULT_ENCODER_SPEED, ENCODER_SPEEDS, FragmentedMp4Writer, probe, read_frames
-from orchestrator.config import ServerConfig
 from orchestrator.metrics import Metrics
 from orchestrator.options import AnimateOptions, DrivingCropOptions
 from orchestrator.pipeline.context import uncounted
@@ -290,8 +290,8 @@ def cpu_cost_table(report: dict) -> str:
              f"{'on' if report['driving_crop'] else 'off'}; pasted/encoded crops: {report['crops']}; "
              f"paste-back in {report.get('paste', 'rgb').upper()}; encoder speed "
              f"{report.get('encoder_speed', 'smallest')}; OpenCV threads per call "
-             f"{report.get('opencv_threads') or 'one per core'}; {cores} cores, {report['machine']['cpu']}; 1-min load average {report['load_average'][0]:g} before, "
-             f"{report['load_average'][1]:g} after)", "",
+             f"{report.get('opencv_threads') or 'one per core'}; {cores} cores, {report['machine']['cpu']}; "
+             f"1-min load average {report['load_average'][0]:g} before, {report['load_average'][1]:g} after)", "",
              "| source | stage | CPU ms/frame | (min-max of the passes) | wall ms/frame "
              "| what runs in the orchestrator |",
              "|---|---|---|---|---|---|"]
