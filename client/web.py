@@ -41,6 +41,7 @@ from .api import AsyncPortraitClient, PortraitClient
 from .web_options import error_parts, unreachable_text
 
 DEFAULT_PORT = 7860
+SHUTDOWN_GRACE_S = 5.0  # on SIGTERM, what requests in progress get before the page's connections are closed
 KEEP_RESULTS_S = 3600.0  # results written by this process are deleted after an hour (Gradio serves its own copies)
 HEALTH_TIMEOUT_S = 5.0  # the page's check of the service when it opens
 CSS = """
@@ -171,6 +172,8 @@ def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_c
         yield
         if gateway is not None:
             await gateway.close_all()  # the WebRTC sessions end with the page's process
+        # here, not after uvicorn.run: uvicorn raises SIGTERM again once it has shut down, which ends the process
+        shutil.rmtree(app.work_dir, ignore_errors=True)
 
     site = FastAPI(lifespan=lifespan)
     if importlib.util.find_spec("aiortc") is not None:
@@ -184,8 +187,10 @@ def serve(server: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, root_c
     print(f"LivePortrait web page for {server} on http://{host}:{port}"
           + ("" if gateway else " (no WebRTC: install the 'webrtc' extra)"), flush=True)
     try:
-        uvicorn.run(site, host=host, port=port, log_level="warning")
-    finally:
+        # On SIGTERM or Ctrl-C: requests in progress get SHUTDOWN_GRACE_S, then the connections still open (a
+        # browser's page holds some) are closed, the WebRTC sessions end and the page's files are removed
+        uvicorn.run(site, host=host, port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    finally:  # also when the server did not start (a busy port)
         shutil.rmtree(app.work_dir, ignore_errors=True)
 
 

@@ -191,6 +191,24 @@ def dead_web():
         yield process
 
 
+def test_the_page_stops_at_sigterm_and_leaves_no_files(tmp_path, monkeypatch):
+    """What a pod's stop or ``liveportrait up --web`` sends: the page ends within its grace, its files gone."""
+    import signal
+
+    from client.web import SHUTDOWN_GRACE_S
+    from orchestrator.triton_process import free_port
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the page's files: a liveportrait-web-* folder in here
+    with WebProcess(f"127.0.0.1:{free_port()}", BUILD / "web-stop.log") as process:
+        assert len(list(tmp_path.glob("liveportrait-web-*"))) == 1
+        process._process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        while process.exit_code is None and time.monotonic() - started < SHUTDOWN_GRACE_S + 10:
+            time.sleep(0.1)
+        assert process.exit_code is not None, "the page still runs after SIGTERM"
+    assert list(tmp_path.glob("liveportrait-web-*")) == []
+
+
 @pytest.fixture(scope="module")
 def web(orchestrator):
     log = BUILD / "web.log"
