@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -188,6 +189,9 @@ class FragmentedMp4Writer:
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs even sides, got {width}x{height}")
         self.fps = Fraction(fps)
+        # write, close and abort one at a time: a cancelled request aborts (from the event loop) while its last write
+        # may still run in a worker thread, and closing the container under it would crash libavformat
+        self._busy = threading.Lock()
         self._sink = _Sink()
         # avoid_negative_ts disabled: the MP4 muxer places the AAC priming itself. The generic shift (the default)
         # moved the video by the priming when the video starts at 0 (no B-frames: ultrafast), stretching its first
@@ -215,6 +219,10 @@ class FragmentedMp4Writer:
         """Encode frames: I420 ([h * 3 / 2, w] uint8, what the paste-back in YUV gives) or RGB ([h, w, 3] uint8);
         returns the MP4 bytes that became available (possibly none). Each frame is copied into the encoder's own
         frame (``from_ndarray``) before this returns: the caller may reuse its buffers afterwards."""
+        with self._busy:
+            return self._write(frames)
+
+    def _write(self, frames: list[np.ndarray]) -> bytes:
         for image in frames:
             if image.ndim == 2:
                 yuv = image
@@ -230,20 +238,23 @@ class FragmentedMp4Writer:
 
     def close(self) -> bytes:
         """Flush the encoders and finish the file; returns the last bytes."""
-        self._out.mux(self._video.encode(None))
-        if self._audio:
-            self._audio.mux_until(self._frames / self.fps)
-            self._audio.flush()
-        self._out.close()
-        return self._take()
+        with self._busy:
+            self._out.mux(self._video.encode(None))
+            if self._audio:
+                self._audio.mux_until(self._frames / self.fps)
+                self._audio.flush()
+            self._out.close()
+            return self._take()
 
     def abort(self) -> None:
-        try:
-            self._out.close()
-        except (av.error.FFmpegError, ValueError):
-            pass
-        if self._audio:
-            self._audio.close()
+        """Close without finishing the file, once a write still running in another thread has returned."""
+        with self._busy:
+            try:
+                self._out.close()
+            except (av.error.FFmpegError, ValueError):
+                pass
+            if self._audio:
+                self._audio.close()
 
     def _take(self) -> bytes:
         return self._sink.take()

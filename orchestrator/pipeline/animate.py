@@ -138,7 +138,7 @@ async def _abort(opening: asyncio.Future) -> None:
     except BaseException:  # it failed to open (nothing to close), or this task is cancelled again: close when open
         opening.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result().abort())
         return
-    writer.abort()
+    await asyncio.to_thread(writer.abort)  # after a write still running in its thread (cancelled while encoding)
 
 
 def weights_warnings(weights: str) -> list[str]:
