@@ -199,13 +199,10 @@ def test_the_page_stops_at_sigterm_and_leaves_no_files(tmp_path, monkeypatch):
     from orchestrator.triton_process import free_port
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the page's files: a liveportrait-web-* folder in here
-    with WebProcess(f"127.0.0.1:{free_port()}", BUILD / "web-stop.log") as process:
-        assert len(list(tmp_path.glob("liveportrait-web-*"))) == 1
-        process._process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        while process.exit_code is None and time.monotonic() - started < SHUTDOWN_GRACE_S + 10:
-            time.sleep(0.1)
-        assert process.exit_code is not None, "the page still runs after SIGTERM"
+    process = WebProcess(f"127.0.0.1:{free_port()}", BUILD / "web-stop.log").start()
+    assert len(list(tmp_path.glob("liveportrait-web-*"))) == 1
+    process.stop(timeout_s=SHUTDOWN_GRACE_S + 10)  # SIGTERM, then SIGKILL if it still runs
+    assert process.exit_code == -signal.SIGTERM, "the page did not end by itself after SIGTERM"
     assert list(tmp_path.glob("liveportrait-web-*")) == []
 
 
