@@ -182,6 +182,29 @@ def test_a_video_frame_is_complete_at_its_marked_packet_not_when_the_next_one_st
     assert (frame.timestamp, frame.data) == (6000, bytes([13]))
 
 
+def test_a_camera_at_the_declared_rate_loses_no_frame_to_jitter_and_a_faster_one_is_held_to_it():
+    from client.gateway.session import Pacer
+
+    def admitted(arrivals: np.ndarray, fps: float) -> np.ndarray:
+        now = [0.0]
+        pacer = Pacer(fps, clock=lambda: now[0])
+        kept = []
+        for t in arrivals:
+            now[0] = t
+            if pacer.admit():
+                kept.append(t)
+        return np.array(kept)
+
+    rng = np.random.default_rng(0)
+    every_100ms = np.arange(300) * 0.1
+    jittered = np.sort(every_100ms + rng.uniform(-0.02, 0.02, 300))  # capture, codecs and network: +-20 ms
+    assert len(admitted(jittered, 10)) == 300
+    for camera_fps in (12, 30):  # a faster camera: ~10 a second (of its own frames), never a burst of more
+        kept = admitted(np.arange(30 * camera_fps) / camera_fps, 10)
+        assert 270 <= len(kept) <= 301
+        assert max(np.sum((kept >= t) & (kept < t + 1.0)) for t in kept) <= 11
+
+
 def test_an_audio_packet_is_decoded_as_it_arrives_a_missing_one_is_not_waited_for():
     from aiortc.rtp import RtpPacket
 
