@@ -20,13 +20,19 @@ largest, the syllables heard within 250 ms of their picture, voice -> mouth (a s
 picture shown) p50/p95, the first animated frame after the microphone started, and the frames shown of 25 per second
 of voice. Only the syllables whose own frame was shown are measured (real-time pacing skips frames).
 ``--voice-query`` adds query options (e.g. ``drop_late_frames=false&sampling_steps=2``).
+
+``--stack-cpus 1 --media-cpus 0``: the stack started here as the chart deploys it, the gateway in a pod of its own.
+Triton and the orchestrator run on the first CPUs, the gateway and the peers (and the direct gRPC streams) on the
+second, so the media codecs never take the renderer's cores. Both paths are measured on the same split.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import io
+import os
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import av
@@ -140,10 +146,39 @@ async def run_webrtc(target: str, gateway_url: str, levels: list[int], fps: floa
     return report
 
 
+def cpu_list(text: str) -> set[int]:
+    """``"0"``, ``"0-3"``, ``"0,2-3"`` -> a set of CPU numbers (as ``taskset -c`` reads them)."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()) or int(last or first) < int(first):
+            raise ValueError(f"not a CPU list: {text!r} (e.g. 0, 0-3 or 0,2-3)")
+        cpus.update(range(int(first), int(last or first) + 1))
+    if not cpus:
+        raise ValueError(f"not a CPU list: {text!r} (e.g. 0, 0-3 or 0,2-3)")
+    return cpus
+
+
+@contextmanager
+def pinned(cpus: set[int] | None):
+    """Run this thread, and the threads and processes it starts meanwhile, on ``cpus`` (None: unchanged)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def run_local(levels: list[int], fps: float, duration_s: float, gateway_args: tuple[str, ...] = (),
-              log=print, voice_query: str | None = None) -> dict:
+              log=print, voice_query: str | None = None, stack_cpus: set[int] | None = None,
+              media_cpus: set[int] | None = None) -> dict:
     """``run_webrtc`` (``run_voice`` with a ``voice_query``) against a tiny CPU stack and a gateway (with
-    ``gateway_args``) started here (logs in build/load/webrtc)."""
+    ``gateway_args``) started here (logs in build/load/webrtc). ``stack_cpus``: Triton and the orchestrator run
+    there; ``media_cpus``: the gateway, the peers and the direct streams."""
     from client.gateway.process import GatewayProcess
     from orchestrator.embedded import OrchestratorProcess
 
@@ -153,16 +188,22 @@ def run_local(levels: list[int], fps: float, duration_s: float, gateway_args: tu
     room = str(max(levels))
     repository = (tiny_cpu_repository() if voice_query is None
                   else tiny_cpu_repository(BUILD / "repo-tiny-cpu-audio", audio=True))
-    with triton_replicas(repository, 1, work) as (triton,), OrchestratorProcess(
-            triton.grpc_url, work / "orchestrator.log", extra_args=("--live-max-streams", room)) as orchestrator, \
-            GatewayProcess(orchestrator.target, work / "gateway.log",
-                           extra_args=("--max-sessions", room, *gateway_args)) as gw:
+    with ExitStack() as stack:
+        with pinned(stack_cpus):
+            triton, = stack.enter_context(triton_replicas(repository, 1, work))
+            orchestrator = stack.enter_context(OrchestratorProcess(
+                triton.grpc_url, work / "orchestrator.log", extra_args=("--live-max-streams", room)))
+        stack.enter_context(pinned(media_cpus))
+        gw = stack.enter_context(GatewayProcess(orchestrator.target, work / "gateway.log",
+                                                extra_args=("--max-sessions", room, *gateway_args)))
         if voice_query is not None:
             report = asyncio.run(run_voice(orchestrator.target, gw.url, levels, duration_s, query=voice_query,
                                            log=log))
         else:
             report = asyncio.run(run_webrtc(orchestrator.target, gw.url, levels, fps, duration_s, log=log))
     report["gateway_args"] = list(gateway_args)
+    report["stack_cpus"] = sorted(stack_cpus) if stack_cpus is not None else None
+    report["media_cpus"] = sorted(media_cpus) if media_cpus is not None else None
     return report
 
 
@@ -183,7 +224,9 @@ def voice_table(report: dict) -> str:
 
 def table(report: dict) -> str:
     out = io.StringIO()
-    out.write(f"{report['fps']:g} fps per peer, {report['duration_s']:g} s per level\n\n"
+    split = ("" if report.get("stack_cpus") is None else
+             f"; Triton + orchestrator on CPUs {report['stack_cpus']}, gateway + peers on CPUs {report['media_cpus']}")
+    out.write(f"{report['fps']:g} fps per peer, {report['duration_s']:g} s per level{split}\n\n"
               "| peers | path | captured | shown | drop rate | shown per s per peer | capture -> display p50 / p95 / "
               "p99 ms | of which media legs p50 / p95 ms |\n|---|---|---|---|---|---|---|---|\n")
 
@@ -213,12 +256,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="the started gateway's frames from the orchestrator [jpeg]")
     p.add_argument("--voice", action="store_true", help="the voice mode: peers speak, the voice comes back")
     p.add_argument("--voice-query", default="", help="voice mode query options, e.g. drop_late_frames=false")
+    p.add_argument("--stack-cpus", default=None,
+                   help="the started stack's Triton and orchestrator on these CPUs (e.g. 1 or 2-3; with --media-cpus)")
+    p.add_argument("--media-cpus", default=None,
+                   help="the started gateway, the peers and the direct streams on these CPUs (e.g. 0)")
     p.add_argument("--report", type=Path, default=None,
                    help="JSON; the table: .md [artifacts/load/webrtc.json, webrtc-voice.json with --voice]")
     args = p.parse_args(argv)
     levels = [int(v) for v in args.peers.split(",")]
     if bool(args.target) != bool(args.gateway):
         p.error("--target and --gateway go together")
+    if (args.stack_cpus is None) != (args.media_cpus is None) or (args.target and args.stack_cpus):
+        p.error("--stack-cpus and --media-cpus go together, for a stack started here (no --target)")
+    try:
+        split = {name: cpu_list(value) for name, value in (("stack_cpus", args.stack_cpus),
+                                                           ("media_cpus", args.media_cpus)) if value is not None}
+    except ValueError as exc:
+        p.error(str(exc))
+    if split and split["stack_cpus"] & split["media_cpus"]:
+        p.error("--stack-cpus and --media-cpus must not share a CPU")
+    if split and not split["stack_cpus"] | split["media_cpus"] <= os.sched_getaffinity(0):
+        p.error(f"this process may use CPUs {sorted(os.sched_getaffinity(0))} only")
     args.report = args.report or Path("artifacts/load/webrtc-voice.json" if args.voice else "artifacts/load/webrtc.json")
     if args.target and args.voice:
         report = asyncio.run(run_voice(args.target, args.gateway, levels, args.duration, args.api_key,
@@ -228,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         formats = ("--input-format", args.input_format, "--output-format", args.output_format)
         report = run_local(levels, args.fps, args.duration, formats,
-                           voice_query=args.voice_query if args.voice else None)
+                           voice_query=args.voice_query if args.voice else None, **split)
     write_json(report, args.report)
     text = voice_table(report) if args.voice else table(report)
     args.report.with_suffix(".md").write_text(text)

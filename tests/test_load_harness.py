@@ -153,3 +153,39 @@ def test_the_evaluation_lag_comes_from_the_chart_rules():
     assert duration_s("500ms") == 0.5 and duration_s("2m") == 120
     with pytest.raises(ValueError):
         duration_s("1m30s")
+
+
+def test_the_webrtc_benchmark_runs_what_it_starts_on_the_cpus_it_is_given():
+    import os
+    import subprocess
+
+    from load_tests.webrtc import cpu_list, pinned
+
+    assert cpu_list("0") == {0} and cpu_list("0-2") == {0, 1, 2} and cpu_list("0, 2-3") == {0, 2, 3}
+    for bad in ("", "a", "3-1", "1-"):
+        with pytest.raises(ValueError, match="not a CPU list"):
+            cpu_list(bad)
+    before = os.sched_getaffinity(0)
+    one = {min(before)}
+    with pinned(one):
+        child = subprocess.Popen(["sleep", "5"])
+    try:
+        assert os.sched_getaffinity(child.pid) == one  # a process started while pinned stays on those CPUs
+        assert os.sched_getaffinity(0) == before  # and this thread is back on its own
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_webrtc_benchmark_refuses_a_cpu_split_it_cannot_apply(capsys):
+    from load_tests.webrtc import main
+
+    for argv, words in ((["--stack-cpus", "1"], "go together"), (["--stack-cpus", "0", "--media-cpus", "0-1"],
+                                                                 "must not share"),
+                        (["--stack-cpus", "x", "--media-cpus", "0"], "not a CPU list"),
+                        (["--stack-cpus", "4096", "--media-cpus", "0"], "may use CPUs"),
+                        (["--target", "h:1", "--gateway", "http://h", "--stack-cpus", "1", "--media-cpus", "0"],
+                         "started here")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and words in capsys.readouterr().err
