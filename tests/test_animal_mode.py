@@ -170,7 +170,7 @@ def test_a_server_without_the_animal_models_says_how_to_get_them(triton_server, 
 def official_animal_client(official_weights_for_seed, tiny_cpu_repository, tmp_path_factory):
     """`liveportrait-export --model-set animal` of official-layout checkpoints (`write_checkpoints.py --animal`,
     `liveportrait_animals/base_models_v1.1/`) served beside the tiny human repository. Official checkpoints are full
-    size, so this costs ~100 s of export (80 of them the warping + decoder graph, exported and verified against
+    size, so this costs ~60 s of export (50 of them the warping + decoder graph, exported and verified against
     PyTorch) and ~15 s per rendered frame on a 2-core CPU: one frame is rendered."""
     from export_scripts.cli import ExportRequest, run_export
 

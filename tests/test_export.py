@@ -129,6 +129,23 @@ def test_an_export_that_does_not_reproduce_pytorch_is_refused(tiny_modules, tmp_
         verify_onnx(serving_modules(other)["stitching"], spec, path)
 
 
+def test_an_export_with_the_traced_batch_size_fixed_in_its_graph_is_refused(tmp_path):
+    from torch import nn
+
+    from export_scripts.model_spec import ServedModel, TensorSpec
+
+    class FixedBatch(nn.Module):
+        def forward(self, x):
+            return x.reshape(int(x.shape[0]), -1).sum(dim=1, keepdim=True)  # int(): the tracer keeps the number
+
+    spec = ServedModel("fixed_batch", (TensorSpec("x", (3, 4)),), (TensorSpec("y", (1,)),))
+    path = tmp_path / "fixed.onnx"
+    export_onnx(FixedBatch(), spec, path)  # traced at batch 2
+    with pytest.raises(ExportVerificationError, match=r"fixed_batch: ONNX output 'y' has the shape \[2, 1\] at batch 1, "
+                                                      r"PyTorch's \[1, 1\]"):
+        verify_onnx(FixedBatch(), spec, path)
+
+
 def test_cli_reports_a_bad_weights_directory(tmp_path):
     result = subprocess.run([sys.executable, "-m", "export_scripts.cli", "--weights", str(tmp_path), "--profile", "full",
                              "--target", "cpu", "--output", str(tmp_path / "out")], capture_output=True, text=True)
