@@ -24,6 +24,7 @@ import asyncio
 import fractions
 import json
 import logging
+import math
 import time
 from typing import Callable
 
@@ -86,13 +87,13 @@ class Pacer:
 
     def __init__(self, fps: float, clock=time.monotonic):
         self.interval, self.clock = 1.0 / fps, clock
-        self.due: float | None = None  # when the next frame is due
+        self.due = -math.inf  # when the next frame is due (the first is due at once)
 
     def admit(self) -> bool:
         now = self.clock()
-        if self.due is not None and now < self.due - self.interval / 2:
+        if now < self.due - self.interval / 2:
             return False
-        self.due = max(self.due if self.due is not None else now, now) + self.interval
+        self.due = max(self.due, now) + self.interval
         return True
 
 
