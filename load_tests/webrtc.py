@@ -6,8 +6,9 @@ Per level (N peers): N aiortc peers (``client.gateway.peer.WhipPeer``) each play
 (``load_tests.live``) send the same frames at the same rate. Reported per path: capture -> display latency
 p50/p95/p99 (WebRTC: the camera track handing a frame to its encoder -> the animated frame decoded at the peer,
 matched through the gateway's ``timing`` data channel; gRPC: the frame handed to ``LiveStream.send`` -> its animated
-JPEG received, not decoded), animated frames shown per second per peer, and the drop rate (1 - animated frames shown /
-frames captured). Without ``--target`` a tiny CPU stack (Triton, the orchestrator, the gateway) is started here on
+JPEG received, not decoded), animated frames shown per second per peer, the drop rate (1 - animated frames shown /
+frames captured), and the orchestrator's own time per frame (its arrival there -> its answer; WebRTC: the timing
+messages' ``server_ms``). Without ``--target`` a tiny CPU stack (Triton, the orchestrator, the gateway) is started here on
 loopback and stopped at the end.
 
     python -m load_tests.webrtc --peers 1,4 --fps 10 --duration 20 [--report artifacts/load/webrtc.json]
@@ -69,12 +70,14 @@ async def webrtc_level(gateway_url: str, portrait: str, frames: list[np.ndarray]
     # what happens outside the gateway's stream: both media legs (encode, network, decode), and the gateway's
     # conversion of the answer
     media = [latency - stamp["gateway_ms"] / 1000 for latency, stamp in matched]
+    server = [stamp["server_ms"] / 1000 for _, stamp in matched]  # the orchestrator's: arrival -> answer
     captured = sum(len(peer.camera.captured) for peer in group)
     shown = sum(len(peer.displayed) for peer in group)
     per_peer = [round(len(peer.displayed) / wall, 2) for peer in group]
     return {"path": "webrtc", "peers": peers, "captured": captured, "shown": shown, "matched": len(latencies),
             "drop_rate": round(1 - shown / captured, 4) if captured else None, "fps_per_peer": per_peer,
-            "latency_ms": percentiles_ms(latencies), "media_ms": percentiles_ms(media)}
+            "latency_ms": percentiles_ms(latencies), "media_ms": percentiles_ms(media),
+            "server_ms": percentiles_ms(server)}
 
 
 async def grpc_level(target: str, frames: list[bytes], peers: int, fps: float, duration_s: float,
@@ -87,7 +90,8 @@ async def grpc_level(target: str, frames: list[bytes], peers: int, fps: float, d
     return {"path": "grpc", "peers": peers, "captured": offered, "shown": shown,
             "drop_rate": round(1 - shown / offered, 4) if offered else None,
             "fps_per_peer": [round(s.achieved_fps, 2) for s in stats], "status": dict(codes),
-            "latency_ms": percentiles_ms([v for s in stats for v in s.latencies])}
+            "latency_ms": percentiles_ms([v for s in stats for v in s.latencies]),
+            "server_ms": percentiles_ms([v for s in stats for v in s.server_seconds])}
 
 
 async def voice_level(gateway_url: str, portrait: str, peers: int, duration_s: float, api_key: str | None,
@@ -228,7 +232,8 @@ def table(report: dict) -> str:
              f"; Triton + orchestrator on CPUs {report['stack_cpus']}, gateway + peers on CPUs {report['media_cpus']}")
     out.write(f"{report['fps']:g} fps per peer, {report['duration_s']:g} s per level{split}\n\n"
               "| peers | path | captured | shown | drop rate | shown per s per peer | capture -> display p50 / p95 / "
-              "p99 ms | of which media legs p50 / p95 ms |\n|---|---|---|---|---|---|---|---|\n")
+              "p99 ms | of which media legs p50 / p95 ms | the orchestrator's p50 / p95 ms |\n"
+              "|---|---|---|---|---|---|---|---|---|\n")
 
     def ms(values: dict | None, keys: tuple[str, ...]) -> str:
         return "-" if values is None else " / ".join("-" if values[k] is None else f"{values[k]:.0f}" for k in keys)
@@ -237,7 +242,7 @@ def table(report: dict) -> str:
         fps = r["fps_per_peer"]
         out.write(f"| {r['peers']} | {r['path']} | {r['captured']} | {r['shown']} | {r['drop_rate']:.0%} | "
                   f"{sum(fps) / len(fps):.2f} | {ms(r['latency_ms'], ('p50', 'p95', 'p99'))} | "
-                  f"{ms(r.get('media_ms'), ('p50', 'p95'))} |\n")
+                  f"{ms(r.get('media_ms'), ('p50', 'p95'))} | {ms(r.get('server_ms'), ('p50', 'p95'))} |\n")
     return out.getvalue()
 
 
