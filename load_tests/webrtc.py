@@ -8,8 +8,8 @@ p50/p95/p99 (WebRTC: the camera track handing a frame to its encoder -> the anim
 matched through the gateway's ``timing`` data channel; gRPC: the frame handed to ``LiveStream.send`` -> its animated
 JPEG received, not decoded), animated frames shown per second per peer, the drop rate (1 - animated frames shown /
 frames captured), and the orchestrator's own time per frame (its arrival there -> its answer; WebRTC: the timing
-messages' ``server_ms``). Without ``--target`` a tiny CPU stack (Triton, the orchestrator, the gateway) is started here on
-loopback and stopped at the end.
+messages' ``server_ms``). Without ``--target`` a tiny CPU stack (Triton, the orchestrator, the gateway) is started
+here on loopback and stopped at the end.
 
     python -m load_tests.webrtc --peers 1,4 --fps 10 --duration 20 [--report artifacts/load/webrtc.json]
 
@@ -273,15 +273,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--target and --gateway go together")
     if (args.stack_cpus is None) != (args.media_cpus is None) or (args.target and args.stack_cpus):
         p.error("--stack-cpus and --media-cpus go together, for a stack started here (no --target)")
-    try:
-        split = {name: cpu_list(value) for name, value in (("stack_cpus", args.stack_cpus),
-                                                           ("media_cpus", args.media_cpus)) if value is not None}
-    except ValueError as exc:
-        p.error(str(exc))
-    if split and split["stack_cpus"] & split["media_cpus"]:
-        p.error("--stack-cpus and --media-cpus must not share a CPU")
-    if split and not split["stack_cpus"] | split["media_cpus"] <= os.sched_getaffinity(0):
-        p.error(f"this process may use CPUs {sorted(os.sched_getaffinity(0))} only")
+    split = {}
+    if args.stack_cpus is not None:
+        try:
+            split = {"stack_cpus": cpu_list(args.stack_cpus), "media_cpus": cpu_list(args.media_cpus)}
+        except ValueError as exc:
+            p.error(str(exc))
+        if split["stack_cpus"] & split["media_cpus"]:
+            p.error("--stack-cpus and --media-cpus must not share a CPU")
+        if not split["stack_cpus"] | split["media_cpus"] <= os.sched_getaffinity(0):
+            p.error(f"this process may use CPUs {sorted(os.sched_getaffinity(0))} only")
     args.report = args.report or Path("artifacts/load/webrtc-voice.json" if args.voice else "artifacts/load/webrtc.json")
     if args.target and args.voice:
         report = asyncio.run(run_voice(args.target, args.gateway, levels, args.duration, args.api_key,

@@ -141,8 +141,8 @@ def test_an_export_with_the_traced_batch_size_fixed_in_its_graph_is_refused(tmp_
     spec = ServedModel("fixed_batch", (TensorSpec("x", (3, 4)),), (TensorSpec("y", (1,)),))
     path = tmp_path / "fixed.onnx"
     export_onnx(FixedBatch(), spec, path)  # traced at batch 2
-    with pytest.raises(ExportVerificationError, match=r"fixed_batch: ONNX output 'y' has the shape \[2, 1\] at batch 1, "
-                                                      r"PyTorch's \[1, 1\]"):
+    refusal = r"fixed_batch: ONNX output 'y' has the shape \[2, 1\] at batch 1, PyTorch's \[1, 1\]"
+    with pytest.raises(ExportVerificationError, match=refusal):
         verify_onnx(FixedBatch(), spec, path)
 
 
