@@ -9,7 +9,7 @@
 #   kubernetes-validate             into the project's Python environment (PYTHON, default .venv/bin/python):
 #                                   Kubernetes OpenAPI schemas that ship inside the wheel (works offline)
 #   chromium, chromedriver          Debian's `chromium` and `chromium-driver` (apt-get install as root): the headless
-#                                   browser tests/test_web.py drives through selenium
+#                                   browser tests/test_web_*.py drive through selenium
 #   redis-server                    Debian's `redis-server` (apt-get install as root): the shared quota store the
 #                                   tests start on a free loopback port (tests/redis_fixtures.py)
 # A second run with everything in place takes about a second.

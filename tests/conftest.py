@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["triton_fixtures", "golden", "redis_fixtures"]
+pytest_plugins = ["triton_fixtures", "golden", "redis_fixtures", "chart_fixtures", "web_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -21,7 +21,7 @@ def shared_dir() -> Path:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """Each phase's report on the item (``item.rep_setup``, ``item.rep_call``): fixtures keep artifacts of failed
-    tests (tests/test_web.py saves browser screenshots)."""
+    tests (tests/web_fixtures.py saves browser screenshots)."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
