@@ -163,3 +163,16 @@ def validate_all(kubernetes_validate, docs):
     for doc in docs:
         if not doc["apiVersion"].startswith(CRD_GROUPS + ("cert-manager.io/",)):
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def orchestrator_config(env: dict, monkeypatch):
+    """The orchestrator's configuration as its parser reads it from the rendered environment (plain values only;
+    secrets and fields are not there outside a pod)."""
+    from orchestrator import config as server_config
+
+    for name in [k for k in os.environ if k.startswith("LIVEPORTRAIT_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    return server_config.parse_args([])

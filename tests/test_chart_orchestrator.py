@@ -4,7 +4,6 @@ and NetworkPolicies.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 from chart_fixtures import (
     CHART, FULL, KUBE_VERSION, NAMESPACE, RELEASE, REPO, TLS_MISSING, TLS_SECRET, TOOLS, container, env_values,
-    find, kinds, orchestrator, pod_spec, render, run_helm, triton, validate_all,
+    find, kinds, orchestrator, orchestrator_config, pod_spec, render, run_helm, triton, validate_all,
 )
 
 
@@ -137,18 +136,12 @@ def test_cert_manager_certificate(helm, kubernetes_validate, headless):
 
 def test_orchestrator_reads_the_rendered_environment(helm, monkeypatch):
     """liveportrait-orchestrator's own parser turns the chart's LIVEPORTRAIT_* environment into its settings."""
-    from orchestrator import config as server_config
     sets = ("orchestrator.tls.clientCA.secretName=lp-client-ca", "orchestrator.apiKeys.secretName=lp-keys",
             "orchestrator.requestTimeoutSeconds=100")
     for example, tls in (("values.yaml", True), ("values-dev-cpu.yaml", False)):
         docs = render(helm, (example,), (TLS_SECRET, *sets) if tls else sets[1:])
         env = env_values(container(orchestrator(docs), "orchestrator"))
-        for name in [k for k in os.environ if k.startswith("LIVEPORTRAIT_")]:
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            if isinstance(value, str):
-                monkeypatch.setenv(name, value)
-        config = server_config.parse_args([])
+        config = orchestrator_config(env, monkeypatch)
         assert config.port == 50051 and config.metrics_port == 9100 and config.health_port == 8086
         assert config.drain_s == 100  # running requests may finish within the grace period
         assert str(config.api_keys) == "/etc/liveportrait/keys/keys.json"

@@ -2,7 +2,6 @@
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -11,7 +10,7 @@ import pytest
 
 from chart_fixtures import (
     CHART, FULL, KUBE_VERSION, NAMESPACE, RELEASE, container, env_values, find, kinds, missing_tool, orchestrator,
-    pod_spec, render, run_helm, template_args, validate_all, value_args,
+    orchestrator_config, pod_spec, render, run_helm, template_args, validate_all, value_args,
 )
 
 
@@ -96,7 +95,6 @@ def test_the_in_chart_redis_command_line_runs_the_real_redis_server_with_its_pas
 
 
 def test_an_external_redis_and_the_fail_mode_reach_the_orchestrators_parser(helm, monkeypatch, kubernetes_validate):
-    from orchestrator import config as server_config
     docs = render(helm, sets=(KEYS_SECRET, "quota.redis.url=rediss://quota.example.org:6380/2",
                               "quota.redis.passwordSecret=lp-redis", "quota.redis.passwordKey=pw",
                               "quota.redis.failMode=open"))
@@ -104,12 +102,7 @@ def test_an_external_redis_and_the_fail_mode_reach_the_orchestrators_parser(helm
     assert not [d for d in docs if d["metadata"]["name"] == f"{FULL}-redis"]  # no in-chart Redis
     env = env_values(container(orchestrator(docs), "orchestrator"))
     assert env["LIVEPORTRAIT_QUOTA_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "lp-redis", "key": "pw"}}
-    for name in [k for k in os.environ if k.startswith("LIVEPORTRAIT_")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        if isinstance(value, str):
-            monkeypatch.setenv(name, value)
-    config = server_config.parse_args([])
+    config = orchestrator_config(env, monkeypatch)
     assert config.quota_redis_url == "rediss://quota.example.org:6380/2" and config.quota_redis_fail == "open"
 
 
