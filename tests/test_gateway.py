@@ -141,6 +141,8 @@ def test_signalling_refusals_are_http_statuses_in_words_and_leave_nothing(gatewa
             "not sdp": http("POST", whip, b"{}", "application/json", KEY),
             "no portrait": http("POST", f"{gateway.url}/whip?portrait=nope", offer, "application/sdp", KEY),
             "bad option": http("POST", whip + "&no_such_option=1", offer, "application/sdp", KEY),
+            "no fps": http("POST", whip + "&fps=0", offer, "application/sdp", KEY),
+            "not an image": http("POST", f"{gateway.url}/portraits", b"GIF89a...", "image/jpeg", KEY),
             "patch": http("PATCH", f"{gateway.url}/whip/anything", b"", "application/trickle-ice-sdpfrag", KEY),
         }
         async with WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY):  # the gateway's only session
@@ -155,6 +157,8 @@ def test_signalling_refusals_are_http_statuses_in_words_and_leave_nothing(gatewa
     assert said["not sdp"][0] == 415 and "application/sdp" in said["not sdp"][2]
     assert said["no portrait"][0] == 404 and "upload it again" in said["no portrait"][2]
     assert said["bad option"][0] == 400 and "no_such_option" in said["bad option"][2]
+    assert said["no fps"][0] == 400 and "fps is the camera's frames per second, a number > 0" in said["no fps"][2]
+    assert said["not an image"][0] == 400 and "not a JPEG or PNG file" in said["not an image"][2]
     assert said["patch"][0] == 405
     assert said["too many"][0] == 503 and "1 sessions, its limit" in said["too many"][2]
     assert int(said["too many"][1]["retry-after"]) > 0

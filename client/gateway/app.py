@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -192,6 +193,8 @@ def query_options(request: Request, default_fps: float) -> QueryOptions:
         raise HttpError(400, "bad query option: the voice mode answers 25 frames per second of audio: leave fps out")
     try:
         fps = float(params.pop("fps", default_fps))
+        if not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"fps is the camera's frames per second, a number > 0, not {fps:g}")
         options = {name: parse_value(value) for name, value in params.items()}
         smooth = options.pop("smooth", None)
         if smooth:

@@ -25,6 +25,7 @@ import grpc
 MAX_KEY_CHARS = 256
 MAX_OFFER_BYTES = 64 * 1024
 IMAGE_TYPES = ("image/jpeg", "image/png")
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # how a JPEG and a PNG file begin
 
 
 class HttpError(Exception):
@@ -161,6 +162,8 @@ class Portraits:
             raise HttpError(400, "the portrait upload is empty")
         if len(data) > self.max_bytes:
             raise HttpError(413, f"the portrait is {len(data)} bytes; at most {self.max_bytes} are accepted")
+        if not data.startswith(IMAGE_SIGNATURES):
+            raise HttpError(400, "the portrait upload is not a JPEG or PNG file (it does not begin like one)")
         portrait_id = secrets.token_urlsafe(16)
         self._items[portrait_id] = data
         while len(self._items) > self.capacity:
