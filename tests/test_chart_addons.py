@@ -189,6 +189,7 @@ def test_gateway_is_optional_and_its_turn_media_path_opens_no_inbound_udp(helm, 
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
     c = container(deploy, "gateway")
     assert c["args"][:3] == ["gateway", "--target", f"{FULL}-orchestrator.{NAMESPACE}.svc.cluster.local:50051"]
+    assert c["args"][c["args"].index("--max-viewers") + 1] == "4"  # WHEP viewers of a session
     _gateway_cli_accepts(c["args"])
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
     assert env["LIVEPORTRAIT_GATEWAY_ICE_SERVERS"] == "turn:203.0.113.7:3478?transport=udp"

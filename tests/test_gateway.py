@@ -1,8 +1,10 @@
 """The WebRTC gateway (client/gateway) through the real stack: aiortc peers -> ``liveportrait gateway`` -> the
 orchestrator (with API keys) -> the real tritonserver (tiny profile, with the audio models). Camera frames in, animated
 frames out, each matched to the frame it was animated from (the gateway's ``timing`` data channel); a voice in, one
-animated frame per 1/25 s of it out and the voice back in step with the picture; a session's end frees its stream on
-the orchestrator at once; signalling refusals are HTTP statuses in words and leave nothing behind."""
+animated frame per 1/25 s of it out and the voice back in step with the picture; an ingest-only sender (OBS: H.264,
+sendonly) watched by WHEP viewers; a session's end frees its stream on the orchestrator at once and ends its viewers;
+signalling refusals are HTTP statuses in words and leave nothing behind. Its parts without a stack:
+tests/test_gateway_units.py."""
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +18,9 @@ import av
 import numpy as np
 import pytest
 
-from client.gateway.peer import WhipPeer, http, upload_portrait
+from aiortc import RTCPeerConnection
+
+from client.gateway.peer import WhepViewer, WhipPeer, http, upload_portrait
 from client.gateway.process import GatewayProcess
 from client.gateway.voice_peer import VoicePeer, syllables
 from orchestrator.embedded import OrchestratorProcess
@@ -167,64 +171,63 @@ def test_signalling_refusals_are_http_statuses_in_words_and_leave_nothing(gatewa
     assert offers['liveportrait_gateway_offers_total{status="401"}'] >= 2
 
 
-def test_a_video_frame_is_complete_at_its_marked_packet_not_when_the_next_one_starts():
-    from aiortc.rtp import RtpPacket
-
-    from client.gateway.rtp import MarkerJitterBuffer
-
-    def packet(sequence: int, timestamp: int, marker: bool) -> RtpPacket:
-        p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=sequence, timestamp=timestamp)
-        p._data = bytes([sequence])
-        return p
-
-    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
-    assert buffer.add(packet(10, 3000, False))[1] is None
-    assert buffer.add(packet(12, 3000, True))[1] is None  # packet 11 is missing
-    frame = buffer.add(packet(11, 3000, False))[1]  # ... now it is complete, with no later frame needed
-    assert (frame.timestamp, frame.data) == (3000, bytes([10, 11, 12]))
-    frame = buffer.add(packet(13, 6000, True))[1]
-    assert (frame.timestamp, frame.data) == (6000, bytes([13]))
+async def offer_of(*transceivers: tuple[str, str]) -> bytes:
+    """An SDP offer with these (kind, direction) transceivers."""
+    pc = RTCPeerConnection()
+    for kind, direction in transceivers:
+        pc.addTransceiver(kind, direction=direction)
+    await pc.setLocalDescription(await pc.createOffer())
+    await pc.close()
+    return pc.localDescription.sdp.encode()
 
 
-def test_a_camera_at_the_declared_rate_loses_no_frame_to_jitter_and_a_faster_one_is_held_to_it():
-    from client.gateway.session import Pacer
+@pytest.mark.triton
+def test_an_ingest_only_camera_in_h264_is_watched_by_whep_viewers(gateway, server, portrait, faces):
+    """OBS's WHIP output: the camera sent only (sendonly), in H.264. Nothing comes back on its own connection; viewers
+    watch it with the session's key (POST /whep?session=ID or ?portrait=ID), each getting the animated frames; the
+    session's end ends them."""
+    async def main():
+        async with WhipPeer(gateway.url, portrait, faces, fps=FPS, api_key=KEY, receive=False, codec="H264") as sender:
+            session = sender.location.rsplit("/", 1)[1]
+            whep = f"{gateway.url}/whep?session={session}"
+            watching = await offer_of(("video", "recvonly"))
+            refusals = {
+                "no key": http("POST", whep, watching, "application/sdp"),
+                "other key": http("POST", whep, watching, "application/sdp", "another-key"),
+                "no session": http("POST", f"{gateway.url}/whep?session=nope", watching, "application/sdp", KEY),
+                "nothing named": http("POST", f"{gateway.url}/whep", watching, "application/sdp", KEY),
+                "no video": http("POST", whep, await offer_of(("audio", "recvonly")), "application/sdp", KEY),
+            }
+            async with WhepViewer(gateway.url, f"session={session}", KEY) as first, \
+                    WhepViewer(gateway.url, f"portrait={portrait}", KEY) as second:
+                await first.wait_frames(3)
+                await second.wait_frames(3)
+                viewers = scrape(gateway.url + "/metrics")["liveportrait_gateway_viewers"]
+            after_delete = scrape(gateway.url + "/metrics")["liveportrait_gateway_viewers"]
+            last = WhepViewer(gateway.url, f"session={session}", KEY)
+            await last.start()
+            await last.wait_frames(1)
+            shown_back = len(sender.displayed)
+        deadline = time.monotonic() + 10  # the sender's DELETE ended the session, and so its viewer
+        while last.pc.connectionState != "closed" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        state = last.pc.connectionState
+        await last.close()
+        return sender.answer, refusals, first.shown, second.shown, viewers, after_delete, shown_back, state
 
-    def admitted(arrivals: np.ndarray, fps: float) -> np.ndarray:
-        now = [0.0]
-        pacer = Pacer(fps, clock=lambda: now[0])
-        kept = []
-        for t in arrivals:
-            now[0] = t
-            if pacer.admit():
-                kept.append(t)
-        return np.array(kept)
-
-    rng = np.random.default_rng(0)
-    every_100ms = np.arange(300) * 0.1
-    jittered = np.sort(every_100ms + rng.uniform(-0.02, 0.02, 300))  # capture, codecs and network: +-20 ms
-    assert len(admitted(jittered, 10)) == 300
-    for camera_fps in (12, 30):  # a faster camera: ~10 a second (of its own frames), never a burst of more
-        kept = admitted(np.arange(30 * camera_fps) / camera_fps, 10)
-        assert 270 <= len(kept) <= 301
-        assert max(np.sum((kept >= t) & (kept < t + 1.0)) for t in kept) <= 11
-
-
-def test_an_audio_packet_is_decoded_as_it_arrives_a_missing_one_is_not_waited_for():
-    from aiortc.rtp import RtpPacket
-
-    from client.gateway.rtp import MarkerJitterBuffer
-
-    def packet(sequence: int) -> RtpPacket:
-        p = RtpPacket(payload_type=111, sequence_number=sequence, timestamp=sequence * 960)
-        p._data = bytes([sequence])
-        return p
-
-    buffer = MarkerJitterBuffer(capacity=16, prefetch=4)  # aiortc's audio buffer would hold 4 packets (80 ms)
-    assert buffer.add(packet(1))[1].data == bytes([1])
-    assert buffer.add(packet(2))[1].data == bytes([2])
-    assert buffer.add(packet(4))[1].data == bytes([4])  # 3 is lost (or late): the voice goes on
-    assert buffer.add(packet(3))[1] is None  # too late: dropped
-    assert buffer.add(packet(5))[1].data == bytes([5])
+    answer, refusals, first, second, viewers, after_delete, shown_back, state = run(main())
+    assert "H264/90000" in answer and "a=recvonly" in answer  # the camera negotiated in H.264, nothing sent back
+    said = {name: (status, body.decode()) for name, (status, _, body) in refusals.items()}
+    assert said["no key"][0] == 401 and "the API key it was started with" in said["no key"][1]
+    assert said["other key"][0] == 403 and "did not start the session" in said["other key"][1]
+    assert said["no session"][0] == 404 and said["nothing named"][0] == 400 and "?session=" in said["nothing named"][1]
+    assert said["no video"][0] == 400 and "receives no video" in said["no video"][1]
+    assert all(frame.shape == (704, 600, 3) for frame in first + second)  # the portrait, animated
+    assert not np.array_equal(first[0], first[-1])
+    assert viewers == 2 and after_delete == 0 and shown_back == 0
+    assert state == "closed"
+    assert freed(gateway, server) == (0, 0)
+    assert scrape(gateway.url + "/metrics")["liveportrait_gateway_viewers"] == 0
 
 
 @pytest.mark.triton
@@ -265,36 +268,6 @@ def test_a_gateway_beside_its_orchestrator_exchanges_raw_i420_frames_with_it(ser
         assert freed(gateway, server) == (0, 0)
 
 
-def test_an_offer_must_receive_the_portraits_video():
-    from client.gateway.signalling import receives_video
-
-    head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
-    audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
-    video = "m=video {} UDP/TLS/RTP/SAVPF 96\r\n{}"
-    assert receives_video(head + audio + video.format(9, "a=recvonly\r\n"))  # a voice peer
-    assert receives_video(head + video.format(9, "a=sendrecv\r\n")) and receives_video(head + video.format(9, ""))
-    assert not receives_video(head + audio + video.format(9, "a=sendonly\r\n"))
-    assert not receives_video(head + audio) and not receives_video(head + video.format(0, "a=recvonly\r\n"))
-
-
-def test_ice_servers_and_api_keys_are_checked_in_words():
-    from client.gateway.signalling import HttpError, bearer_key, ice_servers
-
-    stun, turn = ice_servers(["stun:stun.example.org:3478", "turn:turn.example.org:3478?transport=udp"], "u", "p")
-    assert stun.link() == '<stun:stun.example.org:3478>; rel="ice-server"'  # no credentials on a STUN server
-    assert turn.link() == ('<turn:turn.example.org:3478?transport=udp>; rel="ice-server"; username="u"; '
-                           'credential="p"; credential-type="password"')
-    with pytest.raises(ValueError, match="needs a username and a credential"):
-        ice_servers(["turn:turn.example.org:3478"])
-    with pytest.raises(ValueError, match="is not a stun:"):
-        ice_servers(["http://example.org"])
-    assert bearer_key(None) is None and bearer_key("Bearer abc") == "abc"
-    for bad in ("Basic abc", "Bearer ", "Bearer a b", "Bearer " + "k" * 300, "Bearer é"):
-        with pytest.raises(HttpError) as refused:
-            bearer_key(bad)
-        assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"].startswith("Bearer")
-
-
 def scraped(url: str, name: str) -> float:
     return scrape(url).get(name, 0.0)
 
@@ -314,12 +287,16 @@ def test_a_voice_comes_back_as_animated_frames_at_25_fps_with_the_voice_in_step(
                              query="sampling_steps=1&seed=3&drop_late_frames=false") as peer:
             held = (scrape(gateway.url + "/metrics")["liveportrait_gateway_sessions"],
                     scrape(server.metrics_url)["liveportrait_live_streams"])
-            await peer.spoken()
-            await asyncio.wait_for(peer.ended(), 90)  # the rest animated and played out, then the session ends
-            return peer, held
+            session = peer.location.rsplit("/", 1)[1]
+            async with WhepViewer(gateway.url, f"session={session}", KEY, audio=True) as viewer:
+                await peer.spoken()
+                await asyncio.wait_for(peer.ended(), 90)  # the rest animated and played out, then the session ends
+            return peer, held, viewer
 
-    peer, held = run(main())
+    peer, held, viewer = run(main())
     assert held == (1, 1)
+    viewed = np.concatenate([s for _, s in viewer.heard])  # a viewer of the session sees and hears it too
+    assert viewer.displayed and np.abs(viewed).sum() > 0.1 * np.abs(samples).sum()
     driven = scraped(gateway.url + "/metrics", DRIVING_AUDIO) - sent_before  # seconds of voice the stream was sent
     assert driven == pytest.approx(1.6, abs=0.05)
     frames = peer.frames()
@@ -389,78 +366,3 @@ def test_voice_mode_refusals_are_http_statuses_in_words(gateway, server, portrai
     assert freed(gateway, server) == (0, 0)
 
 
-def test_the_playout_clock_holds_the_voice_to_the_frames_that_arrived():
-    """Frames on time keep the clock; the voice plays no further than the frames that arrived; when it waited, the
-    next frame moves the clock on by the wait (the voice resumes where it stopped, with that frame's picture)."""
-    from client.gateway.playout import Playout, VoiceBuffer
-
-    now = [100.0]
-    playout = Playout(margin_s=0.04, clock=lambda: now[0])
-    assert playout.now_s() is None  # no frame yet: nothing plays
-    playout.arrived(0.0)
-    assert playout.due(0.0) == pytest.approx(100.04) and playout.due(0.4) == pytest.approx(100.44)
-    assert playout.ready_until == pytest.approx(0.04)
-    now[0] = 100.06
-    playout.arrived(0.04)  # early (due at 100.08): held for its due time, the clock unchanged
-    assert playout.due(0.04) == pytest.approx(100.08) and playout.slipped_s == 0
-    now[0] = 100.5  # the clock is at 0.46 s of voice, the frames at 0.08: the voice has waited 0.38 s
-    playout.arrived(0.2)  # frame 5; frames 2 to 4 were skipped: frame 1 stays on screen while their sound plays
-    assert playout.slipped_s == pytest.approx(0.38)
-    assert playout.now_s() == pytest.approx(0.08)  # the voice resumes where it waited ...
-    assert playout.due(0.2) == pytest.approx(100.62)  # ... and reaches frame 5 when its picture is shown
-    assert playout.ready_until == pytest.approx(0.24)
-
-    voice = VoiceBuffer(max_seconds=1.0)
-    voice.add(np.arange(1, 481, dtype=np.int16))
-    voice.add(np.arange(481, 961, dtype=np.int16))
-    assert voice.take(400, 200).tolist() == list(range(401, 601))
-    assert voice.take(900, 100).tolist() == list(range(901, 961)) + [0] * 40  # not received (yet): silence
-    assert voice.start == 480  # what was played is let go
-
-
-def test_a_voice_is_sent_at_16_khz_as_it_arrives_and_gaps_in_it_become_silence():
-    """aiortc's decoded Opus (48 kHz stereo, 20 ms frames) -> 16 kHz mono chunks to the stream; a gap in the frames'
-    timestamps (no packets in silence, or lost ones) is filled, so the voice's time keeps the microphone's."""
-    import fractions
-
-    import av
-
-    from client.gateway.metrics import GatewayMetrics
-    from client.gateway.voice import VoiceDriver
-
-    from aiortc.mediastreams import MediaStreamError
-
-    class Stream:
-        def __init__(self):
-            self.chunks, self.closed = [], False
-
-        def send_audio(self, samples, rate):
-            self.chunks.append((samples, rate))
-
-        async def close(self):
-            self.closed = True
-
-    class Microphone:  # a received track: these frames, then its end
-        def __init__(self, frames):
-            self.frames = frames
-
-        async def recv(self):
-            if not self.frames:
-                raise MediaStreamError
-            return self.frames.pop(0)
-
-    def opus_frame(index: int) -> av.AudioFrame:
-        tone = (8000 * np.sin(np.arange(index * 960, index * 960 + 960) * 2 * np.pi * 200 / 48000)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2)[None], format="s16", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = 48000, index * 960, fractions.Fraction(1, 48000)
-        return frame
-
-    stream = Stream()
-    driver = VoiceDriver(stream, GatewayMetrics())
-    asyncio.run(driver.run(Microphone([opus_frame(i) for i in [*range(10), *range(15, 20)]])))  # 100 ms missing
-    assert stream.closed  # the track ended: the stream's side is closed (the rest of the voice is animated)
-    assert {rate for _, rate in stream.chunks} == {16000}
-    sent = np.concatenate([samples for samples, _ in stream.chunks])
-    assert sent.dtype == np.float32 and len(sent) == pytest.approx(0.4 * 16000, abs=40)  # 20 frames' time
-    assert np.abs(sent[3300:4700]).max() < 0.01 < np.abs(sent[1000:3000]).max()  # the gap is silence
-    assert driver.voice.end == pytest.approx(0.4 * 48000, abs=100)  # the voice sent back has the same time

@@ -7,7 +7,8 @@ The gateway is a client of the orchestrator's gRPC API, like the web page: each 
 orchestrators and holds no model. ``signalling`` is the HTTP side (WHIP-style offer/answer, portrait uploads, errors
 in words), ``session`` one peer connection and its stream with the camera mode's driver, ``voice`` the voice mode's
 driver (``?mode=voice``: the peer's audio drives the stream's voice mode) and ``playout`` the clock it sends frames
-and voice on, ``app`` the routes and the bounds on sessions, ``metrics`` its own Prometheus registry, ``cli`` the
+and voice on, ``viewers`` the WHEP viewers of a session (an ingest-only sender, such as OBS, is watched there),
+``app`` the routes and the bounds on sessions and viewers, ``metrics`` its own Prometheus registry, ``cli`` the
 ``liveportrait gateway`` command; ``peer`` and ``voice_peer`` are Python WHIP peers of each mode (tests, load tests).
 Needs the ``webrtc`` extra.
 """

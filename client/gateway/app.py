@@ -1,5 +1,6 @@
-"""The gateway's HTTP application (starlette): the WHIP routes, portrait uploads, ``/metrics`` and ``/healthz``;
-sessions bounded in count (one more: 503 with Retry-After) and in length (``GatewayConfig.max_session_seconds``).
+"""The gateway's HTTP application (starlette): the WHIP routes, the WHEP routes of viewers, portrait uploads,
+``/metrics`` and ``/healthz``; sessions bounded in count (one more: 503 with Retry-After) and in length
+(``GatewayConfig.max_session_seconds``), viewers in count per session (``GatewayConfig.max_viewers``).
 
     app = gateway_app(GatewayConfig(target="orchestrator:50051", max_sessions=16))
     uvicorn.run(app, host="0.0.0.0", port=8080)
@@ -7,6 +8,7 @@ sessions bounded in count (one more: 503 with Retry-After) and in length (``Gate
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import math
 import secrets
@@ -31,7 +33,10 @@ from .metrics import GatewayMetrics
 from .ports import restrict_udp_ports
 from .rtp import install as complete_frames_on_marker
 from .session import CameraDriver, GatewaySession
-from .signalling import HttpError, IceServer, Portraits, bearer_key, check_offer, receives_video, rpc_error
+from .signalling import (
+    HttpError, IceServer, Portraits, bearer_key, check_offer, received_kinds, rpc_error, unauthorized,
+)
+from .viewers import Viewer
 from .voice import VoiceDriver
 
 complete_frames_on_marker()  # frames decoded when complete (client/gateway/rtp.py)
@@ -47,6 +52,7 @@ class GatewayConfig:
     ice_servers: list[IceServer] = field(default_factory=list)
     max_sessions: int = 8
     max_session_seconds: float = 1800.0
+    max_viewers: int = 4  # WHEP viewers of one session at once
     connect_timeout_s: float = 30.0
     retry_after_s: int = 5
     default_fps: float = 25.0
@@ -63,10 +69,12 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.portraits = Portraits()
         self.sessions: dict[str, GatewaySession] = {}
+        self.viewers: dict[str, Viewer] = {}
         self.pending = 0  # offers being answered (they hold a place too)
 
     def _count(self) -> None:
         self.metrics.sessions.set(len(self.sessions))
+        self.metrics.viewers.set(len(self.viewers))
 
     def _ended(self, session: GatewaySession) -> None:
         self.sessions.pop(session.id, None)
@@ -95,7 +103,8 @@ class Gateway:
         c = self.config
         key = bearer_key(request.headers.get("authorization"))
         sdp = check_offer(request.headers.get("content-type"), await request.body())
-        portrait = self.portraits.get(request.query_params.get("portrait"))
+        portrait_id = request.query_params.get("portrait")
+        portrait = self.portraits.get(portrait_id)
         query = query_options(request, c.default_fps)
         session_id = secrets.token_urlsafe(16)
         pc = RTCPeerConnection(self._rtc_configuration())
@@ -110,7 +119,7 @@ class Gateway:
                                 c.input_format)
             driver = CameraDriver(stream, query.fps, self.metrics)
         session = GatewaySession(session_id, pc, channel, stream, driver, self.metrics, self._ended,
-                                 c.max_session_seconds, c.connect_timeout_s)
+                                 c.max_session_seconds, c.connect_timeout_s, key, portrait_id)
         try:
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -118,10 +127,7 @@ class Gateway:
                 raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
             if session.incoming is None:
                 raise HttpError(400, NOTHING_SENT[query.mode])
-            if not receives_video(sdp):
-                raise HttpError(400, "the SDP offer receives no video: the animated portrait comes back on a video "
-                                     "track (the camera's sendrecv, or a recvonly video transceiver in voice mode)")
-            session.attach()
+            session.attach(received_kinds(sdp))  # none: ingest only (sendonly), watched over WHEP
             try:
                 await stream.start()  # the orchestrator checks the key, prepares the portrait, takes a stream slot
             except grpc.aio.AioRpcError as exc:
@@ -141,6 +147,77 @@ class Gateway:
         if links:
             headers["Link"] = ", ".join(links)
         return Response(pc.localDescription.sdp, 201, headers, media_type="application/sdp")
+
+    async def watch(self, request: Request) -> Response:
+        """``POST /whep?session=ID`` (or ``?portrait=ID``): a viewer of a session (``viewers``)."""
+        c = self.config
+        key = bearer_key(request.headers.get("authorization"))
+        sdp = check_offer(request.headers.get("content-type"), await request.body())
+        session = self._watched(request)
+        if session.key is not None and not hmac.compare_digest((key or "").encode(), session.key.encode()):
+            if key is None:
+                raise unauthorized("watching a session takes the API key it was started with (Bearer)")
+            raise HttpError(403, "this API key did not start the session: watch it with the key that did")
+        if len(session.viewers) >= c.max_viewers:
+            raise HttpError(503, f"the session already has {c.max_viewers} viewers, the gateway's limit; retry later",
+                            {"Retry-After": str(c.retry_after_s)})
+        kinds = received_kinds(sdp) & session.kinds
+        if "video" not in kinds:
+            raise HttpError(400, "the WHEP offer receives no video: offer a recvonly video transceiver (and a "
+                                 "recvonly audio one to hear a voice session)")
+        pc = RTCPeerConnection(self._rtc_configuration())
+        viewer = Viewer(secrets.token_urlsafe(16), pc, session, self._viewer_ended, c.connect_timeout_s)
+        session.viewers[viewer.id] = viewer  # its place is held while the answer is made
+        self.viewers[viewer.id] = viewer
+        self._count()
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:  # aiortc's parser on a malformed offer
+                raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
+            viewer.attach(kinds)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException:
+            await viewer.close("its offer was refused")
+            raise
+        if session.closed:  # it ended while the answer was made
+            await viewer.close("the session it watched ended")
+            raise HttpError(404, "the session ended")
+        viewer.start()
+        root = request.scope.get("root_path", "")
+        headers = {"Location": f"{root}/whep/{viewer.id}", "ETag": f'"{viewer.id}"'}
+        links = [s.link() for s in c.ice_servers]
+        if links:
+            headers["Link"] = ", ".join(links)
+        return Response(pc.localDescription.sdp, 201, headers, media_type="application/sdp")
+
+    def _watched(self, request: Request) -> GatewaySession:
+        session_id, portrait_id = request.query_params.get("session"), request.query_params.get("portrait")
+        if session_id:
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise HttpError(404, f"no session {session_id[:64]!r} here (it ended, or was never started here)")
+            return session
+        if portrait_id:
+            animating = [s for s in self.sessions.values() if s.portrait_id == portrait_id]
+            if not animating:
+                raise HttpError(404, f"no session animates portrait {portrait_id[:64]!r} here now: start one with "
+                                     "POST /whip?portrait=<id>")
+            return max(animating, key=lambda s: s.started)
+        raise HttpError(400, "name the session to watch: ?session=<id> (the last part of its WHIP Location) or "
+                             "?portrait=<id> (the newest session animating it)")
+
+    def _viewer_ended(self, viewer: Viewer) -> None:
+        viewer.session.viewers.pop(viewer.id, None)
+        self.viewers.pop(viewer.id, None)
+        self._count()
+
+    async def unwatch(self, request: Request) -> Response:
+        viewer = self.viewers.get(request.path_params["viewer"])
+        if viewer is None:
+            raise HttpError(404, "no such viewer (it ended, or was never started here)")
+        await viewer.close("DELETE by the viewer")
+        return PlainTextResponse("viewer ended\n")
 
     async def delete(self, request: Request) -> Response:
         session = self.sessions.get(request.path_params["session"])
@@ -255,6 +332,8 @@ def gateway_app(config: GatewayConfig, metrics: GatewayMetrics | None = None) ->
                 response = PlainTextResponse(exc.message + "\n", exc.status, exc.headers)
             if method == gateway.offer:
                 gateway.metrics.offers.labels(str(response.status_code)).inc()
+            elif method == gateway.watch:
+                gateway.metrics.viewer_offers.labels(str(response.status_code)).inc()
             return response
         return endpoint
 
@@ -267,7 +346,8 @@ def gateway_app(config: GatewayConfig, metrics: GatewayMetrics | None = None) ->
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse(f"ok: {len(gateway.sessions)} of {config.max_sessions} sessions\n")
+        return PlainTextResponse(f"ok: {len(gateway.sessions)} of {config.max_sessions} sessions, "
+                                 f"{len(gateway.viewers)} viewers\n")
 
     @asynccontextmanager
     async def lifespan(app):
@@ -280,6 +360,9 @@ def gateway_app(config: GatewayConfig, metrics: GatewayMetrics | None = None) ->
         Route("/whip", handled(gateway.offer), methods=["POST"]),
         Route("/whip/{session}", handled(gateway.delete), methods=["DELETE"]),
         Route("/whip/{session}", not_allowed, methods=["PATCH"]),
+        Route("/whep", handled(gateway.watch), methods=["POST"]),
+        Route("/whep/{viewer}", handled(gateway.unwatch), methods=["DELETE"]),
+        Route("/whep/{viewer}", not_allowed, methods=["PATCH"]),
         Route("/portraits", handled(gateway.upload), methods=["POST"]),
         Route("/metrics", metrics_endpoint),
         Route("/healthz", healthz),

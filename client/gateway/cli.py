@@ -17,8 +17,8 @@ from pathlib import Path
 
 def add_parser(sub) -> argparse.ArgumentParser:
     g = sub.add_parser("gateway", help="WebRTC gateway: browsers (WHIP) send a camera track (or a microphone "
-                                       "track: ?mode=voice) and get the animated portrait back as a video track; "
-                                       "needs the webrtc extra")
+                                       "track: ?mode=voice) and get the animated portrait back as a video track, "
+                                       "or watch a session over WHEP; needs the webrtc extra")
     env = os.environ.get
     g.add_argument("--target", "--server", dest="target", default=None,
                    help="orchestrator HOST:PORT (default $LIVEPORTRAIT_SERVER or localhost:50051)")
@@ -32,6 +32,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_ice_options(g)
     g.add_argument("--max-sessions", type=int, default=int(env("LIVEPORTRAIT_GATEWAY_MAX_SESSIONS", "8")),
                    help="peer connections at once (one more: 503 with Retry-After) [8]")
+    g.add_argument("--max-viewers", type=int, default=int(env("LIVEPORTRAIT_GATEWAY_MAX_VIEWERS", "4")),
+                   help="WHEP viewers of one session at once (POST /whep?session=ID; one more: 503) [4]")
     g.add_argument("--max-session-seconds", type=float,
                    default=float(env("LIVEPORTRAIT_GATEWAY_MAX_SESSION_SECONDS", "1800")),
                    help="a session is ended after this long [1800]")
@@ -79,6 +81,7 @@ def cmd_gateway(args) -> int:
         raise ValueError("--tls-cert and --tls-key go together")
     config = GatewayConfig(target=args.target or default_target(), root_certificates=args.ca, client_cert=args.cert,
                            client_key=args.key, ice_servers=ice_config(args), max_sessions=args.max_sessions,
+                           max_viewers=args.max_viewers,
                            max_session_seconds=args.max_session_seconds, default_fps=args.fps,
                            udp_ports=port_range(args.udp_ports) if args.udp_ports else None,
                            input_format=args.input_format, output_format=args.output_format)

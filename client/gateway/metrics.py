@@ -15,6 +15,10 @@ class GatewayMetrics:
                               registry=r)
         self.offers = Counter("liveportrait_gateway_offers_total", "WHIP offers answered, by HTTP status",
                               ["status"], registry=r)
+        self.viewers = Gauge("liveportrait_gateway_viewers", "WHEP viewers held (each one peer connection)",
+                             registry=r)
+        self.viewer_offers = Counter("liveportrait_gateway_viewer_offers_total",
+                                     "WHEP offers (viewers) answered, by HTTP status", ["status"], registry=r)
         self.ended = Counter("liveportrait_gateway_sessions_ended_total", "Sessions ended, by why", ["reason"],
                              registry=r)
         self.frames = Counter("liveportrait_gateway_frames_total",

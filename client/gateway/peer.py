@@ -1,6 +1,6 @@
 """A WHIP peer in Python (aiortc): plays frames as a camera to the gateway, shows (receives) the animated frames and
-measures each one's capture -> display latency. Used by the tests and ``load_tests/webrtc.py``; also a minimal
-example of the protocol for other clients.
+measures each one's capture -> display latency; and a WHEP viewer of a session. Used by the tests and
+``load_tests/webrtc.py``; also a minimal example of the protocol for other clients.
 
     async with WhipPeer("http://127.0.0.1:8080", portrait_id, frames, fps=10, api_key=key) as peer:
         await peer.wait_frames(20)
@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from .session import CLOCK_RATE
@@ -85,10 +85,11 @@ class CameraTrack(MediaStreamTrack):
 class GatewayPeer:
     """What every test peer of the gateway does: its offer (``start``) with the ``timing`` data channel, the animated
     frames it is sent (``displayed``: out pts -> arrival, monotonic seconds; the first few kept in ``shown``), the
-    gateway's timing messages (``announced``) and ``close`` (DELETE, then the peer connection). ``mode``: the
-    query's mode (``voice``; empty: camera)."""
+    audio it is sent (``heard``), the gateway's timing messages (``announced``) and ``close`` (DELETE, then the peer
+    connection). ``mode``: the query's mode (``voice``; empty: camera)."""
 
     mode = ""
+    timing = True  # ask for the timing data channel
 
     def __init__(self, base_url: str, portrait_id: str, api_key: str | None = None, query: str = ""):
         self.base_url, self.portrait_id, self.api_key, self.query = base_url, portrait_id, api_key, query
@@ -97,10 +98,12 @@ class GatewayPeer:
         self.answer = ""  # the gateway's SDP answer
         self.displayed: dict[int, float] = {}
         self.shown: list[np.ndarray] = []
+        self.heard: list[tuple[float, np.ndarray]] = []  # (arrival, 48 kHz mono float32) per received audio frame
         self.announced: dict[int, dict] = {}  # out pts -> the gateway's timing message
         self._arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self.pc.createDataChannel("timing").on("message", self._on_timing)
+        if self.timing:
+            self.pc.createDataChannel("timing").on("message", self._on_timing)
         self.pc.on("track", self._on_track)
 
     async def __aenter__(self):
@@ -115,8 +118,8 @@ class GatewayPeer:
         self.announced[stamp["out_pts"]] = stamp
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            self._tasks.append(asyncio.create_task(self._show(track)))
+        listen = self._show if track.kind == "video" else self._listen
+        self._tasks.append(asyncio.create_task(listen(track)))
 
     async def _show(self, track: MediaStreamTrack) -> None:
         try:
@@ -129,6 +132,16 @@ class GatewayPeer:
         except MediaStreamError:
             self._video_ended()
 
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                arrived = time.monotonic()
+                data = frame.to_ndarray().astype(np.float32) / 32768  # s16 interleaved
+                self.heard.append((arrived, data.reshape(-1, frame.layout.nb_channels).mean(axis=1)))
+        except MediaStreamError:
+            pass
+
     def _video_ended(self) -> None:
         """The gateway's video track ended."""
 
@@ -136,10 +149,14 @@ class GatewayPeer:
         """Whether the gateway still holds the session (``close`` deletes it)."""
         return True
 
+    def url(self) -> str:
+        """Where the offer goes."""
+        query = "".join(f"&{part}" for part in (f"mode={self.mode}" if self.mode else "", self.query) if part)
+        return f"{self.base_url}/whip?portrait={self.portrait_id}{query}"
+
     async def start(self) -> None:
         """POST the offer; RuntimeError with the gateway's status and words when it refuses."""
-        query = "".join(f"&{part}" for part in (f"mode={self.mode}" if self.mode else "", self.query) if part)
-        url = f"{self.base_url}/whip?portrait={self.portrait_id}{query}"
+        url = self.url()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         status, headers, body = await asyncio.to_thread(http, "POST", url, self.pc.localDescription.sdp.encode(),
                                                         "application/sdp", self.api_key)
@@ -148,6 +165,14 @@ class GatewayPeer:
             raise RuntimeError(f"HTTP {status}: {body.decode(errors='replace').strip()}")
         self.location, self.answer = headers["location"], body.decode()
         await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
+
+    async def wait_frames(self, count: int, timeout: float = 60) -> None:
+        """Until ``count`` animated frames were shown (TimeoutError otherwise)."""
+        async def wait():
+            while len(self.displayed) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        await asyncio.wait_for(wait(), timeout)
 
     async def close(self, delete: bool = True) -> None:
         """DELETE the session (frees it at once) when it is still held, then close the peer connection."""
@@ -160,21 +185,17 @@ class GatewayPeer:
 
 
 class WhipPeer(GatewayPeer):
-    """A camera-mode session with the gateway: ``frames`` played as the camera at ``fps``."""
+    """A camera-mode session with the gateway: ``frames`` played as the camera at ``fps``; with ``receive=False``
+    ingest only (sendonly, as OBS's WHIP output), with ``codec`` (e.g. ``H264``) the camera sent in that codec only."""
 
     def __init__(self, base_url: str, portrait_id: str, frames: list[np.ndarray], fps: float = 10,
-                 api_key: str | None = None, query: str = ""):
+                 api_key: str | None = None, query: str = "", receive: bool = True, codec: str | None = None):
         super().__init__(base_url, portrait_id, api_key, query)
         self.camera = CameraTrack(frames, fps)
-        self.pc.addTrack(self.camera)
-
-    async def wait_frames(self, count: int, timeout: float = 60) -> None:
-        """Until ``count`` animated frames were shown (TimeoutError otherwise)."""
-        async def wait():
-            while len(self.displayed) < count:
-                self._arrived.clear()
-                await self._arrived.wait()
-        await asyncio.wait_for(wait(), timeout)
+        transceiver = self.pc.addTransceiver(self.camera, direction="sendrecv" if receive else "sendonly")
+        if codec:
+            transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                             if c.mimeType.lower() == f"video/{codec.lower()}"])
 
     def matched(self) -> list[tuple[float, dict]]:
         """(capture -> display in seconds, the gateway's timing message) of each shown frame the gateway announced,
@@ -190,3 +211,20 @@ class WhipPeer(GatewayPeer):
     def latencies(self) -> list[float]:
         """Capture -> display (seconds) of each shown frame the gateway announced, in display order."""
         return [latency for latency, _ in self.matched()]
+
+
+class WhepViewer(GatewayPeer):
+    """A viewer of a session over WHEP: ``watch`` is ``session=ID`` (the last part of the session's WHIP Location)
+    or ``portrait=ID``; receives its video, and its audio with ``audio=True`` (a voice session)."""
+
+    timing = False
+
+    def __init__(self, base_url: str, watch: str, api_key: str | None = None, audio: bool = False):
+        super().__init__(base_url, "", api_key)
+        self.watch = watch
+        self.pc.addTransceiver("video", direction="recvonly")
+        if audio:
+            self.pc.addTransceiver("audio", direction="recvonly")
+
+    def url(self) -> str:
+        return f"{self.base_url}/whep?{self.watch}"

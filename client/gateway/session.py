@@ -45,12 +45,11 @@ TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
 
 
 class AnimatedTrack(MediaStreamTrack):
-    """The outgoing video: the newest animated frame not yet taken by the encoder (one; a newer one replaces it)."""
+    """An outgoing track: the newest frame not yet taken by the encoder (one; a newer one replaces it)."""
 
-    kind = "video"
-
-    def __init__(self):
+    def __init__(self, kind: str = "video"):
         super().__init__()
+        self.kind = kind
         self._frame: av.VideoFrame | None = None
         self._ready = asyncio.Event()
 
@@ -73,6 +72,47 @@ class AnimatedTrack(MediaStreamTrack):
             await self._ready.wait()
         frame, self._frame = self._frame, None
         return frame
+
+
+class Fanout:
+    """One of a session's outgoing tracks to each of its consumers: the peer's own connection (when its offer
+    receives that kind) and WHEP viewers. A reader takes each frame of ``source`` as soon as it is ready and offers it
+    to every consumer's ``AnimatedTrack`` (one frame each: a newer one replaces it, ``on_drop`` counts that); with no
+    consumer the frames are let go. Each consumer after the first gets a copy: the encoders run in threads and PyAV
+    changes a frame as it encodes it (its timestamps, its picture type)."""
+
+    def __init__(self, source: MediaStreamTrack, on_drop: Callable[[], None] | None = None):
+        self.source, self.on_drop = source, on_drop
+        self.consumers: list[AnimatedTrack] = []
+
+    def subscribe(self) -> AnimatedTrack:
+        track = AnimatedTrack(self.source.kind)
+        self.consumers.append(track)
+        return track
+
+    async def run(self) -> None:
+        """Until the source ends; then every consumer's track ends too."""
+        try:
+            while True:
+                frame = await self.source.recv()
+                self.consumers = [t for t in self.consumers if t.readyState == "live"]
+                for index, track in enumerate(self.consumers):
+                    if track.put(frame if index == 0 else copied(frame)) and self.on_drop is not None:
+                        self.on_drop()
+        except MediaStreamError:
+            for track in self.consumers:
+                track.stop()
+
+
+def copied(frame: av.VideoFrame | av.AudioFrame) -> av.VideoFrame | av.AudioFrame:
+    """A frame of its own with the same picture or samples and timing."""
+    if isinstance(frame, av.AudioFrame):
+        copy = av.AudioFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name)
+        copy.sample_rate = frame.sample_rate
+    else:
+        copy = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    copy.pts, copy.time_base = frame.pts, frame.time_base
+    return copy
 
 
 class Pacer:
@@ -170,8 +210,7 @@ class CameraDriver:
                            "server_ms": round(result.server_seconds * 1000, 1),
                            "gateway_ms": round(result.latency_s * 1000, 1), "dropped": result.frames_dropped})
         self.metrics.frames.labels("out").inc()
-        if self.video.put(frame):
-            self.metrics.dropped.labels("output").inc()
+        self.video.put(frame)  # the session's Fanout takes it at once, for each consumer
 
     async def finish(self) -> None:
         """The stream ended: nothing waits to be sent (the last frame went out as it came)."""
@@ -181,13 +220,17 @@ class CameraDriver:
 
 
 class GatewaySession:
-    """One peer connection and its live stream: ``attach`` after the offer was set (the outgoing tracks join the
-    offer's transceivers), ``start`` after the answer was made; ``close`` is idempotent."""
+    """One peer connection and its live stream: ``attach`` after the offer was set (the outgoing tracks the peer
+    receives join the offer's transceivers), ``start`` after the answer was made; ``close`` is idempotent (and
+    ends the session's WHEP viewers, ``viewers``)."""
 
     def __init__(self, session_id: str, pc: RTCPeerConnection, channel, stream: LiveStream, driver,
                  metrics: GatewayMetrics, on_end: Callable[["GatewaySession"], None], max_seconds: float,
-                 connect_timeout_s: float = 30.0):
+                 connect_timeout_s: float = 30.0, key: str | None = None, portrait_id: str | None = None):
         self.id = session_id
+        self.key = key  # the API key the session was started with (its viewers present the same)
+        self.portrait_id = portrait_id
+        self.started = time.monotonic()
         self.pc = pc
         self.channel = channel  # the session's own gRPC channel (it carries the caller's API key)
         self.stream = stream
@@ -197,6 +240,8 @@ class GatewaySession:
         self.connect_timeout_s = connect_timeout_s
         self.driver = driver  # CameraDriver or voice.VoiceDriver
         driver.announce = self._announce
+        self.fanouts = [Fanout(t, self._output_dropped if t.kind == "video" else None) for t in driver.outgoing]
+        self.viewers: dict = {}  # viewer id -> viewers.Viewer
         self.incoming: MediaStreamTrack | None = None
         self.timing = None  # the peer's "timing" data channel
         self.closed = False
@@ -214,9 +259,22 @@ class GatewaySession:
         else:
             self._unused.append(track)
 
-    def attach(self) -> None:
-        """The driver's outgoing tracks, each on the offer's transceiver of its kind (sendrecv or recvonly there)."""
-        for track in self.driver.outgoing:
+    def _output_dropped(self) -> None:
+        self.metrics.dropped.labels("output").inc()
+
+    @property
+    def kinds(self) -> set[str]:
+        """What the session sends: video, and audio in voice mode."""
+        return {f.source.kind for f in self.fanouts}
+
+    def subscribe(self, kinds: set[str]) -> list[MediaStreamTrack]:
+        """A new consumer's tracks of those ``kinds`` (the peer's own, a viewer's)."""
+        return [f.subscribe() for f in self.fanouts if f.source.kind in kinds]
+
+    def attach(self, kinds: set[str]) -> None:
+        """The outgoing tracks of the ``kinds`` the peer receives, each on the offer's transceiver of its kind
+        (sendrecv or recvonly there); none for an ingest-only offer (sendonly: watched over WHEP, if at all)."""
+        for track in self.subscribe(kinds):
             self.pc.addTrack(track)
 
     def _on_datachannel(self, channel) -> None:
@@ -234,7 +292,8 @@ class GatewaySession:
     def start(self) -> None:
         """After the answer: drive the stream, send its frames back, keep the session's time limits."""
         self._tasks = [asyncio.create_task(self._drive()), asyncio.create_task(self._send_back()),
-                       asyncio.create_task(self._limits()), *(asyncio.create_task(drain(t)) for t in self._unused)]
+                       asyncio.create_task(self._limits()), *(asyncio.create_task(drain(t)) for t in self._unused),
+                       *(asyncio.create_task(f.run()) for f in self.fanouts)]
 
     async def _drive(self) -> None:
         try:
@@ -285,6 +344,9 @@ class GatewaySession:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
+        for track in [t for f in self.fanouts for t in f.consumers]:
+            track.stop()
+        await asyncio.gather(*(v.close("the session it watched ended") for v in list(self.viewers.values())))
         await self.pc.close()
         await self.channel.close()
 

@@ -4,10 +4,15 @@ every refusal as an HTTP status with a sentence.
     POST /portraits          image bytes (image/jpeg, image/png)  -> 201 {"id": ...}
     POST /whip?portrait=ID   application/sdp offer (and the animation's query options) -> 201 + SDP answer,
                              Location: /whip/SESSION, Link: <stun:...>; rel="ice-server" per configured server.
-                             Camera mode (the default): the offer sends and receives video. mode=voice: the offer
-                             sends audio (sendrecv to hear the voice back) and receives video (recvonly or sendrecv)
+                             Camera mode (the default): the offer sends video, and receives the animated video
+                             back (sendrecv) or not (sendonly, ingest only: OBS). mode=voice: the offer sends audio
+                             (sendrecv to hear the voice back) and receives video (recvonly) or not (sendonly)
     DELETE /whip/SESSION     ends the session and frees its stream at once -> 200
     PATCH /whip/SESSION      405 (no trickle ICE or ICE restart: the answer carries all the gateway's candidates)
+    POST /whep?session=ID    (or ?portrait=ID: the newest session animating it) application/sdp offer receiving video
+                             (and audio, for a voice) -> 201 + SDP answer, Location: /whep/VIEWER: a viewer of the
+                             session's animated portrait (WHEP), with the session's API key
+    DELETE /whep/VIEWER      ends the viewer -> 200
 
 The API key is the gRPC API's: ``Authorization: Bearer <key>`` is forwarded to the orchestrator, which decides
 (UNAUTHENTICATED -> 401, PERMISSION_DENIED -> 403, a key's quota -> 429 with Retry-After, the orchestrator's stream
@@ -127,21 +132,20 @@ def check_offer(content_type: str | None, body: bytes) -> str:
         raise HttpError(400, "the SDP offer is not UTF-8 text") from None
     if not text.startswith("v=0"):
         raise HttpError(400, "the body is not an SDP offer (it must start with 'v=0')")
-    if "\nm=video" not in text:
-        raise HttpError(400, "the SDP offer has no video section: the animated portrait comes back on a video track "
-                             "(camera mode: sendrecv, the camera sent on it; voice mode: recvonly)")
     return text
 
 
-def receives_video(sdp: str) -> bool:
-    """Whether an SDP offer has a video section its sender receives on (sendrecv, the default, or recvonly)."""
+def received_kinds(sdp: str) -> set[str]:
+    """The media kinds (audio, video) an SDP offer's sender receives on: sections sendrecv (the default) or
+    recvonly. An ingest-only offer (OBS: sendonly) receives none."""
+    kinds = set()
     for section in sdp.split("\nm=")[1:]:
         kind, _, rest = section.partition(" ")
         lines = {line.strip() for line in section.splitlines()}
         rejected = rest.split(" ", 1)[0] == "0" and "a=bundle-only" not in lines
-        if kind == "video" and not rejected and not lines & {"a=sendonly", "a=inactive"}:
-            return True
-    return False
+        if kind in ("audio", "video") and not rejected and not lines & {"a=sendonly", "a=inactive"}:
+            kinds.add(kind)
+    return kinds
 
 
 class Portraits:

@@ -105,7 +105,6 @@ class VoicePeer(GatewayPeer):
                  query: str = ""):
         super().__init__(base_url, portrait_id, api_key, query)
         self.microphone = MicrophoneTrack(samples)
-        self.heard: list[tuple[float, np.ndarray]] = []  # (arrival, 48 kHz mono float32) per received audio frame
         self._closed = asyncio.Event()
         self.sender = self.pc.addTrack(self.microphone)  # sendrecv: the voice comes back on it
         self.pc.addTransceiver("video", direction="recvonly")
@@ -115,26 +114,11 @@ class VoicePeer(GatewayPeer):
         if self.pc.connectionState in ("closed", "failed"):
             self._closed.set()
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self._tasks.append(asyncio.create_task(self._listen(track)))
-        super()._on_track(track)
-
     def _video_ended(self) -> None:
         self._closed.set()
 
     def _held(self) -> bool:
         return not self._closed.is_set()
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                arrived = time.monotonic()
-                data = frame.to_ndarray().astype(np.float32) / 32768  # s16 interleaved
-                self.heard.append((arrived, data.reshape(-1, frame.layout.nb_channels).mean(axis=1)))
-        except MediaStreamError:
-            pass
 
     async def spoken(self) -> None:
         """Until the whole recording was sent; then the microphone is closed (RTCP BYE: the gateway's stream side
