@@ -121,10 +121,7 @@ class Gateway:
         session = GatewaySession(session_id, pc, channel, stream, driver, self.metrics, self._ended,
                                  c.max_session_seconds, c.connect_timeout_s, key, portrait_id)
         try:
-            try:
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            except Exception as exc:  # aiortc's parser: ValueError, KeyError, ... on a malformed offer
-                raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
+            await set_offer(pc, sdp)
             if session.incoming is None:
                 raise HttpError(400, NOTHING_SENT[query.mode])
             session.attach(received_kinds(sdp))  # none: ingest only (sendonly), watched over WHEP
@@ -141,9 +138,13 @@ class Gateway:
         self.sessions[session_id] = session
         self._count()
         session.start()
+        return self._answered(request, pc, f"whip/{session_id}")
+
+    def _answered(self, request: Request, pc: RTCPeerConnection, resource: str) -> Response:
+        """201 with the SDP answer, the new resource's ``Location`` and a ``Link`` per ICE server."""
         root = request.scope.get("root_path", "")  # the gateway mounted under a path (the web page's /webrtc)
-        headers = {"Location": f"{root}/whip/{session_id}", "ETag": f'"{session_id}"'}
-        links = [s.link() for s in c.ice_servers]
+        headers = {"Location": f"{root}/{resource}", "ETag": f'"{resource.rsplit("/", 1)[1]}"'}
+        links = [s.link() for s in self.config.ice_servers]
         if links:
             headers["Link"] = ", ".join(links)
         return Response(pc.localDescription.sdp, 201, headers, media_type="application/sdp")
@@ -171,10 +172,7 @@ class Gateway:
         self.viewers[viewer.id] = viewer
         self._count()
         try:
-            try:
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            except Exception as exc:  # aiortc's parser on a malformed offer
-                raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}")
+            await set_offer(pc, sdp)
             viewer.attach(kinds)
             await pc.setLocalDescription(await pc.createAnswer())
         except BaseException:
@@ -184,12 +182,7 @@ class Gateway:
             await viewer.close("the session it watched ended")
             raise HttpError(404, "the session ended")
         viewer.start()
-        root = request.scope.get("root_path", "")
-        headers = {"Location": f"{root}/whep/{viewer.id}", "ETag": f'"{viewer.id}"'}
-        links = [s.link() for s in c.ice_servers]
-        if links:
-            headers["Link"] = ", ".join(links)
-        return Response(pc.localDescription.sdp, 201, headers, media_type="application/sdp")
+        return self._answered(request, pc, f"whep/{viewer.id}")
 
     def _watched(self, request: Request) -> GatewaySession:
         session_id, portrait_id = request.query_params.get("session"), request.query_params.get("portrait")
@@ -233,6 +226,14 @@ class Gateway:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("the gateway is shutting down", "shutdown") for s in list(self.sessions.values())))
+
+
+async def set_offer(pc: RTCPeerConnection, sdp: str) -> None:
+    """The peer's offer on ``pc``; 400 in words when aiortc cannot use it."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+    except Exception as exc:  # aiortc's parser: ValueError, KeyError, ... on a malformed offer
+        raise HttpError(400, f"the SDP offer could not be used: {str(exc)[:200] or type(exc).__name__}") from None
 
 
 NOTHING_SENT = {"camera": "the SDP offer sends no video: send the camera as a video track (sendrecv)",

@@ -321,11 +321,9 @@ class GatewaySession:
 
     async def _limits(self) -> None:
         started = time.monotonic()
-        while self.pc.connectionState != "connected":
-            if time.monotonic() - started > self.connect_timeout_s:
-                await self.close(f"ICE did not connect within {self.connect_timeout_s:g} s", "ice")
-                return
-            await asyncio.sleep(0.1)
+        if not await connected(self.pc, self.connect_timeout_s):
+            await self.close(f"ICE did not connect within {self.connect_timeout_s:g} s", "ice")
+            return
         await asyncio.sleep(max(0.0, self.max_seconds - (time.monotonic() - started)))
         await self.close(f"the session reached the gateway's limit of {self.max_seconds:g} s", "limit")
 
@@ -349,6 +347,16 @@ class GatewaySession:
         await asyncio.gather(*(v.close("the session it watched ended") for v in list(self.viewers.values())))
         await self.pc.close()
         await self.channel.close()
+
+
+async def connected(pc: RTCPeerConnection, timeout_s: float) -> bool:
+    """Whether ``pc`` connects (ICE and DTLS) within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while pc.connectionState != "connected":
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 async def drain(track: MediaStreamTrack) -> None:

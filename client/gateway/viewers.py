@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Callable
 
 from aiortc import MediaStreamTrack, RTCPeerConnection
+
+from .session import connected
 
 log = logging.getLogger("liveportrait.gateway")
 
@@ -48,12 +49,8 @@ class Viewer:
             await self.close(f"the viewer's peer connection {self.pc.connectionState}")
 
     async def _connect_limit(self) -> None:
-        started = time.monotonic()
-        while self.pc.connectionState != "connected":
-            if time.monotonic() - started > self.connect_timeout_s:
-                await self.close(f"ICE did not connect within {self.connect_timeout_s:g} s")
-                return
-            await asyncio.sleep(0.1)
+        if not await connected(self.pc, self.connect_timeout_s):
+            await self.close(f"ICE did not connect within {self.connect_timeout_s:g} s")
 
     async def close(self, reason: str) -> None:
         if self.closed:
