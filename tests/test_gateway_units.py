@@ -177,3 +177,19 @@ def test_a_voice_is_sent_at_16_khz_as_it_arrives_and_gaps_in_it_become_silence()
     assert sent.dtype == np.float32 and len(sent) == pytest.approx(0.4 * 16000, abs=40)  # 20 frames' time
     assert np.abs(sent[3300:4700]).max() < 0.01 < np.abs(sent[1000:3000]).max()  # the gap is silence
     assert driver.voice.end == pytest.approx(0.4 * 48000, abs=100)  # the voice sent back has the same time
+
+
+def test_a_viewer_is_refused_in_words_when_there_is_nothing_to_watch_or_viewers_are_off():
+    from starlette.testclient import TestClient
+
+    from client.gateway.app import GatewayConfig, gateway_app
+
+    offer = {"content": b"v=0\r\n", "headers": {"Content-Type": "application/sdp"}}
+    with TestClient(gateway_app(GatewayConfig())) as client:
+        assert client.post("/whep?session=gone", **offer).status_code == 404
+        nothing = client.post("/whep", **offer)
+        assert nothing.status_code == 400 and "?session=<id>" in nothing.text
+        assert client.delete("/whep/gone").status_code == 404
+    with TestClient(gateway_app(GatewayConfig(max_viewers=0))) as client:
+        off = client.post("/whep?session=any", **offer)
+        assert off.status_code == 403 and "serves no viewers" in off.text

@@ -152,6 +152,8 @@ class Gateway:
     async def watch(self, request: Request) -> Response:
         """``POST /whep?session=ID`` (or ``?portrait=ID``): a viewer of a session (``viewers``)."""
         c = self.config
+        if c.max_viewers == 0:
+            raise HttpError(403, "this gateway serves no viewers (--max-viewers 0)")
         key = bearer_key(request.headers.get("authorization"))
         sdp = check_offer(request.headers.get("content-type"), await request.body())
         session = self._watched(request)
