@@ -111,7 +111,9 @@ def copied(frame: av.VideoFrame | av.AudioFrame) -> av.VideoFrame | av.AudioFram
         copy.sample_rate = frame.sample_rate
     else:
         copy = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-    copy.pts, copy.time_base = frame.pts, frame.time_base
+    copy.pts = frame.pts
+    if frame.time_base is not None:
+        copy.time_base = frame.time_base
     return copy
 
 
@@ -150,11 +152,13 @@ def driving_picture(frame: av.VideoFrame) -> np.ndarray:
 
 
 def video_frame(result: LiveResult) -> av.VideoFrame:
-    """The animated frame as a video frame: I420 planes as they are, JPEG decoded."""
+    """The animated frame as a video frame: I420 planes as they are; JPEG decoded and, of even sides, converted to
+    I420 here once rather than by each consumer's encoder."""
     if result.format == pb.FRAME_I420:
         planes = np.frombuffer(result.image, np.uint8).reshape(result.height * 3 // 2, result.width)
         return av.VideoFrame.from_ndarray(planes, format="yuv420p")
-    return av.VideoFrame.from_ndarray(result.rgb(), format="rgb24")
+    frame = av.VideoFrame.from_ndarray(result.rgb(), format="rgb24")
+    return frame.reformat(format="yuv420p") if frame.width % 2 == 0 and frame.height % 2 == 0 else frame
 
 
 class CameraDriver:
@@ -320,11 +324,10 @@ class GatewaySession:
         self._server_dropped = result.frames_dropped
 
     async def _limits(self) -> None:
-        started = time.monotonic()
         if not await connected(self.pc, self.connect_timeout_s):
             await self.close(f"ICE did not connect within {self.connect_timeout_s:g} s", "ice")
             return
-        await asyncio.sleep(max(0.0, self.max_seconds - (time.monotonic() - started)))
+        await asyncio.sleep(max(0.0, self.max_seconds - (time.monotonic() - self.started)))
         await self.close(f"the session reached the gateway's limit of {self.max_seconds:g} s", "limit")
 
     async def close(self, reason: str, kind: str) -> None:
